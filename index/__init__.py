@@ -1,0 +1,1 @@
+"""Embed an image collection and keep it as a persistent FAISS index artifact."""

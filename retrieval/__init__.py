@@ -1,0 +1,1 @@
+"""kNN neighbours over an index artifact, relation graphs, and retrieval debugging."""
