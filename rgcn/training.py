@@ -1,0 +1,216 @@
+"""Training: AdamW with linear warm-up, dev evaluation every epoch, best-dev checkpoint,
+one test evaluation at the end, resumable from the last epoch.
+
+A run folder holds::
+
+    config.json            the resolved run config
+    metrics.jsonl / .csv   one row per epoch (loss, dev P/R/F1, time)
+    curve.png              training loss and dev F1 per epoch
+    best/  last/           checkpoints (last/ also holds the optimizer state)
+    valid_predictions.conll, test_predictions.conll, results.json
+"""
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import get_linear_schedule_with_warmup
+
+from .batching import BucketSampler, TaggingDataset
+from .checkpoint import build_tagger, load_checkpoint, save_checkpoint
+from .config import RunConfig
+from .corpus import Corpus, read_corpus, write_conll
+from .metrics import Scores
+from .tagger import Tagger, label_set
+
+log = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def read_splits(cfg: RunConfig) -> dict[str, Corpus]:
+    d = cfg.data
+    splits = {"train": read_corpus(d.train, d.images, d.format, require_tags=True),
+              "valid": read_corpus(d.valid, d.images, d.format, require_tags=True)}
+    if d.test:
+        splits["test"] = read_corpus(d.test, d.images, d.format, require_tags=True)
+        if d.drop_test_images:
+            for s in splits["test"]:
+                s.image, s.image_missing = None, False
+    return splits
+
+
+def param_groups(model: Tagger, cfg: RunConfig):
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+    groups = {(True, True): [], (True, False): [], (False, True): [], (False, False): []}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        is_backbone = name.startswith("encoder.backbone.")
+        decay = not any(n in name for n in no_decay)
+        groups[(is_backbone, decay)].append(p)
+    t = cfg.train
+    return [{"params": ps, "lr": t.lr if bb else t.head_lr, "weight_decay": t.weight_decay if dec else 0.0}
+            for (bb, dec), ps in groups.items() if ps]
+
+
+def plot_curve(history: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [h["epoch"] for h in history]
+    fig, ax1 = plt.subplots(figsize=(6, 3.6))
+    ax1.plot(epochs, [h["train_loss"] for h in history], "o-", color="tab:blue", label="train loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("train loss", color="tab:blue")
+    ax2 = ax1.twinx()
+    ax2.plot(epochs, [h["valid_f1"] for h in history], "s-", color="tab:red", label="dev F1")
+    ax2.set_ylabel("dev entity F1", color="tab:red")
+    ax1.set_title("training curve")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+class Trainer:
+    """Runs one training job described by a :class:`RunConfig`."""
+
+    def __init__(self, cfg: RunConfig, progress: bool = True):
+        self.cfg = cfg
+        self.progress = progress
+        self.run_dir = cfg.run_dir
+        self.device = resolve_device(cfg.train.device)
+
+    def fit(self, resume: bool = False) -> dict:
+        cfg, t = self.cfg, self.cfg.train
+        if t.threads:
+            torch.set_num_threads(t.threads)
+        seed_everything(t.seed)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        log.info("run %s: seed %d, device %s\n%s", self.run_dir, t.seed, self.device,
+                 json.dumps(cfg.to_dict(), indent=2))
+
+        splits = read_splits(cfg)
+        for name, c in splits.items():
+            log.info("%s: %d posts from %s (%d empty skipped)", name, len(c), c.path, c.skipped_empty)
+        labels = label_set(splits["train"].samples)
+        context = {"splits": splits, "run_dir": str(self.run_dir), "config": cfg, "device": self.device}
+        model = build_tagger(cfg, labels, context).to(self.device)
+        tok = model.tokenizer
+        data = {k: TaggingDataset(v.samples, tok, labels) for k, v in splits.items()}
+
+        sampler = BucketSampler(data["train"].lengths(), t.batch_size, shuffle=True, seed=t.seed)
+        steps_per_epoch = len(sampler)
+        total = steps_per_epoch * t.epochs
+        optimizer = torch.optim.AdamW(param_groups(model, cfg))
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup * total), total)
+
+        history: list[dict] = []
+        best_f1, start_epoch = -1.0, 1
+        last_dir = self.run_dir / "last"
+        if resume and (last_dir / "trainer_state.pt").exists():
+            model, _, meta = load_checkpoint(last_dir, self.device, context)
+            optimizer = torch.optim.AdamW(param_groups(model, cfg))
+            scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup * total), total)
+            state = torch.load(last_dir / "trainer_state.pt", weights_only=False)
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            torch.set_rng_state(state["torch_rng"])
+            random.setstate(state["py_rng"])
+            history, best_f1 = state["history"], state["best_f1"]
+            start_epoch = state["epoch"] + 1
+            log.info("resuming %s after epoch %d (best dev F1 %.2f)", self.run_dir, state["epoch"], 100 * best_f1)
+        elif resume:
+            log.info("nothing to resume in %s; starting fresh", self.run_dir)
+
+        for epoch in range(start_epoch, t.epochs + 1):
+            sampler.set_epoch(epoch)
+            model.train()
+            t0 = time.perf_counter()
+            losses = []
+            bar = tqdm(sampler.batches(), desc=f"epoch {epoch}/{t.epochs}", unit="batch",
+                       disable=not self.progress, leave=False)
+            for idx in bar:
+                batch = model.make_batch(data["train"], idx, training=True).to(self.device)
+                loss = model.forward_loss(batch)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if t.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
+                optimizer.step()
+                scheduler.step()
+                losses.append(loss.item())
+                bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+            train_seconds = time.perf_counter() - t0
+            scores, pred = model.evaluate(data["valid"], t.eval_batch_size)
+            row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_seconds": round(train_seconds, 2),
+                   "train_posts_per_second": round(len(data["train"]) / train_seconds, 2),
+                   "valid_precision": scores.total.precision, "valid_recall": scores.total.recall,
+                   "valid_f1": scores.f1, "valid_seconds": round(pred.seconds, 2)}
+            history.append(row)
+            improved = scores.f1 > best_f1
+            if improved:
+                best_f1 = scores.f1
+                save_checkpoint(self.run_dir / "best", model, cfg, {"epoch": epoch, "valid": scores.as_dict()})
+                write_conll(self.run_dir / "valid_predictions.conll", data["valid"].samples, pred.tags)
+            state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                     "torch_rng": torch.get_rng_state(), "py_rng": random.getstate(),
+                     "history": history, "best_f1": best_f1, "epoch": epoch}
+            save_checkpoint(last_dir, model, cfg, {"epoch": epoch}, trainer_state=state)
+            self._write_history(history)
+            log.info("epoch %d: loss %.4f, dev F1 %.2f%s, %.1f s", epoch, row["train_loss"], 100 * scores.f1,
+                     " (best)" if improved else "", train_seconds)
+
+        results = {"best_epoch": max(history, key=lambda h: h["valid_f1"])["epoch"] if history else None,
+                   "history": history}
+        best, _, meta = load_checkpoint(self.run_dir / "best", self.device, context)
+        results["valid"] = meta["valid"]
+        if "test" in data:
+            test_scores, pred = best.evaluate(data["test"], t.eval_batch_size, progress=self.progress)
+            write_conll(self.run_dir / "test_predictions.conll", data["test"].samples, pred.tags)
+            results["test"] = test_scores.as_dict()
+            results["test_posts_per_second"] = round(pred.posts_per_second, 1)
+            results["test_table"] = test_scores.table()
+            log.info("test (best dev epoch %s):\n%s", results["best_epoch"], test_scores.table())
+        tmp = self.run_dir / "results.json.tmp"
+        tmp.write_text(json.dumps(results, indent=2))
+        os.replace(tmp, self.run_dir / "results.json")
+        return results
+
+    def _write_history(self, history: list[dict]) -> None:
+        with open(self.run_dir / "metrics.jsonl", "w") as f:
+            for h in history:
+                f.write(json.dumps(h) + "\n")
+        with open(self.run_dir / "metrics.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(history[0]))
+            w.writeheader()
+            w.writerows(history)
+        plot_curve(history, self.run_dir / "curve.png")
+
+
+def evaluate_run(run_dir: str | Path, split_path: str, images: str | None = None, batch_size: int = 64,
+                 device: str = "auto") -> tuple[Scores, list[list[str]]]:
+    model, cfg, _ = load_checkpoint(run_dir, resolve_device(device))
+    corpus = read_corpus(split_path, images, require_tags=True)
+    scores, pred = model.evaluate(corpus.samples, batch_size)
+    return scores, pred.tags

@@ -1,0 +1,59 @@
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from transformers import AutoModel, AutoTokenizer
+
+from rgcn.encoder import SHAPES, WordEncoder, WordTokenizer, plan_windows, word_shape
+
+
+@pytest.mark.parametrize("word,shape", [("obama", "lower"), ("OBAMA", "upper"), ("Obama", "title"),
+                                        ("McDonald", "mixed"), ("2015", "numeric"), ("!!", "punct"),
+                                        ("http://t.co/x", "url"), ("@cnn", "mention"), ("#NBA", "hashtag"),
+                                        ("B2B", "alnum"), ("I", "title")])
+def test_word_shape(word, shape):
+    assert SHAPES[word_shape(word)] == shape
+
+
+def test_short_post_is_one_window():
+    assert plan_windows([1, 2, 3], 10) == ([(0, 3)], [0, 0, 0])
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(1, 12), min_size=1, max_size=80), st.integers(8, 40))
+def test_windows_cover_every_word_within_budget(lengths, max_sub):
+    windows, owner = plan_windows(lengths, max_sub)
+    assert windows[0][0] == 0 and windows[-1][1] == len(lengths)
+    for a, b in windows:
+        assert b > a
+        assert sum(min(l, max_sub) for l in lengths[a:b]) <= max_sub
+    for w, o in enumerate(owner):
+        a, b = windows[o]
+        assert a <= w < b
+    for (a1, b1), (a2, b2) in zip(windows, windows[1:]):
+        assert a2 > a1 and a2 <= b1  # progress, and overlap or adjacency: no gap
+
+
+def test_long_post_read_through_windows_matches_word_count(tiny_encoder):
+    tok = WordTokenizer(AutoTokenizer.from_pretrained(tiny_encoder), max_subwords=8)
+    words = [f"word{i}" for i in range(40)] + ["Paris"]
+    post = tok.encode(words)
+    batch = tok.collate([post, tok.encode(["hi"])], [[0] * len(words), [1]])
+    assert batch.input_ids.shape[1] <= 10                  # 8 sub-words + [CLS] + [SEP]
+    assert batch.word_mask.sum().item() == len(words) + 1  # every word is read
+    # each word is read at its own first sub-word
+    for w in (0, 17, 40):
+        row, pos = batch.word_window[0, w], batch.word_pos[0, w]
+        assert batch.input_ids[row, pos].item() == post.word_pieces[w][0]
+    enc = WordEncoder(AutoModel.from_pretrained(tiny_encoder), casing_dim=4, dropout=0.0)
+    out = enc(batch)
+    assert out.shape == (2, len(words), 32 + 4)
+
+
+def test_casing_changes_the_states_of_an_uncased_encoder(tiny_encoder):
+    tok = WordTokenizer(AutoTokenizer.from_pretrained(tiny_encoder))
+    enc = WordEncoder(AutoModel.from_pretrained(tiny_encoder), casing_dim=4, dropout=0.0).eval()
+    a = enc(tok.collate([tok.encode(["apple"])]))
+    b = enc(tok.collate([tok.encode(["Apple"])]))
+    assert torch.allclose(a[..., :32], b[..., :32])        # the encoder lowercases
+    assert not torch.allclose(a[..., 32:], b[..., 32:])    # the casing embedding tells them apart
