@@ -60,6 +60,7 @@ ENTITY_TYPES = ("PER", "LOC", "ORG", "MISC")
 
 SHORT_SIDE = 224
 JPEG_QUALITY = 85
+SOURCE_MAX_SHORT_SIDE = 448   # sources are first scaled down to this (speed; no visible loss at 224)
 AUGMENTATION = {
     "crop_area": [0.6, 1.0],
     "crop_aspect": [3 / 4, 4 / 3],
@@ -161,7 +162,11 @@ def load_sources(names: Sequence[str]) -> dict[str, Image.Image]:
             if img.dtype == bool:
                 img = img.astype(np.uint8) * 255
             img = Image.fromarray(img)
-        out[name] = img.convert("RGB")
+        img = img.convert("RGB")
+        if min(img.size) > SOURCE_MAX_SHORT_SIDE:   # a 60% crop still leaves > 224 px
+            scale = SOURCE_MAX_SHORT_SIDE / min(img.size)
+            img = img.resize((round(img.size[0] * scale), round(img.size[1] * scale)), Image.LANCZOS)
+        out[name] = img
     if failed:
         raise RuntimeError("cannot load the demo's source photos (they must ship inside installed "
                            "packages and load offline):\n  " + "\n  ".join(failed))
@@ -229,8 +234,10 @@ TEXT_GROUPS: dict[str, tuple[tuple[tuple[str, ...], tuple[str, ...]], ...]] = {
           "{E} live on stage", "love this song by {E}"),
          ("Taylor Swift", "Justin Bieber", "Adele", "Beyonce", "Kanye West", "Ed Sheeran", "Rihanna",
           "Tom Hanks", "Jimmy Fallon", "LeBron James", "Serena Williams", "Messi", "Kim Kardashian")),
-        (("President {E} speaks tonight", "Senator {E} responds", "{E} wins the debate", "vote for {E}"),
-         ("Obama", "Hillary Clinton", "Bernie Sanders", "Joe Biden", "Angela Merkel", "Trudeau")),
+        (("{E} speaks tonight", "{E} responds to critics", "{E} wins the debate", "vote for {E}"),
+         ("Hillary Clinton", "Bernie Sanders", "Joe Biden", "Angela Merkel", "Trudeau", "Boris Johnson")),
+        (("President {E} speaks tonight", "President {E} signs the bill", "breaking : President {E} resigns"),
+         ("Obama", "Macron", "Putin", "Hollande")),
     ),
     "LOC": (
         (("flying to {E} tomorrow", "live from {E}", "weather in {E} is crazy", "back home in {E}",
@@ -308,11 +315,16 @@ def make_post(rng: np.random.Generator, entity_type: str) -> tuple[list[str], li
     elif r < 0.3:
         words.append((_pick(rng, MENTIONS), "O", ""))
     for k, i in enumerate(order):
+        clause = list(clauses[i])
+        if k == 0 and clause[0][1] == "O":           # sentence case for the post's first word
+            clause[0] = (clause[0][0][:1].upper() + clause[0][0][1:],) + clause[0][1:]
         if k:
             sep = _pick(rng, SEPARATORS)
-            if sep:
+            if not sep and (words[-1][1] != "O" or clause[0][1] != "O"):
+                sep = "."                                # two names never touch
+            if sep and words[-1][0] not in ("!", "?"):   # no "? ." pile-ups
                 words.append((sep, "O", ""))
-        words += clauses[i]
+        words += clause
     if rng.random() < 0.4:
         words.append(("http://t.co/" + "".join(_pick(rng, _URL_CHARS) for _ in range(10)), "O", ""))
     if rng.random() < 0.3:
@@ -463,7 +475,7 @@ def _generate_into(root: Path, seed: int, sizes: dict, sources: dict, progress: 
         per_class_seen = Counter()
         lines = []
         stats = {"posts": n, "image_decided": Counter(), "text_decided": Counter(),
-                 "image_class": Counter(), "source_photo": Counter(), "two_entity_posts": 0}
+                 "image_class": Counter(), "source_photo": Counter(), "multi_entity_posts": 0}
         for i, ci in enumerate(classes):
             pc = PHOTO_CLASSES[ci]
             rng = np.random.default_rng([seed, split_index, 1, i])
@@ -489,7 +501,7 @@ def _generate_into(root: Path, seed: int, sizes: dict, sources: dict, progress: 
                 stats["image_decided" if (s, e) in image_set else "text_decided"][t] += 1
             stats["image_class"][pc.name] += 1
             stats["source_photo"][source] += 1
-            stats["two_entity_posts"] += len(all_spans) >= 2
+            stats["multi_entity_posts"] += len(all_spans) >= 2
             bar.update(1)
         text = "\n".join(lines) + "\n"
         (root / f"{split}.jsonl").write_text(text, encoding="utf-8")
@@ -497,7 +509,7 @@ def _generate_into(root: Path, seed: int, sizes: dict, sources: dict, progress: 
         share = max(stats["image_decided"].values()) / n_img
         splits[split] = {
             "file": f"{split}.jsonl", "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-            "posts": n, "two_entity_posts": stats["two_entity_posts"],
+            "posts": n, "multi_entity_posts": stats["multi_entity_posts"],
             "image_decided": _ordered(stats["image_decided"], ENTITY_TYPES),
             "text_decided": _ordered(stats["text_decided"], ENTITY_TYPES),
             "image_class": _ordered(stats["image_class"], list_photo_classes()),
@@ -528,6 +540,7 @@ def _manifest(seed: int, sizes: dict, splits: dict) -> dict:
         "source_photos": {s: {"package": p.package, "origin": p.origin, "shows": p.note}
                           for c in PHOTO_CLASSES for s in c.sources for p in [SOURCE_PHOTOS[s]]},
         "images": {"format": "JPEG", "quality": JPEG_QUALITY, "short_side": SHORT_SIDE,
+                   "source_max_short_side": SOURCE_MAX_SHORT_SIDE,
                    "augmentation": AUGMENTATION,
                    "note": "all splits draw from the same source photos; every post has its own "
                            "augmentation and no two image files are equal, but a test image is a "

@@ -3,11 +3,14 @@
 Conventions (FAISS's own): float32 in, ``(D, I)`` of shape ``(nq, k)`` out, inner product
 on L2-normalised vectors (so ``D`` is cosine similarity).
 
-Automatic choice (:func:`choose_factory`): exact ``Flat`` up to
-:data:`FLAT_MAX` vectors; above that an inverted file with ``nlist`` about
-``4 * sqrt(n)`` lists and 8-bit scalar-quantised codes (``IVF{nlist},SQ8``), searched
-with :func:`default_search_params`. ``HNSW32,Flat`` is available by name; its build is
-too slow on 2 CPU cores at 1M (see ``benchmarks/index_knn.py``).
+Automatic choice (:func:`choose_factory`): exact ``Flat`` up to :data:`FLAT_MAX`
+vectors; above that an inverted file with ``nlist ~ sqrt(n)`` lists, 4-bit fast-scan
+product-quantised codes (``dim/8`` sub-quantisers) and exact re-ranking of the
+candidates (``IVF{nlist},PQ{m}x4fs,RFlat``), searched with ``nprobe=8, k_factor=8``
+(:func:`default_search_params`). On clustered 512-d vectors that gives recall@10 of
+about 0.99 against exact search; measured figures in ``benchmarks/index_knn.py``.
+``HNSW32,Flat`` and plain ``IVF...,Flat`` work by name; an HNSW build at 1M does
+not fit in minutes on 2 CPU cores.
 """
 from __future__ import annotations
 
@@ -28,7 +31,9 @@ def choose_factory(n: int, dim: int) -> str:
         raise ValueError(f"dim must be positive, found {dim}")
     if n <= FLAT_MAX:
         return "Flat"
-    nlist = 2 ** int(round(math.log2(4 * math.sqrt(n))))
+    nlist = min(65_536, 2 ** int(round(math.log2(math.sqrt(n)))))
+    if dim % 8 == 0:
+        return f"IVF{nlist},PQ{dim // 8}x4fs,RFlat"
     return f"IVF{nlist},SQ8"
 
 
@@ -36,8 +41,10 @@ def default_search_params(factory: str, n: int | None = None) -> dict:
     """Search-time parameters that reach recall@10 >= 0.95 on clustered embeddings."""
     m = re.match(r"IVF(\d+)", factory)
     if m:
-        nlist = int(m.group(1))
-        return {"nprobe": max(1, min(nlist, nlist // 128 if nlist >= 2048 else 16))}
+        params = {"nprobe": min(int(m.group(1)), 8 if "fs" in factory else 16)}
+        if factory.endswith(",RFlat") or ",Refine" in factory:
+            params["k_factor"] = 8.0
+        return params
     if factory.startswith("HNSW"):
         return {"efSearch": 64}
     return {}
@@ -47,7 +54,7 @@ def n_train(factory: str, n: int) -> int:
     """How many vectors to train on: FAISS wants ~39-256 per centroid."""
     m = re.match(r"IVF(\d+)", factory)
     if m:
-        return min(n, 64 * int(m.group(1)))
+        return min(n, 40 * int(m.group(1)))
     return min(n, 65_536)
 
 
@@ -88,6 +95,12 @@ def set_search_params(index, params: dict) -> None:
     """Apply ``{"nprobe": 16}`` / ``{"efSearch": 64}`` to a CPU or GPU index."""
     import faiss
 
+    params = dict(params or {})
+    if "k_factor" in params:
+        top = faiss.downcast_index(index)
+        if not hasattr(top, "k_factor"):
+            raise ValueError(f"k_factor only applies to refined indexes (',RFlat'), not {type(top).__name__}")
+        top.k_factor = float(params.pop("k_factor"))
     if not params:
         return
     text = ",".join(f"{k}={v}" for k, v in params.items())

@@ -72,6 +72,14 @@ def param_groups(model: Tagger, cfg: RunConfig):
             for (bb, dec), ps in groups.items() if ps]
 
 
+def make_optimizer(model: Tagger, cfg: RunConfig) -> torch.optim.Optimizer:
+    """AdamW, fused where torch supports it (several times faster than the per-tensor loop on CPU)."""
+    try:
+        return torch.optim.AdamW(param_groups(model, cfg), fused=True)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(param_groups(model, cfg))
+
+
 def plot_curve(history: list[dict], path: Path) -> None:
     import matplotlib
     matplotlib.use("Agg")
@@ -122,7 +130,7 @@ class Trainer:
         sampler = BucketSampler(data["train"].lengths(), t.batch_size, shuffle=True, seed=t.seed)
         steps_per_epoch = len(sampler)
         total = steps_per_epoch * t.epochs
-        optimizer = torch.optim.AdamW(param_groups(model, cfg))
+        optimizer = make_optimizer(model, cfg)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup * total), total)
 
         history: list[dict] = []
@@ -130,7 +138,7 @@ class Trainer:
         last_dir = self.run_dir / "last"
         if resume and (last_dir / "trainer_state.pt").exists():
             model, _, meta = load_checkpoint(last_dir, self.device, context)
-            optimizer = torch.optim.AdamW(param_groups(model, cfg))
+            optimizer = make_optimizer(model, cfg)
             scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup * total), total)
             state = torch.load(last_dir / "trainer_state.pt", weights_only=False)
             optimizer.load_state_dict(state["optimizer"])

@@ -120,6 +120,10 @@ class Embedder(abc.ABC):
                 "has_regions": self.has_regions, "n_tag_labels": len(self.tag_labels),
                 "precision": self.precision}
 
+    def config(self) -> dict:
+        """Constructor kwargs that rebuild this embedder with ``get_embedder(name, **config)``."""
+        return {}
+
     def to(self, device: str | torch.device) -> "Embedder":
         """Move the model(s) to ``device``; subclasses holding modules override."""
         self.device = torch.device(device)

@@ -114,6 +114,7 @@ class ClipEmbedder(Embedder):
                  precision: str | None = "auto", cache_dir: str | None = None):
         import open_clip
 
+        model_arg = str(model)
         if str(model).endswith(".json"):
             model = register_model_config(model)
         if model not in open_clip.list_models():
@@ -128,6 +129,7 @@ class ClipEmbedder(Embedder):
                 raise PretrainedUnavailable(f"{e}. " + _advice(model, pretrained)) from e
             raise
         self.model_name = model
+        self.model_arg = model_arg
         self.tag = pretrained
         self.net = net.eval()
         self.transform = preprocess
@@ -200,3 +202,6 @@ class ClipEmbedder(Embedder):
         d.update(model=self.model_name, region_kind="projected patch tokens" if self.has_regions else None,
                  tag_vocabulary=("imagenet-1k" if len(self.tag_labels) == 1000 else len(self.tag_labels)) or None)
         return d
+
+    def config(self) -> dict:
+        return {"model": self.model_arg, "pretrained": self.tag}

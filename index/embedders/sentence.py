@@ -65,3 +65,6 @@ class SentenceEmbedder(Embedder):
         if not out:
             return np.zeros((0, self.dim), np.float32)
         return l2_normalise(np.concatenate(out))
+
+    def config(self) -> dict:
+        return {"model": self.tag}

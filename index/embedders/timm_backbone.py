@@ -129,6 +129,9 @@ class TimmEmbedder(Embedder):
         d.update(model=self.model_name, region_kind="feature-map cells")
         return d
 
+    def config(self) -> dict:
+        return {"model": self.model_name, "checkpoint": self.tag}
+
 
 class EfficientNetLite0Embedder(TimmEmbedder):
     """The offline default: ImageNet EfficientNet-Lite0, 1280-d pooled features, 7x7 regions,
@@ -151,3 +154,6 @@ class EfficientNetLite0Embedder(TimmEmbedder):
         d = super().describe()
         d["tag_vocabulary"] = "imagenet-1k"
         return d
+
+    def config(self) -> dict:
+        return {} if self.tag == EFFICIENTNET_LITE0_TAG else {"checkpoint": self.tag}

@@ -1,0 +1,134 @@
+"""``python -m index build|add|info``: build, grow and inspect an image index artifact.
+
+    python -m index build --images DIR [--data FILE ...] --out DIR [--embedder NAME]
+                          [--model ARCH] [--pretrained TAG|FILE] [--checkpoint FILE]
+                          [--factory auto|Flat|IVF1024,Flat|HNSW32,Flat|...]
+                          [--batch-size 32] [--workers 2] [--device auto] [--precision auto]
+                          [--no-tags] [--ocr] [--regions|--no-regions] [--overwrite]
+    python -m index add DIR --images DIR [--data FILE ...]
+    python -m index info DIR
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+log = logging.getLogger("index")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from .embedders import DEFAULT_EMBEDDER, list_embedders
+
+    p = argparse.ArgumentParser(prog="python -m index", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def collection(sp):
+        sp.add_argument("--images", required=True, help="folder of images (<id>.jpg ...)")
+        sp.add_argument("--data", nargs="+", default=[], metavar="FILE",
+                        help="corpus split files (CoNLL with IMGID lines, or JSONL) whose image "
+                             "ids select the images; default: every image in --images")
+        sp.add_argument("--batch-size", type=int, default=32)
+        sp.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="DataLoader worker processes decoding images")
+        sp.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1 ...")
+        sp.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    b = sub.add_parser("build", help="embed images and write a new index artifact")
+    collection(b)
+    b.add_argument("--out", required=True, help="artifact folder to create")
+    b.add_argument("--embedder", default=DEFAULT_EMBEDDER, choices=list_embedders())
+    b.add_argument("--model", default=None, help="clip: open_clip architecture or JSON config "
+                   "(default ViT-B-32); timm: timm model name")
+    b.add_argument("--pretrained", default=None, help="clip: pretrained tag or checkpoint file "
+                   "(default: random weights)")
+    b.add_argument("--checkpoint", default=None, help="timm / efficientnet_lite0: state-dict file")
+    b.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    b.add_argument("--factory", default="auto", help="FAISS factory string, or auto "
+                   "(Flat up to 50k images, IVF+PQ fast-scan with re-ranking above)")
+    b.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (default by size)")
+    b.add_argument("--tags-k", type=int, default=5, help="object tags kept per image")
+    b.add_argument("--no-tags", action="store_true", help="do not store object tags")
+    b.add_argument("--ocr", action="store_true", help="OCR every image (needs rapidocr-onnxruntime)")
+    g = b.add_mutually_exclusive_group()
+    g.add_argument("--regions", dest="regions", action="store_true", default=None,
+                   help="store region features (default: when the collection has <= 50k images)")
+    g.add_argument("--no-regions", dest="regions", action="store_false")
+    b.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+
+    a = sub.add_parser("add", help="embed images not yet in an artifact and add them")
+    a.add_argument("dir")
+    collection(a)
+
+    i = sub.add_parser("info", help="print an artifact's manifest as a table")
+    i.add_argument("dir")
+    i.add_argument("--json", action="store_true", help="print the raw manifest")
+    return p.parse_args(argv)
+
+
+def _collection(args):
+    from .images import images_from_corpora, images_in_dir
+
+    if args.data:
+        return images_from_corpora(args.data, args.images)
+    return images_in_dir(args.images)
+
+
+def _embedder_kwargs(args) -> dict:
+    kw: dict = {"device": args.device, "precision": args.precision}
+    if args.embedder == "clip":
+        kw.update(model=args.model or "ViT-B-32", pretrained=args.pretrained)
+    elif args.embedder == "timm":
+        kw.update(model=args.model or "efficientnet_lite0", checkpoint=args.checkpoint)
+    elif args.embedder == "efficientnet_lite0" and args.checkpoint:
+        kw.update(checkpoint=args.checkpoint)
+    return kw
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from .artifact import add_images, build_index, load_index, manifest_table, read_manifest
+
+    if args.command == "info":
+        m = read_manifest(args.dir)
+        print(json.dumps(m, indent=2) if args.json else manifest_table(m))
+        return 0
+
+    images = _collection(args)
+    log.info("%s: %d images (%d missing) from %s", args.command, len(images),
+             sum(p is None for _, p in images), ", ".join(args.data) or args.images)
+    if args.command == "build":
+        from .embedders import get_embedder
+
+        log.info("config: %s", json.dumps({k: v for k, v in vars(args).items()}, default=str))
+        embedder = get_embedder(args.embedder, **_embedder_kwargs(args))
+        params = None
+        if args.nprobe is not None:
+            from .factory import choose_factory, default_search_params
+
+            fac = args.factory if args.factory != "auto" else choose_factory(max(len(images), 1), embedder.dim)
+            params = {**default_search_params(fac), "nprobe": args.nprobe}
+        art = build_index(images, embedder, args.out, factory=args.factory, batch_size=args.batch_size,
+                          num_workers=args.workers, with_tags=not args.no_tags, ocr=args.ocr,
+                          progress=not args.quiet, with_regions=args.regions, tags_k=args.tags_k,
+                          data_files=args.data, image_dir=args.images, overwrite=args.overwrite,
+                          search_params=params)
+    else:
+        load_index(args.dir, gpu=False)  # fails early on a broken artifact
+        art = add_images(args.dir, images, batch_size=args.batch_size, num_workers=args.workers,
+                         device=None if args.device == "auto" else args.device,
+                         progress=not args.quiet, data_files=args.data)
+    c = art.manifest["counts"]
+    print(f"{art.path}: {c['embedded']} images embedded with {art.manifest['embedder']} "
+          f"(dim {art.manifest['dim']}, {art.manifest['factory']}); skipped {c['missing']} missing "
+          f"and {c['unreadable']} unreadable file(s)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

