@@ -42,16 +42,15 @@ def _score(args) -> int:
 
 
 def _predict(args) -> int:
-    from .checkpoint import load_checkpoint
     from .corpus import CorpusError, read_corpus, write_conll, write_jsonl
-    from .training import resolve_device
+    from .training import load_for_corpus
 
     try:
         corpus = read_corpus(args.input, args.images, args.input_format)
     except CorpusError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    model, cfg, _ = load_checkpoint(args.run, resolve_device(args.device))
+    model, cfg, _ = load_for_corpus(args.run, corpus, args.device)
     pred = model.predict(corpus.samples, args.batch_size, progress=True)
     fmt = args.format or ("jsonl" if str(args.output).endswith(".jsonl") else "conll")
     out = Path(args.output or Path(args.input).with_suffix(f".pred.{fmt}"))

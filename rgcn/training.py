@@ -28,6 +28,7 @@ from .batching import BucketSampler, TaggingDataset
 from .checkpoint import build_tagger, load_checkpoint, save_checkpoint
 from .config import RunConfig
 from .corpus import Corpus, read_corpus, write_conll
+from .heads import head_class
 from .metrics import Scores
 from .tagger import Tagger, label_set
 
@@ -123,6 +124,7 @@ class Trainer:
             log.info("%s: %d posts from %s (%d empty skipped)", name, len(c), c.path, c.skipped_empty)
         labels = label_set(splits["train"].samples)
         context = {"splits": splits, "run_dir": str(self.run_dir), "config": cfg, "device": self.device}
+        context.update(head_class(cfg.head.name).setup(cfg.head.options, splits, str(self.run_dir), self.progress))
         model = build_tagger(cfg, labels, context).to(self.device)
         tok = model.tokenizer
         data = {k: TaggingDataset(v.samples, tok, labels) for k, v in splits.items()}
@@ -216,9 +218,17 @@ class Trainer:
         plot_curve(history, self.run_dir / "curve.png")
 
 
-def evaluate_run(run_dir: str | Path, split_path: str, images: str | None = None, batch_size: int = 64,
-                 device: str = "auto") -> tuple[Scores, list[list[str]]]:
-    model, cfg, _ = load_checkpoint(run_dir, resolve_device(device))
-    corpus = read_corpus(split_path, images, require_tags=True)
-    scores, pred = model.evaluate(corpus.samples, batch_size)
-    return scores, pred.tags
+def load_for_corpus(run_dir: str | Path, corpus: Corpus, device: str = "auto", progress: bool = False):
+    """Load a run's best checkpoint with whatever its head needs for ``corpus`` (e.g. relation
+    graphs over the training split and these posts)."""
+    from .checkpoint import read_meta
+    from .config import config_from_dict
+
+    path = Path(run_dir)
+    ckpt = path / "best" if (path / "best" / "checkpoint.json").exists() else path
+    cfg = config_from_dict(read_meta(ckpt)["config"])
+    splits = {"train": read_corpus(cfg.data.train, cfg.data.images, cfg.data.format)}
+    if Path(corpus.path).resolve() != Path(cfg.data.train).resolve():
+        splits["predict"] = corpus
+    context = head_class(cfg.head.name).setup(cfg.head.options, splits, str(path), progress)
+    return load_checkpoint(ckpt, resolve_device(device), context)

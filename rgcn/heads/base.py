@@ -47,6 +47,13 @@ class FusionHead(nn.Module):
         self.out_dim = in_dim
         self.options = dict(options or {})
 
+    @classmethod
+    def setup(cls, options: dict, splits: dict, run_dir: str | None, progress: bool = True) -> dict:
+        """Resources the head needs before it is built (e.g. relation graphs over the
+        splits), returned as entries of the ``context`` passed to ``__init__``. Called by
+        the trainer with the training splits and by prediction with the posts to tag."""
+        return {}
+
     def prepare(self, samples: Sequence[Any], training: bool) -> dict:
         """Per-batch inputs for :meth:`forward`, built from the batch's samples."""
         return {}
@@ -69,11 +76,15 @@ def register_head(name: str) -> Callable[[type[FusionHead]], type[FusionHead]]:
     return deco
 
 
+def head_class(name: str) -> type[FusionHead]:
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown fusion head {name!r}; valid heads: {', '.join(list_heads())}")
+    return _REGISTRY[name]
+
+
 def list_heads() -> list[str]:
     return sorted(_REGISTRY)
 
 
 def build_head(name: str, in_dim: int, options: dict | None = None, context: dict | None = None) -> FusionHead:
-    if name not in _REGISTRY:
-        raise KeyError(f"unknown fusion head {name!r}; valid heads: {', '.join(list_heads())}")
-    return _REGISTRY[name](in_dim, options, context)
+    return head_class(name)(in_dim, options, context)

@@ -21,6 +21,7 @@ and the post uses its inter-modal graph only.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -83,8 +84,10 @@ class RGCNHead(FusionHead):
             ablations of the paper drop one.
         gcn_hidden (int, default 256), gcn_layers (int, default 2), heads (int, default 4),
         dropout (float, default 0.1).
-        graphs: set by the trainer, a :class:`retrieval.cache.RelationGraphs` (or any object
-            with ``graph(post_id, relation)`` and ``feature_dim``).
+        index (str): the index artifact folder; k (5), pool ("train"), threshold (0.0),
+            inter ("auto"), graph_cache (default: ``<index>/../graphs``): graph settings,
+            see :class:`retrieval.cache.GraphSettings`.
+    The graphs reach the head as ``context["graphs"]`` (from :meth:`setup`).
     """
 
     def __init__(self, in_dim: int, options: dict | None = None, context: dict | None = None):
@@ -99,10 +102,10 @@ class RGCNHead(FusionHead):
             heads = math.gcd(in_dim, heads) or 1
         dropout = float(o.get("dropout", 0.1))
         self.graphs = (context or {}).get("graphs")
-        feat_dim = int(o.get("feature_dim") or (self.graphs.feature_dim if self.graphs is not None else 0))
+        feat_dim = int(self.graphs.node_features.shape[1]) if self.graphs is not None else 0
         if feat_dim <= 0:
-            raise ValueError("rgcn head: no relation graphs were given (context['graphs']) and no "
-                             "options.feature_dim; build an index and let train.py build the graphs")
+            raise ValueError("rgcn head: no relation graphs were given (context['graphs']); "
+                             "set head.options.index and let train.py build the graphs")
         self.feature_dim = feat_dim
         self.gcn = nn.ModuleDict({r: RelationGCN(feat_dim, hidden, int(o.get("gcn_layers", 2)), dropout)
                                   for r in self.relations})
@@ -114,6 +117,26 @@ class RGCNHead(FusionHead):
         self.norm1 = nn.LayerNorm(in_dim)
         self.norm2 = nn.LayerNorm(in_dim)
         self.dropout = nn.Dropout(dropout)
+
+    @classmethod
+    def setup(cls, options: dict, splits: dict, run_dir: str | None, progress: bool = True) -> dict:
+        """Load the index artifact named by ``options.index`` and build (or load from the
+        cache) the relation graphs over ``splits``."""
+        from index.artifact import load_index
+        from retrieval.cache import GraphSettings, load_or_build
+
+        if not options.get("index"):
+            raise ValueError("rgcn head: head.options.index must name an index artifact folder "
+                             "(built with: python -m index build --data ... --images ... --out DIR)")
+        artifact = load_index(options["index"])
+        wanted = list(options.get("relations", ["inter", "intra"]))
+        settings = GraphSettings(k=int(options.get("k", 5)), pool=options.get("pool", "train"),
+                                 threshold=options.get("threshold", 0.0),
+                                 relations=tuple(options.get("graph_relations", wanted)),
+                                 inter=options.get("inter", "auto"))
+        cache = options.get("graph_cache") or str(Path(options["index"]).parent / "graphs")
+        graphs = load_or_build(splits, artifact, settings, cache, progress=progress)
+        return {"graphs": graphs}
 
     def extra_state(self) -> dict:
         return {"feature_dim": self.feature_dim}

@@ -1,0 +1,166 @@
+"""Graph build time on clustered synthetic vectors.
+
+* Twitter-2015 size (8,257 posts, 4,000 of them training): the full ``build_graphs`` with
+  all three relations (image vectors 1280-d as EfficientNet-Lite0's, sentence vectors 384-d
+  as MiniLM's, five object tags per image). Sentence vectors are given, so the time is the
+  graph build alone; ``--real-text`` also times MiniLM over the real Twitter-2015 sentences.
+* 1M posts (512-d, a mixture of a few thousand Gaussian centres): the index package's
+  automatic factory choice is built, then each relation is timed on a random sample of
+  query posts (``--queries``, default 20,000) and extrapolated to all 1M; ``--full`` runs
+  every query. Recall@k of the intra-modal relation against exact search is measured on
+  500 queries.
+
+    .venv/bin/python benchmarks/retrieval_graphs.py [--sizes 8257 1000000] [--full] [--real-text]
+
+Writes ``benchmarks/results/retrieval_graphs.json``. The numbers depend on the machine and
+on what else runs on it: the header records the CPU count and the load average.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def clustered(n: int, dim: int, n_centres: int, rng, spread: float = 0.6, chunk: int = 100_000):
+    """``n`` L2-normalised vectors around ``n_centres`` Gaussian centres, and each one's centre."""
+    centres = rng.standard_normal((n_centres, dim)).astype(np.float32)
+    assign = rng.integers(0, n_centres, n)
+    x = np.empty((n, dim), np.float32)
+    for s in range(0, n, chunk):
+        a = assign[s:s + chunk]
+        v = centres[a] + spread * rng.standard_normal((len(a), dim)).astype(np.float32)
+        x[s:s + chunk] = v / np.linalg.norm(v, axis=1, keepdims=True)
+    return x, assign
+
+
+def synthetic_world(n: int, dim: int, rng, n_train: int | None = None):
+    from index.artifact import IndexArtifact
+    from index.factory import choose_factory, default_search_params, make_index, set_search_params
+
+    n_centres = max(50, min(4000, n // 250))
+    img, assign = clustered(n, dim, n_centres, rng)
+    # sentences cluster with their images, in another space (384-d), with their own noise
+    proj = rng.standard_normal((n_centres, 384)).astype(np.float32)
+    text = proj[assign] + 0.9 * rng.standard_normal((n, 384)).astype(np.float32)
+    text /= np.linalg.norm(text, axis=1, keepdims=True)
+    vocab = [f"label{i}" for i in range(1000)]
+    cluster_labels = rng.integers(0, 1000, (n_centres, 6))
+    ids = [str(i) for i in range(n)]
+    picks = rng.integers(0, 6, (n, 4))
+    noise = rng.integers(0, 1000, n)
+    tags = {ids[i]: [(vocab[cluster_labels[assign[i], p]], 0.5) for p in picks[i]] + [(vocab[noise[i]], 0.1)]
+            for i in range(n)}
+    t0 = time.perf_counter()
+    factory = choose_factory(n, dim)
+    index = make_index(factory, dim, img)
+    index.add(img)
+    set_search_params(index, default_search_params(factory, n))
+    index_s = time.perf_counter() - t0
+    manifest = {"embedder": "synthetic", "dim": dim, "metric": "inner_product", "factory": factory,
+                "search_params": default_search_params(factory, n), "embedder_info": {"has_text": False}}
+    art = IndexArtifact("<synthetic>", manifest, ids, img, index, None, tags, {})
+    n_train = n_train or int(round(n * 4000 / 8257))
+    return art, text, n_train, {"factory": factory, "index_build_s": round(index_s, 2), "centres": n_centres}
+
+
+def bench_full(n: int, dim: int, k: int, rng) -> dict:
+    from rgcn.corpus import Corpus, Sample
+    from retrieval.cache import GraphSettings, build_graphs
+
+    art, text, n_train, info = synthetic_world(n, dim, rng)
+    samples = [Sample(i, [i], None) for i in art.ids]
+    # Twitter-2015's split sizes, scaled; a few posts without an image, as in the real data
+    n_valid = int(round(n * 1000 / 8257))
+    splits = {"train": Corpus("train", samples[:n_train]), "valid": Corpus("valid", samples[n_train:n_train + n_valid]),
+              "test": Corpus("test", samples[n_train + n_valid:])}
+    lookup = lambda texts: text[np.asarray([int(t) for t in texts])]  # noqa: E731
+    t0 = time.perf_counter()
+    g = build_graphs(splits, art, GraphSettings(k=k), text_encoder=lookup, progress=False)
+    total = time.perf_counter() - t0
+    return {"posts": n, "dim": dim, "k": k, "pool": "train", "pool_images": n_train, **info,
+            "graph_build_s": round(total, 2), "per_relation_s": g.manifest["build_seconds"]}
+
+
+def bench_sampled(n: int, dim: int, k: int, n_queries: int, rng) -> dict:
+    from retrieval.relations import _knn, jaccard_topk, tag_sets
+    from retrieval.search import exact_search, pool_mask, search
+
+    art, text, n_train, info = synthetic_world(n, dim, rng)
+    pool = set(art.ids[:n_train])
+    q = np.sort(rng.choice(n, min(n_queries, n), replace=False))
+    out = {"posts": n, "dim": dim, "k": k, "pool": "train", "pool_images": n_train, **info, "queries_timed": len(q)}
+    t0 = time.perf_counter()
+    D, I = search(art, art.embeddings[q], k, exclude_ids=[art.ids[r] for r in q], pool=pool)
+    t_intra = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    _knn(text[:n_train], text[q], k + 1)
+    t_inter = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sets = tag_sets(art.tags, art.ids)
+    t_sets = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    jaccard_topk(sets, q, k, pool_mask(art, pool), tiebreak=art.embeddings)
+    t_tags = time.perf_counter() - t0
+    scale = n / len(q)
+    out["sampled_s"] = {"intra": round(t_intra, 2), "inter": round(t_inter, 2), "tags": round(t_tags, 2),
+                        "tag_sets_once": round(t_sets, 2)}
+    out["extrapolated_full_s"] = {"intra": round(t_intra * scale, 1), "inter": round(t_inter * scale, 1),
+                                  "tags": round(t_tags * scale + t_sets, 1)}
+    out["extrapolated_total_s"] = round(sum(out["extrapolated_full_s"].values()), 1)
+    sub = q[:500]
+    mask = pool_mask(art, pool)
+    _, Ix = exact_search(art.embeddings, art.embeddings[sub], k, mask, sub)
+    Ia = I[:500]
+    out["intra_recall_at_k"] = round(float(np.mean([len(set(a) & set(b)) / k for a, b in zip(Ia, Ix)])), 4)
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sizes", nargs="+", type=int, default=[8257, 1_000_000])
+    p.add_argument("--k", type=int, default=5)
+    p.add_argument("--queries", type=int, default=20_000, help="query posts timed at sizes above 100k")
+    p.add_argument("--full", action="store_true", help="run every query at every size")
+    p.add_argument("--real-text", default=None, metavar="FILE",
+                   help="also time MiniLM sentence embedding over this corpus file (e.g. Twitter-2015 train)")
+    p.add_argument("--out", default="benchmarks/results/retrieval_graphs.json")
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    rng = np.random.default_rng(a.seed)
+    res = {"machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg(), "python": platform.python_version(),
+                       "note": "shared machine: other jobs ran at the same time"}, "runs": []}
+    for n in a.sizes:
+        dim = 1280 if n < 100_000 else 512
+        print(f"posts={n} dim={dim} ...", flush=True)
+        r = bench_full(n, dim, a.k, rng) if (n < 100_000 or a.full) else bench_sampled(n, dim, a.k, a.queries, rng)
+        print(json.dumps(r), flush=True)
+        res["runs"].append(r)
+    if a.real_text:
+        from rgcn.corpus import read_corpus
+        from retrieval.relations import sentence_encoder
+
+        texts = [" ".join(s.tokens) for s in read_corpus(a.real_text)]
+        enc = sentence_encoder()
+        t0 = time.perf_counter()
+        enc(texts)
+        dt = time.perf_counter() - t0
+        res["minilm_text_embedding"] = {"file": a.real_text, "posts": len(texts), "seconds": round(dt, 1),
+                                        "posts_per_s": round(len(texts) / dt, 1)}
+        print(json.dumps(res["minilm_text_embedding"]))
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.out).write_text(json.dumps(res, indent=2))
+    print(f"wrote {a.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
