@@ -165,7 +165,7 @@ def cmd_report(args) -> int:
         ids = random.Random(args.seed).sample(pool, min(args.sample, len(pool)))
     posts = [sess.post_dict(i) for i in ids]
     meta = (f"index {sess.artifact.path} ({sess.artifact.manifest.get('embedder')}), "
-            f"{len(sess.graphs.post_ids)} posts; settings {sess.settings.as_dict()}")
+            f"graphs over {len(sess.graphs.post_ids)} posts; {len(posts)} shown; settings {sess.settings.as_dict()}")
     page = report_html(posts, "Retrieval report", meta)
     out = os.path.abspath(args.out)
     os.makedirs(os.path.dirname(out), exist_ok=True)
