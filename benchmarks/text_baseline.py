@@ -41,6 +41,7 @@ def parse_args(argv=None):
     p.add_argument("--lr", type=float, default=5e-5)
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--name")
     p.add_argument("--out-dir", default=str(ROOT / "runs" / "bench"))
     return p.parse_args(argv)
@@ -57,11 +58,11 @@ def main(argv=None) -> dict:
     if not split["train"] or not split["valid"]:
         sys.exit("give --dataset or both --train and --valid")
     enc_tag = Path(a.encoder).name
-    name = a.name or f"{a.dataset or 'custom'}_{enc_tag}_casing{a.casing_dim}_seed{a.seed}"
+    name = a.name or f"{a.dataset or 'custom'}_{enc_tag}_casing{a.casing_dim}_{a.precision}_seed{a.seed}"
     overrides = [f"name={name}", f"out_dir={a.out_dir}", f"data.train={split['train']}",
                  f"data.valid={split['valid']}", f"encoder.name={a.encoder}",
                  f"encoder.casing_dim={a.casing_dim}", f"train.epochs={a.epochs}",
-                 f"train.batch_size={a.batch_size}", f"train.lr={a.lr}", f"train.seed={a.seed}", f"train.threads={a.threads}"]
+                 f"train.batch_size={a.batch_size}", f"train.lr={a.lr}", f"train.seed={a.seed}", f"train.threads={a.threads}", f"train.precision={a.precision}"]
     if split["test"]:
         overrides.append(f"data.test={split['test']}")
     t0 = time.time()
@@ -69,7 +70,7 @@ def main(argv=None) -> dict:
     hist = results["history"]
     epoch_s = [h["train_seconds"] for h in hist]
     out = {
-        "name": name, "encoder": a.encoder, "casing_dim": a.casing_dim, "epochs": a.epochs, "seed": a.seed, "threads": a.threads,
+        "name": name, "encoder": a.encoder, "casing_dim": a.casing_dim, "epochs": a.epochs, "seed": a.seed, "threads": a.threads, "precision": a.precision,
         "splits": split, "best_epoch": results["best_epoch"],
         "valid": results["valid"]["micro"], "valid_by_type": results["valid"]["by_type"],
         "test": results.get("test", {}).get("micro"), "test_by_type": results.get("test", {}).get("by_type"),

@@ -2,6 +2,7 @@
 
     python -m rgcn score GOLD PRED [--json]
     python -m rgcn predict --run RUN_DIR --input FILE [--output FILE] [--format conll|jsonl]
+    python -m rgcn compare RUN... --gold TEST [--subset-field image_decided]
 """
 from __future__ import annotations
 
@@ -63,6 +64,53 @@ def _predict(args) -> int:
     return 0
 
 
+def compare_runs(runs, gold_path, subset_field=None):
+    """Score each run's test predictions against ``gold_path``, overall and, when
+    ``subset_field`` names a JSONL field of word spans (e.g. ``image_decided``), on the
+    entities inside those spans only. Returns rows of dicts."""
+    from .corpus import read_corpus, read_predictions
+    from .metrics import score
+
+    gold = read_corpus(gold_path, require_tags=True)
+    gold_tags = [s.tags for s in gold.samples]
+    subset = None
+    if subset_field:
+        missing = [s.id for s in gold.samples if subset_field not in s.meta]
+        if missing:
+            raise ValueError(f"{gold_path}: post {missing[0]!r} has no field {subset_field!r}")
+        subset = [{(a, b) for a, b in s.meta[subset_field]} for s in gold.samples]
+    rows = []
+    for run in runs:
+        pred_file = Path(run) / "test_predictions.conll"
+        if not pred_file.exists():
+            raise FileNotFoundError(f"{pred_file} not found: was {run} trained with data.test set?")
+        pred, _ = read_predictions(pred_file)
+        overall = score(gold_tags, pred)
+        row = {"run": str(run), "f1": overall.f1, "precision": overall.total.precision,
+               "recall": overall.total.recall}
+        if subset is not None:
+            inside = score(gold_tags, pred, spans_filter=lambda i, sp: (sp[1], sp[2]) in subset[i])
+            outside = score(gold_tags, pred, spans_filter=lambda i, sp: (sp[1], sp[2]) not in subset[i])
+            row[f"{subset_field}_f1"] = inside.f1
+            row[f"{subset_field}_gold"] = inside.total.n_gold
+            row[f"other_f1"] = outside.f1
+        rows.append(row)
+    return rows
+
+
+def _compare(args) -> int:
+    rows = compare_runs(args.runs, args.gold, args.subset_field)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    keys = [k for k in rows[0] if k not in ("run",) and not k.endswith("_gold")]
+    name_w = max(len(Path(r["run"]).name) for r in rows)
+    print("run".ljust(name_w) + "".join(f"  {k:>{max(8, len(k))}}" for k in keys))
+    for r in rows:
+        print(Path(r["run"]).name.ljust(name_w) + "".join(f"  {100 * r[k]:>{max(8, len(k))}.2f}" for k in keys))
+    return 0
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
@@ -74,6 +122,13 @@ def main(argv=None) -> int:
     s.add_argument("pred", help="predictions: CoNLL token<TAB>tag or token<TAB>gold<TAB>pred")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(fn=_score)
+    c = sub.add_parser("compare", help="entity F1 of several runs' test predictions, overall and on a subset")
+    c.add_argument("runs", nargs="+", help="run folders (each with test_predictions.conll)")
+    c.add_argument("--gold", required=True, help="the gold test split the runs were scored on")
+    c.add_argument("--subset-field", help="JSONL field listing word spans to score separately, "
+                   "e.g. image_decided in the demo data")
+    c.add_argument("--json", action="store_true")
+    c.set_defaults(fn=_compare)
     t = sub.add_parser("predict", help="tag posts with a trained run")
     t.add_argument("--run", required=True, help="run folder (uses best/) or a checkpoint folder")
     t.add_argument("--input", required=True, help="CoNLL, JSONL, or raw text with one post a line")

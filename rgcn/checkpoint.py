@@ -16,7 +16,7 @@ from safetensors.torch import load_model, save_model
 from .config import RunConfig, config_from_dict
 from .encoder import WordEncoder, WordTokenizer, load_backbone
 from .heads import build_head
-from .tagger import Tagger
+from .tagger import Tagger, resolve_precision
 
 FORMAT = "rgcn-mner-checkpoint/1"
 
@@ -92,4 +92,5 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     model = build_tagger(cfg, meta["labels"], ctx, pretrained=False, encoder_dir=str(path / "encoder"))
     load_model(model, str(path / "model.safetensors"), device=str(device))
     model.to(device)
+    model.autocast_dtype = resolve_precision(cfg.train.precision, torch.device(device))
     return model, cfg, meta

@@ -71,6 +71,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     seed: int = 13
     device: str = "auto"      # auto | cpu | cuda | cuda:N
+    precision: str = "auto"   # auto (bf16 where the hardware has it) | fp32 | bf16
     threads: int = 0          # torch CPU threads; 0 keeps torch's default
 
     def __post_init__(self):
@@ -78,6 +79,8 @@ class TrainConfig:
             raise ConfigError("train.epochs, train.batch_size and train.eval_batch_size must be >= 1")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"train.warmup is a fraction of all steps in [0, 1), found {self.warmup}")
+        if self.precision not in ("auto", "fp32", "bf16"):
+            raise ConfigError(f"train.precision must be auto, fp32 or bf16, found {self.precision!r}")
         if self.lr <= 0 or self.head_lr <= 0:
             raise ConfigError("train.lr and train.head_lr must be positive")
 

@@ -21,6 +21,27 @@ from .heads import FusionHead
 from .metrics import Scores, score
 
 
+def cpu_has_bf16() -> bool:
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
+    """``auto``: bf16 autocast where the hardware computes it natively (CPUs with
+    AVX512-BF16 or AMX, GPUs with bf16 support), else fp32. Returns the autocast dtype."""
+    if name == "fp32":
+        return None
+    if name == "bf16":
+        return torch.bfloat16
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+    return torch.bfloat16 if cpu_has_bf16() else None
+
+
 def label_set(samples: Sequence[Sample]) -> list[str]:
     """``O`` plus ``B-``/``I-`` of every entity type seen (the four standard ones always)."""
     types = set(ENTITY_TYPES)
@@ -59,6 +80,8 @@ class Tagger(nn.Module):
         self.labels = list(labels)
         self.emission = nn.Linear(head.out_dim, len(self.labels))
         self.crf = CRF(len(self.labels), batch_first=True)
+        #: autocast dtype for the encoder and head (``None``: full fp32); see :func:`resolve_precision`
+        self.autocast_dtype: torch.dtype | None = None
 
     @property
     def device(self) -> torch.device:
@@ -73,9 +96,14 @@ class Tagger(nn.Module):
         return batch
 
     def emissions(self, batch: TextBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        states = self.encoder(batch)  # (B, W, D)
-        out = self.head(states, batch.word_mask, batch.extras)
-        return self.emission(out.states), out.aux_loss  # (B, W, n_labels)
+        """Emission scores in fp32 (the encoder and head may run under bf16 autocast)."""
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
+                            enabled=self.autocast_dtype is not None):
+            states = self.encoder(batch)  # (B, W, D)
+            out = self.head(states, batch.word_mask, batch.extras)
+            em = self.emission(out.states)  # (B, W, n_labels)
+        aux = out.aux_loss.float() if out.aux_loss is not None else None
+        return em.float(), aux
 
     # ------------------------------------------------------------------ verbs
     def forward_loss(self, batch: TextBatch) -> torch.Tensor:

@@ -30,7 +30,7 @@ from .config import RunConfig
 from .corpus import Corpus, read_corpus, write_conll
 from .heads import head_class
 from .metrics import Scores
-from .tagger import Tagger, label_set
+from .tagger import Tagger, label_set, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -126,6 +126,8 @@ class Trainer:
         context = {"splits": splits, "run_dir": str(self.run_dir), "config": cfg, "device": self.device}
         context.update(head_class(cfg.head.name).setup(cfg.head.options, splits, str(self.run_dir), self.progress))
         model = build_tagger(cfg, labels, context).to(self.device)
+        model.autocast_dtype = resolve_precision(t.precision, self.device)
+        log.info("precision: %s", model.autocast_dtype or "fp32")
         tok = model.tokenizer
         data = {k: TaggingDataset(v.samples, tok, labels) for k, v in splits.items()}
 
@@ -140,6 +142,7 @@ class Trainer:
         last_dir = self.run_dir / "last"
         if resume and (last_dir / "trainer_state.pt").exists():
             model, _, meta = load_checkpoint(last_dir, self.device, context)
+            model.autocast_dtype = resolve_precision(t.precision, self.device)
             optimizer = make_optimizer(model, cfg)
             scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup * total), total)
             state = torch.load(last_dir / "trainer_state.pt", weights_only=False)
@@ -194,6 +197,7 @@ class Trainer:
         results = {"best_epoch": max(history, key=lambda h: h["valid_f1"])["epoch"] if history else None,
                    "history": history}
         best, _, meta = load_checkpoint(self.run_dir / "best", self.device, context)
+        best.autocast_dtype = model.autocast_dtype
         results["valid"] = meta["valid"]
         if "test" in data:
             test_scores, pred = best.evaluate(data["test"], t.eval_batch_size, progress=self.progress)

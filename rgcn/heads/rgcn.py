@@ -75,6 +75,19 @@ def gated_fusion(h: torch.Tensor, v: torch.Tensor, gate_h: nn.Linear, gate_v: nn
     return h + g * v.unsqueeze(1)
 
 
+class NoImageGraphs:
+    """Relation graphs for a dataset with no images: one featureless node per post."""
+
+    def __init__(self, feature_dim: int):
+        self.node_features = torch.zeros(0, feature_dim)
+
+    def graph(self, post_id: str, relation: str):
+        from retrieval.graphs import relation_graph, relation_id
+
+        return relation_graph(None, torch.zeros(0, self.node_features.shape[1]), [], relation_id(relation),
+                              has_image=False, dim=self.node_features.shape[1])
+
+
 @register_head("rgcn")
 class RGCNHead(FusionHead):
     """Relation graphs -> GCN -> gated fusion -> self- and cross-attention.
@@ -84,7 +97,8 @@ class RGCNHead(FusionHead):
             ablations of the paper drop one.
         gcn_hidden (int, default 256), gcn_layers (int, default 2), heads (int, default 4),
         dropout (float, default 0.1).
-        index (str): the index artifact folder; k (5), pool ("train"), threshold (0.0),
+        index (str): the index artifact folder (``null``: no images at all, every graph is
+            empty; ``feature_dim`` then sets the node width); k (5), pool ("train"), threshold (0.0),
             inter ("auto"), graph_cache (default: ``<index>/../graphs``): graph settings,
             see :class:`retrieval.cache.GraphSettings`.
     The graphs reach the head as ``context["graphs"]`` (from :meth:`setup`).
@@ -126,8 +140,9 @@ class RGCNHead(FusionHead):
         from retrieval.cache import GraphSettings, load_or_build
 
         if not options.get("index"):
-            raise ValueError("rgcn head: head.options.index must name an index artifact folder "
-                             "(built with: python -m index build --data ... --images ... --out DIR)")
+            # no image collection at all (the modality-missing setting): every graph is the
+            # post's own, featureless node
+            return {"graphs": NoImageGraphs(int(options.get("feature_dim", 1280)))}
         artifact = load_index(options["index"])
         wanted = list(options.get("relations", ["inter", "intra"]))
         settings = GraphSettings(k=int(options.get("k", 5)), pool=options.get("pool", "train"),
