@@ -2,6 +2,7 @@
 
     python -m rgcn score GOLD PRED [--json]
     python -m rgcn predict --run RUN_DIR --input FILE [--output FILE] [--format conll|jsonl]
+    python -m rgcn evaluate --run RUN_DIR --split FILE [--drop-images]
     python -m rgcn compare RUN... --gold TEST [--subset-field image_decided]
 """
 from __future__ import annotations
@@ -64,6 +65,27 @@ def _predict(args) -> int:
     return 0
 
 
+def _evaluate(args) -> int:
+    from .corpus import CorpusError, read_corpus, write_conll
+    from .training import load_for_corpus
+
+    try:
+        corpus = read_corpus(args.split, args.images, require_tags=True)
+    except CorpusError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if args.drop_images:
+        for s in corpus.samples:
+            s.image, s.image_missing = None, True
+            s.meta["image_dropped"] = True
+    model, cfg, _ = load_for_corpus(args.run, corpus, args.device)
+    scores, pred = model.evaluate(corpus.samples, args.batch_size, progress=True)
+    if args.output:
+        write_conll(args.output, corpus.samples, pred.tags)
+    print(json.dumps(scores.as_dict(), indent=2) if args.json else scores.table())
+    return 0
+
+
 def compare_runs(runs, gold_path, subset_field=None):
     """Score each run's test predictions against ``gold_path``, overall and, when
     ``subset_field`` names a JSONL field of word spans (e.g. ``image_decided``), on the
@@ -122,6 +144,17 @@ def main(argv=None) -> int:
     s.add_argument("pred", help="predictions: CoNLL token<TAB>tag or token<TAB>gold<TAB>pred")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.set_defaults(fn=_score)
+    e = sub.add_parser("evaluate", help="score a trained run on a labelled split")
+    e.add_argument("--run", required=True, help="run folder (uses best/) or a checkpoint folder")
+    e.add_argument("--split", required=True, help="labelled split (CoNLL or JSONL)")
+    e.add_argument("--images", help="image folder")
+    e.add_argument("--drop-images", action="store_true",
+                   help="evaluate as if no post had an image (the modality-missing setting)")
+    e.add_argument("--output", help="write predictions (CoNLL: token, gold, prediction)")
+    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(fn=_evaluate)
     c = sub.add_parser("compare", help="entity F1 of several runs' test predictions, overall and on a subset")
     c.add_argument("runs", nargs="+", help="run folders (each with test_predictions.conll)")
     c.add_argument("--gold", required=True, help="the gold test split the runs were scored on")

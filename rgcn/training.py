@@ -55,7 +55,8 @@ def read_splits(cfg: RunConfig) -> dict[str, Corpus]:
         splits["test"] = read_corpus(d.test, d.images, d.format, require_tags=True)
         if d.drop_test_images:
             for s in splits["test"]:
-                s.image, s.image_missing = None, False
+                s.image, s.image_missing = None, True
+                s.meta["image_dropped"] = True
     return splits
 
 

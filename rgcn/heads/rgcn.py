@@ -75,6 +75,23 @@ def gated_fusion(h: torch.Tensor, v: torch.Tensor, gate_h: nn.Linear, gate_v: nn
     return h + g * v.unsqueeze(1)
 
 
+def without_own_image(data, drop_neighbours: bool, keep_center: bool = False):
+    """The graph a post would have if its image were missing: node 0 loses its image
+    feature and ``has_image`` turns false; relations built from the image itself (intra,
+    tags) lose their neighbours too. Used for the modality-missing evaluation."""
+    from torch_geometric.data import Data
+
+    x = data.x.clone()
+    if not keep_center:
+        x[0] = 0
+    if drop_neighbours:
+        return Data(x=x[:1], edge_index=data.edge_index.new_zeros(2, 0), edge_weight=data.edge_weight[:0],
+                    edge_type=data.edge_type[:0], has_image=torch.tensor([False]), num_nodes=1)
+    out = data.clone()
+    out.x, out.has_image = x, torch.tensor([False])
+    return out
+
+
 class NoImageGraphs:
     """Relation graphs for a dataset with no images: one featureless node per post."""
 
@@ -163,6 +180,10 @@ class RGCNHead(FusionHead):
         out = {}
         for r in self.relations:
             data = [self.graphs.graph(s.id, r) for s in samples]
+            for i, s in enumerate(samples):
+                if s.meta.get("image_dropped"):
+                    keeps_center = r == "inter" and getattr(self.graphs, "text_queries", None) is not None
+                    data[i] = without_own_image(data[i], drop_neighbours=r != "inter", keep_center=keeps_center)
             out[r] = Batch.from_data_list(data)
         return out
 
