@@ -160,6 +160,28 @@ def drop_self(D: np.ndarray, I: np.ndarray, rows: np.ndarray, k: int) -> tuple[n
     return D[keep].reshape(len(D), -1)[:, :k], I[keep].reshape(len(I), -1)[:, :k]
 
 
+def list_order(index, queries: np.ndarray) -> np.ndarray:
+    """Permutation of the query rows that groups them by their IVF coarse list.
+
+    Searching queries in this order lets consecutive queries scan the same inverted lists
+    (cache-friendly: several times faster at 1M than random order). The order is stable
+    within a list; for an index without an inverted file it is the identity.
+
+    Shapes: ``queries`` (nq, d) -> (nq,) int64.
+    """
+    import faiss
+
+    q = as_float32(queries)
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except (RuntimeError, TypeError):
+        ivf = None
+    if ivf is None or len(q) == 0:
+        return np.arange(len(q))
+    _, assign = ivf.quantizer.search(q, 1)                           # (nq, 1)
+    return np.argsort(assign[:, 0], kind="stable")
+
+
 def self_knn(index, vectors: np.ndarray, k: int, batch_size: int = 16384,
              order_by_list: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Every indexed vector's ``k`` nearest other vectors: ``(D, I)`` of shape ``(n, k)``.
@@ -168,19 +190,9 @@ def self_knn(index, vectors: np.ndarray, k: int, batch_size: int = 16384,
     consecutive queries scan the same lists (cache-friendly); results come back in
     row order.
     """
-    import faiss
-
     x = as_float32(vectors)
     n = len(x)
-    perm = np.arange(n)
-    if order_by_list:
-        try:
-            ivf = faiss.extract_index_ivf(index)
-        except (RuntimeError, TypeError):
-            ivf = None
-        if ivf is not None:
-            _, assign = ivf.quantizer.search(x, 1)
-            perm = np.argsort(assign[:, 0], kind="stable")
+    perm = list_order(index, x) if order_by_list else np.arange(n)
     D, I = search(index, x[perm], k + 1, batch_size)
     D, I = drop_self(D, I, perm, k)
     outD, outI = np.empty_like(D), np.empty_like(I)

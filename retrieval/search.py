@@ -107,7 +107,7 @@ def pool_mask(artifact, pool: set[str] | None) -> np.ndarray:
 
 # --------------------------------------------------------------------------- search
 def search(artifact, queries: np.ndarray, k: int, exclude_ids: Sequence[str | None] | None = None,
-           pool: set[str] | None = None) -> tuple[np.ndarray, np.ndarray]:
+           pool: set[str] | None = None, batch_size: int = 16384) -> tuple[np.ndarray, np.ndarray]:
     """Top-``k`` images of the artifact for each query vector.
 
     Args:
@@ -118,6 +118,9 @@ def search(artifact, queries: np.ndarray, k: int, exclude_ids: Sequence[str | No
         exclude_ids: per query, an id never to return (its own image) or ``None``;
             ``None`` for the whole argument excludes nothing.
         pool: ids that may be returned; ``None`` = every image of the index.
+        batch_size: queries per FAISS call (bounds the memory of over-fetching and
+            re-ranking). Queries are answered in the order given: callers with many
+            queries group them by IVF list first (:func:`index.factory.list_order`).
 
     Returns:
         ``(D, I)``: (nq, k) float32 similarities, best first, and (nq, k) int64 rows of
@@ -151,8 +154,11 @@ def search(artifact, queries: np.ndarray, k: int, exclude_ids: Sequence[str | No
     if nq == 0:
         return np.zeros((0, k), np.float32), np.zeros((0, k), np.int64)
 
-    D, I = _faiss_search(artifact, queries, k, mask, n_pool, excl)
-    D, I = _filter(D, I, k, mask, excl)
+    parts = []
+    for s in range(0, nq, batch_size):                                # bounded working memory
+        b = slice(s, s + batch_size)
+        parts.append(_filter(*_faiss_search(artifact, queries[b], k, mask, n_pool, excl[b]), k, mask, excl[b]))
+    D, I = (np.concatenate(a) for a in zip(*parts))
     # how many each query can get at most: the pool minus its own image when that is in the pool
     own_in_pool = (excl >= 0) & mask[np.maximum(excl, 0)]
     attainable = np.minimum(k, n_pool - own_in_pool.astype(np.int64))

@@ -38,8 +38,6 @@ class FusionHead(nn.Module):
     """
 
     name: str = "base"
-    #: whether evaluation may run without images (True for text-only-capable heads)
-    image_free_inference: bool = True
 
     def __init__(self, in_dim: int, options: dict | None = None, context: dict | None = None):
         super().__init__()
