@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from index.embedders.base import l2_normalise
-from index.factory import (choose_factory, default_search_params, drop_self, make_index, recall_at_k,
+from index.factory import (choose_factory, default_search_params, drop_self, list_order, make_index, recall_at_k,
                            search, self_knn, set_search_params)
 
 
@@ -79,3 +79,23 @@ def test_search_rejects_wrong_width():
     idx.add(np.eye(4, dtype=np.float32))
     with pytest.raises(ValueError, match=r"\(nq, 4\)"):
         search(idx, np.ones((2, 3), np.float32), 1)
+
+
+@pytest.mark.parametrize("factory", ["IVF8,Flat", "IVF8,PQ8x4fs,RFlat"])
+def test_list_order_groups_queries_by_ivf_list(factory):
+    import faiss
+
+    x = clustered(500)
+    idx = make_index(factory, 32, x)
+    perm = list_order(idx, x)
+    assert sorted(perm.tolist()) == list(range(500))
+    _, assign = faiss.extract_index_ivf(idx).quantizer.search(x, 1)
+    lists = assign[perm, 0]
+    assert (np.diff(lists) >= 0).all()                                  # grouped, list by list
+    for lst in np.unique(lists):                                        # stable within a list
+        assert (np.diff(perm[lists == lst]) > 0).all()
+
+
+def test_list_order_is_identity_without_ivf():
+    x = clustered(20)
+    np.testing.assert_array_equal(list_order(make_index("Flat", 32), x), np.arange(20))

@@ -65,3 +65,73 @@ def test_object_type_relation_and_missing_tags(six):
 def test_threshold_keeps_best_first():
     nb = Neighbours(np.array([[3, 4, 5]]), np.array([[0.9, 0.1, 0.5]])).apply_threshold(0.4)
     assert nb.rows.tolist() == [[3, 5, -1]]
+
+
+def _random_tag_world(seed, n=300, vocab=12, top=5):
+    rng = np.random.default_rng(seed)
+    sets = [frozenset(f"t{x}" for x in rng.integers(0, vocab, rng.integers(0, top + 1))) for _ in range(n)]
+    feats = rng.standard_normal((n, 8)).astype(np.float32)
+    feats /= np.linalg.norm(feats, axis=1, keepdims=True)
+    return rng, sets, feats
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("budget", [1, 64, 2_000_000])
+def test_jaccard_level_search_equals_scoring_the_whole_pool(seed, budget, monkeypatch):
+    """The level-by-level search gives exactly what scoring every pool row gives (many ties:
+    a small vocabulary), whatever the pair budget per slice."""
+    import retrieval.relations as rel
+
+    rng, sets, feats = _random_tag_world(seed, vocab=4 + 3 * seed)
+    q = rng.integers(-1, len(sets), 120)
+    mask = rng.random(len(sets)) < [1.0, 0.5, 0.05][seed % 3]
+    k = 1 + seed
+    monkeypatch.setattr(rel, "PAIR_BUDGET", budget)
+    for tiebreak, max_ties in ((feats, 4096), (None, 4096), (feats, k)):
+        D, I = jaccard_topk(sets, q, k, mask, tiebreak=tiebreak, max_ties=max_ties)
+        D0, I0 = rel._jaccard_topk_loop(sets, q, k, mask, tiebreak=tiebreak, max_ties=max_ties)
+        np.testing.assert_array_equal(I, I0)
+        np.testing.assert_array_equal(D, D0)
+
+
+def test_jaccard_large_tag_sets_fall_back_to_the_reference():
+    rng, _, feats = _random_tag_world(0, n=40)
+    sets = [frozenset(f"t{x}" for x in rng.integers(0, 30, 12)) for _ in range(40)]   # > MAX_SUBSET_TAGS
+    D, I = jaccard_topk(sets, np.arange(40), 3, tiebreak=feats)
+    from retrieval.relations import _jaccard_topk_loop
+    D0, I0 = _jaccard_topk_loop(sets, np.arange(40), 3, tiebreak=feats)
+    np.testing.assert_array_equal(I, I0)
+    np.testing.assert_array_equal(D, D0)
+
+
+def test_intra_modal_grouped_by_ivf_list_equals_search_in_post_order():
+    from retrieval.search import search
+
+    rng = np.random.default_rng(0)
+    c = rng.standard_normal((10, 16))
+    x = c[rng.integers(0, 10, 400)] + 0.3 * rng.standard_normal((400, 16))
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    art = make_artifact(x, factory="IVF8,Flat", nprobe=2)
+    pool = {art.ids[r] for r in range(0, 400, 3)}
+    image_rows = np.where(rng.random(400) < 0.1, -1, np.arange(400))
+    nb = intra_modal(art, image_rows, 4, pool)
+    has = image_rows >= 0
+    D, I = search(art, x[image_rows[has]], 4, exclude_ids=[art.ids[r] for r in image_rows[has]], pool=pool)
+    np.testing.assert_array_equal(nb.rows[has], I)
+    np.testing.assert_allclose(nb.scores[has], D, rtol=1e-6)
+    assert (nb.rows[~has] == -1).all()
+
+
+def test_inter_via_posts_with_an_ivf_text_index_matches_exact(monkeypatch):
+    import index.factory
+
+    rng = np.random.default_rng(1)
+    c = rng.standard_normal((8, 16))
+    text = c[rng.integers(0, 8, 600)] + 0.2 * rng.standard_normal((600, 16))
+    text = (text / np.linalg.norm(text, axis=1, keepdims=True)).astype(np.float32)
+    image_rows, cand = np.arange(600), np.arange(600) < 400
+    exact = inter_via_posts(text, image_rows, cand, 5)
+    monkeypatch.setattr(index.factory, "FLAT_MAX", 100)                 # 400 pool posts -> an IVF index
+    approx = inter_via_posts(text, image_rows, cand, 5)
+    recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(approx.rows, exact.rows)])
+    assert recall > 0.9
