@@ -27,6 +27,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from index.artifact import sha256_file
+
 from .graphs import RELATIONS, merge_graphs, relation_graph, relation_id
 from .relations import (Neighbours, TextEncoder, index_has_text, index_text_encoder, inter_direct,
                         inter_via_posts, intra_modal, object_type, sentence_encoder)
@@ -98,12 +100,6 @@ class GraphSettings:
 
 
 # --------------------------------------------------------------------------- hashing
-def file_hash(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def index_fingerprint(artifact) -> str:
@@ -118,7 +114,7 @@ def data_fingerprint(splits: dict) -> dict[str, str]:
     for name, corpus in splits.items():
         p = getattr(corpus, "path", None)
         if p and os.path.isfile(p):
-            out[name] = file_hash(p)
+            out[name] = sha256_file(p)
         else:
             blob = json.dumps([[s.id, s.tokens, s.tags] for s in corpus], sort_keys=True)
             out[name] = hashlib.sha256(blob.encode()).hexdigest()
