@@ -23,7 +23,7 @@ def parse_args(argv=None):
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.epochs=3 head.name=rgcn")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last/ checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p.parse_args(argv)
+    return p.parse_intermixed_args(argv)
 
 
 def main(argv=None) -> dict:

@@ -21,6 +21,7 @@ and the post uses its inter-modal graph only.
 from __future__ import annotations
 
 import math
+import random
 from pathlib import Path
 from typing import Sequence
 
@@ -114,6 +115,9 @@ class RGCNHead(FusionHead):
             ablations of the paper drop one.
         gcn_hidden (int, default 256), gcn_layers (int, default 2), heads (int, default 4),
         dropout (float, default 0.1).
+        image_dropout (float, default 0.0): during training, the share of posts treated as
+            having no image (as :func:`without_own_image`), so the model also learns to tag
+            without one. Not in the paper; the modality-missing evaluation shows its effect.
         index (str): the index artifact folder (``null``: no images at all, every graph is
             empty; ``feature_dim`` then sets the node width); k (5), pool ("train"), threshold (0.0),
             inter ("auto"), graph_cache (default: ``<index>/../graphs``): graph settings,
@@ -132,6 +136,9 @@ class RGCNHead(FusionHead):
         if in_dim % heads:
             heads = math.gcd(in_dim, heads) or 1
         dropout = float(o.get("dropout", 0.1))
+        self.image_dropout = float(o.get("image_dropout", 0.0))
+        if not 0 <= self.image_dropout < 1:
+            raise ValueError(f"rgcn head: options.image_dropout must be in [0, 1), found {self.image_dropout}")
         self.graphs = (context or {}).get("graphs")
         feat_dim = int(self.graphs.node_features.shape[1]) if self.graphs is not None else 0
         if feat_dim <= 0:
@@ -177,11 +184,14 @@ class RGCNHead(FusionHead):
         if self.graphs is None:
             raise RuntimeError("rgcn head has no relation graphs: pass the graphs when loading "
                                "(rgcn.heads.rgcn needs context['graphs'])")
+        dropped = [bool(s.meta.get("image_dropped")) for s in samples]
+        if training and self.image_dropout > 0:
+            dropped = [d or random.random() < self.image_dropout for d in dropped]
         out = {}
         for r in self.relations:
             data = [self.graphs.graph(s.id, r) for s in samples]
             for i, s in enumerate(samples):
-                if s.meta.get("image_dropped"):
+                if dropped[i]:
                     keeps_center = r == "inter" and getattr(self.graphs, "text_queries", None) is not None
                     data[i] = without_own_image(data[i], drop_neighbours=r != "inter", keep_center=keeps_center)
             out[r] = Batch.from_data_list(data)
