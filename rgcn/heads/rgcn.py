@@ -80,16 +80,20 @@ def without_own_image(data, drop_neighbours: bool, keep_center: bool = False):
     """The graph a post would have if its image were missing: node 0 loses its image
     feature and ``has_image`` turns false; relations built from the image itself (intra,
     tags) lose their neighbours too. Used for the modality-missing evaluation."""
-    from torch_geometric.data import Data
-
     x = data.x.clone()
     if not keep_center:
         x[0] = 0
-    if drop_neighbours:
-        return Data(x=x[:1], edge_index=data.edge_index.new_zeros(2, 0), edge_weight=data.edge_weight[:0],
-                    edge_type=data.edge_type[:0], has_image=torch.tensor([False]), num_nodes=1)
     out = data.clone()
     out.x, out.has_image = x, torch.tensor([False])
+    if drop_neighbours:
+        keep = torch.zeros(data.edge_index.shape[1], dtype=torch.bool)
+        out.x, out.num_nodes = x[:1], 1
+        out.edge_index, out.edge_weight, out.edge_type = (data.edge_index[:, keep], data.edge_weight[keep],
+                                                          data.edge_type[keep])
+        if "neighbour_rows" in data:
+            out.neighbour_rows = data.neighbour_rows[:0]
+        if "neighbour_ids" in data:
+            out.neighbour_ids = []
     return out
 
 

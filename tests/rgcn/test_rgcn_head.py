@@ -67,6 +67,23 @@ def test_dropping_the_own_image():
     assert k.num_nodes == 3 and k.x[0].abs().sum() == 0 and torch.equal(k.x[1:], g.x[1:])
 
 
+def test_training_with_image_dropout_batches_mixed_graphs():
+    graphs = HandGraphs()
+    real = graphs.graph
+
+    def with_rows(post_id, relation):          # as retrieval.cache.RelationGraphs does
+        d = real(post_id, relation)
+        d.neighbour_rows = torch.arange(d.num_nodes - 1)
+        return d
+
+    graphs.graph = with_rows
+    head = build_head("rgcn", 8, {"gcn_hidden": 4, "heads": 2, "image_dropout": 0.5}, {"graphs": graphs})
+    samples = [Sample("a", ["x"]), Sample("a", ["y"], meta={"image_dropped": True}), Sample("b", ["z"])]
+    inputs = head.prepare(samples, training=True)
+    assert inputs["intra"].has_image.tolist()[1:] == [False, False]
+    assert head(torch.randn(3, 1, 8), torch.ones(3, 1, dtype=torch.bool), inputs).states.shape == (3, 1, 8)
+
+
 def test_no_index_means_featureless_graphs():
     ctx = RGCNHead.setup({"index": None, "feature_dim": 5}, {}, None)
     assert isinstance(ctx["graphs"], NoImageGraphs)
