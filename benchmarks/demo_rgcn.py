@@ -23,8 +23,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import train  # noqa: E402
-from rgcn.__main__ import compare_runs  # noqa: E402
-from rgcn.corpus import read_corpus  # noqa: E402
+from rgcn.__main__ import compare_runs, score_with_subset  # noqa: E402
+from rgcn.corpus import drop_images, read_corpus  # noqa: E402
 from rgcn.training import load_for_corpus  # noqa: E402
 
 VARIANTS = {
@@ -57,18 +57,11 @@ def main(argv=None) -> dict:
     rows = {Path(r["run"]).name: r for r in compare_runs(list(runs.values()), gold, "image_decided")}
     if "rgcn" in runs:
         corpus = read_corpus(gold, "data/demo/images", require_tags=True)
-        for s in corpus.samples:
-            s.image, s.image_missing = None, True
-            s.meta["image_dropped"] = True
+        drop_images(corpus.samples)
         model, _, _ = load_for_corpus(runs["rgcn"], corpus)
-        from rgcn.metrics import score
         pred = model.predict(corpus.samples).tags
-        subset = [{(x, y) for x, y in s.meta["image_decided"]} for s in corpus.samples]
-        gold_tags = [s.tags for s in corpus.samples]
         rows["rgcn (test images removed)"] = {
-            "run": "rgcn (test images removed)", "f1": score(gold_tags, pred).f1,
-            "image_decided_f1": score(gold_tags, pred, lambda i, sp: (sp[1], sp[2]) in subset[i]).f1,
-            "other_f1": score(gold_tags, pred, lambda i, sp: (sp[1], sp[2]) not in subset[i]).f1}
+            "run": "rgcn (test images removed)", **score_with_subset(corpus.samples, pred, "image_decided", gold)}
     out = {"rows": rows, "timing": timing, "epochs": a.epochs, "seed": a.seed}
     if "text" in timing and "rgcn" in timing:
         out["rgcn_over_text_epoch_time"] = round(timing["rgcn"]["seconds_per_epoch"] /

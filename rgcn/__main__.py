@@ -66,7 +66,7 @@ def _predict(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .corpus import CorpusError, read_corpus, write_conll
+    from .corpus import CorpusError, drop_images, read_corpus, write_conll
     from .training import load_for_corpus
 
     try:
@@ -75,9 +75,7 @@ def _evaluate(args) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if args.drop_images:
-        for s in corpus.samples:
-            s.image, s.image_missing = None, True
-            s.meta["image_dropped"] = True
+        drop_images(corpus.samples)
     model, cfg, _ = load_for_corpus(args.run, corpus, args.device)
     scores, pred = model.evaluate(corpus.samples, args.batch_size, progress=True)
     if args.output:
@@ -86,37 +84,41 @@ def _evaluate(args) -> int:
     return 0
 
 
-def compare_runs(runs, gold_path, subset_field=None):
-    """Score each run's test predictions against ``gold_path``, overall and, when
-    ``subset_field`` names a JSONL field of word spans (e.g. ``image_decided``), on the
-    entities inside those spans only. Returns rows of dicts."""
-    from .corpus import read_corpus, read_predictions
+def score_with_subset(gold_samples, pred, subset_field=None, where="gold") -> dict:
+    """Overall P/R/F1 of ``pred`` against the samples' tags and, when ``subset_field``
+    names a JSONL field of word spans (e.g. ``image_decided``), F1 on the entities inside
+    those spans and on all the others."""
     from .metrics import score
 
-    gold = read_corpus(gold_path, require_tags=True)
-    gold_tags = [s.tags for s in gold.samples]
-    subset = None
+    gold_tags = [s.tags for s in gold_samples]
+    overall = score(gold_tags, pred)
+    row = {"f1": overall.f1, "precision": overall.total.precision, "recall": overall.total.recall}
     if subset_field:
-        missing = [s.id for s in gold.samples if subset_field not in s.meta]
+        missing = [s.id for s in gold_samples if subset_field not in s.meta]
         if missing:
-            raise ValueError(f"{gold_path}: post {missing[0]!r} has no field {subset_field!r}")
-        subset = [{(a, b) for a, b in s.meta[subset_field]} for s in gold.samples]
+            raise ValueError(f"{where}: post {missing[0]!r} has no field {subset_field!r}")
+        subset = [{(a, b) for a, b in s.meta[subset_field]} for s in gold_samples]
+        inside = score(gold_tags, pred, spans_filter=lambda i, sp: (sp[1], sp[2]) in subset[i])
+        outside = score(gold_tags, pred, spans_filter=lambda i, sp: (sp[1], sp[2]) not in subset[i])
+        row[f"{subset_field}_f1"] = inside.f1
+        row[f"{subset_field}_gold"] = inside.total.n_gold
+        row["other_f1"] = outside.f1
+    return row
+
+
+def compare_runs(runs, gold_path, subset_field=None):
+    """Score each run's test predictions against ``gold_path`` (see
+    :func:`score_with_subset`). Returns rows of dicts."""
+    from .corpus import read_corpus, read_predictions
+
+    gold = read_corpus(gold_path, require_tags=True)
     rows = []
     for run in runs:
         pred_file = Path(run) / "test_predictions.conll"
         if not pred_file.exists():
             raise FileNotFoundError(f"{pred_file} not found: was {run} trained with data.test set?")
         pred, _ = read_predictions(pred_file)
-        overall = score(gold_tags, pred)
-        row = {"run": str(run), "f1": overall.f1, "precision": overall.total.precision,
-               "recall": overall.total.recall}
-        if subset is not None:
-            inside = score(gold_tags, pred, spans_filter=lambda i, sp: (sp[1], sp[2]) in subset[i])
-            outside = score(gold_tags, pred, spans_filter=lambda i, sp: (sp[1], sp[2]) not in subset[i])
-            row[f"{subset_field}_f1"] = inside.f1
-            row[f"{subset_field}_gold"] = inside.total.n_gold
-            row[f"other_f1"] = outside.f1
-        rows.append(row)
+        rows.append({"run": str(run), **score_with_subset(gold.samples, pred, subset_field, str(gold_path))})
     return rows
 
 

@@ -135,6 +135,14 @@ def resolve_image(image_dir: str | os.PathLike | None, image_id: str | None,
     return None, True
 
 
+def drop_images(samples: Iterable[Sample]) -> None:
+    """Mark posts as having no image (the modality-missing evaluation setting); heads see
+    ``meta["image_dropped"]`` and ignore whatever the index holds for the post."""
+    for s in samples:
+        s.image, s.image_missing = None, True
+        s.meta["image_dropped"] = True
+
+
 # --------------------------------------------------------------------------- readers
 def read_corpus(path: str | os.PathLike, image_dir: str | os.PathLike | None = None,
                 fmt: str = "auto", require_tags: bool = False) -> Corpus:

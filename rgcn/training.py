@@ -27,7 +27,7 @@ from transformers import get_linear_schedule_with_warmup
 from .batching import BucketSampler, TaggingDataset
 from .checkpoint import build_tagger, load_checkpoint, save_checkpoint
 from .config import RunConfig
-from .corpus import Corpus, read_corpus, write_conll
+from .corpus import Corpus, drop_images, read_corpus, write_conll
 from .heads import head_class
 from .metrics import Scores
 from .tagger import Tagger, label_set, resolve_precision
@@ -54,9 +54,7 @@ def read_splits(cfg: RunConfig) -> dict[str, Corpus]:
     if d.test:
         splits["test"] = read_corpus(d.test, d.images, d.format, require_tags=True)
         if d.drop_test_images:
-            for s in splits["test"]:
-                s.image, s.image_missing = None, True
-                s.meta["image_dropped"] = True
+            drop_images(splits["test"])
     return splits
 
 
