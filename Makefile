@@ -36,6 +36,7 @@ demo: $(STAMP)
 	@echo "retrieval report: runs/demo/retrieval_report.html"
 
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-cache  # no upward import between data/ index/ retrieval/ rgcn/
 	$(PY) -m pytest -q
 
 test-all: $(STAMP)

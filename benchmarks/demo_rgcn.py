@@ -24,7 +24,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import train  # noqa: E402
 from rgcn.__main__ import compare_runs, score_with_subset  # noqa: E402
-from rgcn.corpus import drop_images, read_corpus  # noqa: E402
+from data.corpus import drop_images, read_corpus  # noqa: E402
 from rgcn.training import load_for_corpus  # noqa: E402
 
 VARIANTS = {

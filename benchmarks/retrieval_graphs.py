@@ -75,7 +75,7 @@ def synthetic_world(n: int, dim: int, rng, n_train: int | None = None):
 
 
 def bench_full(n: int, dim: int, k: int, rng) -> dict:
-    from rgcn.corpus import Corpus, Sample
+    from data.corpus import Corpus, Sample
     from retrieval.cache import GraphSettings, build_graphs
 
     art, text, n_train, info = synthetic_world(n, dim, rng)
@@ -170,7 +170,7 @@ def main(argv=None) -> int:
         print(json.dumps(r), flush=True)
         res["runs"].append(r)
     if a.real_text:
-        from rgcn.corpus import read_corpus
+        from data.corpus import read_corpus
         from retrieval.relations import sentence_encoder
 
         texts = [" ".join(s.tokens) for s in read_corpus(a.real_text)]

@@ -14,6 +14,8 @@ from typing import Sequence
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from data.corpus import read_corpus
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 
 
@@ -38,8 +40,6 @@ def images_from_corpora(data_files: Sequence[str | os.PathLike],
     Posts whose image file is missing give ``(id, None)``; posts without any image are
     left out.
     """
-    from rgcn.corpus import read_corpus
-
     seen: dict[str, str | None] = {}
     for f in data_files:
         for s in read_corpus(f, image_dir):

@@ -81,7 +81,7 @@ class Session:
 
     def __init__(self, args):
         from index.artifact import load_index
-        from rgcn.corpus import read_corpus
+        from data.corpus import read_corpus
 
         from .cache import GraphSettings, load_or_build
 
@@ -102,7 +102,7 @@ class Session:
         if hit and hit[1].image:
             return hit[1].image
         if self.images:
-            from rgcn.corpus import resolve_image
+            from data.corpus import resolve_image
 
             return resolve_image(self.images, image_id)[0]
         return None

@@ -13,13 +13,13 @@ from typing import Sequence
 
 import numpy as np
 
+from data.spans import get_spans
+
 
 def entity_types(tags: Sequence[str] | None) -> frozenset[str] | None:
     """Entity types of one post's BIO tags; ``None`` when the post is unlabelled."""
     if tags is None:
         return None
-    from rgcn.metrics import get_spans
-
     return frozenset(t for t, _, _ in get_spans(tags))
 
 

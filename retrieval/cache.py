@@ -234,7 +234,7 @@ def build_graphs(splits: dict, artifact, settings: GraphSettings | None = None, 
     """Build every post's relation neighbours (and store them when ``cache_dir`` is given).
 
     Args:
-        splits: split name -> :class:`rgcn.corpus.Corpus` (or any iterable of samples with
+        splits: split name -> :class:`data.corpus.Corpus` (or any iterable of samples with
             ``id``, ``tokens``, ``tags``).
         artifact: the loaded index artifact.
         settings: :class:`GraphSettings` (default: the paper's k=5, training pool).

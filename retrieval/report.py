@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from typing import Sequence
 
+from data.spans import get_spans
+
 from .agreement import entity_types
 
 RELATION_TITLES = {"inter": "inter-modal: images matching the sentence",
@@ -117,8 +119,6 @@ def _img(uri: str | None, alt: str) -> str:
 def _marked_text(tokens: Sequence[str], tags: Sequence[str] | None) -> str:
     if not tags:
         return html.escape(" ".join(tokens))
-    from rgcn.metrics import get_spans
-
     starts = {s: (t, e) for t, s, e in get_spans(tags)}
     out, i = [], 0
     while i < len(tokens):

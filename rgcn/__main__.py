@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def _score(args) -> int:
-    from .corpus import CorpusError, read_corpus, read_predictions
+    from data.corpus import CorpusError, read_corpus, read_predictions
     from .metrics import score
 
     try:
@@ -44,7 +44,7 @@ def _score(args) -> int:
 
 
 def _predict(args) -> int:
-    from .corpus import CorpusError, read_corpus, write_conll, write_jsonl
+    from data.corpus import CorpusError, read_corpus, write_conll, write_jsonl
     from .training import load_for_corpus
 
     try:
@@ -66,7 +66,7 @@ def _predict(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .corpus import CorpusError, drop_images, read_corpus, write_conll
+    from data.corpus import CorpusError, drop_images, read_corpus, write_conll
     from .training import load_for_corpus
 
     try:
@@ -109,7 +109,7 @@ def score_with_subset(gold_samples, pred, subset_field=None, where="gold") -> di
 def compare_runs(runs, gold_path, subset_field=None):
     """Score each run's test predictions against ``gold_path`` (see
     :func:`score_with_subset`). Returns rows of dicts."""
-    from .corpus import read_corpus, read_predictions
+    from data.corpus import read_corpus, read_predictions
 
     gold = read_corpus(gold_path, require_tags=True)
     rows = []

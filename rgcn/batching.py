@@ -6,7 +6,7 @@ from typing import Iterator, Sequence
 
 from torch.utils.data import Dataset, Sampler
 
-from .corpus import Sample
+from data.corpus import Sample
 from .encoder import EncodedPost, WordTokenizer
 
 

@@ -17,6 +17,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from data.pretrained import resolve_text_model
+
 # ----------------------------------------------------------------------------- casing
 SHAPES = ("pad", "lower", "upper", "title", "mixed", "numeric", "alnum", "punct",
           "url", "mention", "hashtag", "other")
@@ -230,8 +232,6 @@ def load_backbone(name: str, from_config_only: bool = False):
     checkpoint's own weights are loaded right after).
     """
     from transformers import AutoConfig, AutoModel, AutoTokenizer
-
-    from index.pretrained import resolve_text_model
 
     path = resolve_text_model(name)
     try:

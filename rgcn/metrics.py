@@ -1,9 +1,7 @@
 """Entity-level scoring, exactly as the standard MNER scorer counts.
 
-A span opens at ``B-X``, at ``I-X`` after ``O`` (or at the start), and at a change of type;
-it closes at ``O``, at the next ``B-``, at a change of type or at the end of the post.
-Precision, recall and F1 are micro-averaged over every span of the whole split, with an
-exact ``(type, start, end)`` match. This is the counting of the scorer that UMT and MAF
+Spans are read by :func:`data.spans.get_spans`. Precision, recall and F1 are
+micro-averaged over every span of the whole split, with an exact ``(type, start, end)`` match. This is the counting of the scorer that UMT and MAF
 ship and of seqeval's default (conlleval) mode.
 """
 from __future__ import annotations
@@ -12,28 +10,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Sequence
 
-Span = tuple[str, int, int]  # (type, start, end) with end exclusive
-
-
-def get_spans(tags: Sequence[str]) -> list[Span]:
-    """Entity spans of one tag sequence."""
-    spans: list[Span] = []
-    etype, start = None, 0
-    for i, tag in enumerate(tags):
-        if tag == "O":
-            if etype is not None:
-                spans.append((etype, start, i))
-                etype = None
-            continue
-        prefix, _, t = tag.partition("-")
-        if etype is None:
-            etype, start = t, i
-        elif t != etype or prefix == "B":
-            spans.append((etype, start, i))
-            etype, start = t, i
-    if etype is not None:
-        spans.append((etype, start, len(tags)))
-    return spans
+from data.spans import get_spans
 
 
 @dataclass

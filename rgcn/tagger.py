@@ -15,7 +15,7 @@ from torchcrf import CRF
 from tqdm.auto import tqdm
 
 from .batching import BucketSampler, TaggingDataset
-from .corpus import ENTITY_TYPES, Sample
+from data.corpus import ENTITY_TYPES, Sample
 from .encoder import TextBatch, WordEncoder, WordTokenizer
 from .heads import FusionHead
 from .metrics import Scores, score

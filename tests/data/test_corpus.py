@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rgcn.corpus import (CorpusError, Sample, normalise_tags, read_corpus, read_predictions,
+from data.corpus import (CorpusError, Sample, normalise_tags, read_corpus, read_predictions,
                          tokenize_post, write_conll, write_jsonl)
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import data.demo as demo
-from rgcn.corpus import read_corpus, tokenize_post
+from data.corpus import read_corpus, tokenize_post
 
 SIZES = dict(n_train=12, n_valid=4, n_test=4)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 from torch_geometric.data import Batch
 
-from rgcn.corpus import Corpus, Sample
+from data.corpus import Corpus, Sample
 from retrieval.cache import (CacheMismatchError, GraphSettings, build_graphs, load_graphs, load_or_build)
 from retrieval.search import EmptyPoolError, RetrievalError, UnknownIdError
 

@@ -4,8 +4,8 @@ from collections import Counter
 
 import pytest
 
-from rgcn.corpus import read_corpus
-from rgcn.metrics import get_spans
+from data.corpus import read_corpus
+from data.spans import get_spans
 
 from ..conftest import SHARED_DATA
 

@@ -8,7 +8,7 @@ from torch import nn
 
 import train
 from rgcn.__main__ import main as cli
-from rgcn.corpus import Sample
+from data.corpus import Sample
 from rgcn.heads import build_head
 from rgcn.heads.rgcn import NoImageGraphs, RGCNHead, gated_fusion, without_own_image
 from retrieval.graphs import relation_graph, relation_id
