@@ -44,7 +44,11 @@ class Sample:
     """One post: its words, their gold tags (if known) and its image (if any).
 
     ``image`` is the resolved image path, or ``None`` when the post has no image or the
-    file is missing; ``image_missing`` records the second case.
+    file is missing; ``image_missing`` records the second case. ``image_key`` is the id of
+    the image the post refers to, whether or not its file was found: the stem of a JSONL
+    ``image`` field, else the CoNLL ``IMGID`` or the JSONL post id (the ``<id>.jpg``
+    convention); ``None`` for posts that name no image (raw text). Index artifacts key
+    images by this id.
     """
 
     id: str
@@ -53,6 +57,7 @@ class Sample:
     image: str | None = None
     image_missing: bool = False
     meta: dict = field(default_factory=dict)
+    image_key: str | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -209,7 +214,7 @@ def _read_conll(path: Path, text: str, image_dir):
                 sid = image_id if image_id is not None else f"{path.name}:{len(samples) + 1}"
                 img, missing = resolve_image(image_dir, image_id)
                 norm = normalise_tags(tags, path, start_line) if has_tags else None
-                samples.append(Sample(sid, tokens, norm, img, missing))
+                samples.append(Sample(sid, tokens, norm, img, missing, image_key=image_id))
         tokens, tags, image_id, start_line = [], [], None, None
 
     for n, raw in enumerate(text.splitlines(), start=1):
@@ -276,7 +281,8 @@ def _read_jsonl(path: Path, text: str, image_dir):
         sid = str(obj.get("id", f"{path.name}:{n}"))
         img, missing = resolve_image(image_dir, sid, obj.get("image"))
         meta = {k: v for k, v in obj.items() if k not in ("id", "tokens", "tags", "image")}
-        samples.append(Sample(sid, list(tokens), tags, img, missing, meta))
+        key = Path(str(obj["image"])).stem if obj.get("image") else sid
+        samples.append(Sample(sid, list(tokens), tags, img, missing, meta, image_key=key))
     return samples, skipped
 
 

@@ -71,11 +71,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def _collection(args):
-    from .images import images_from_corpora, images_in_dir
+    """``(images, posts)``: the images to embed and, with ``--data``, which post uses which."""
+    from .images import collection_from_corpora, images_in_dir
 
     if args.data:
-        return images_from_corpora(args.data, args.images)
-    return images_in_dir(args.images)
+        return collection_from_corpora(args.data, args.images)
+    return images_in_dir(args.images), {}
 
 
 def _embedder_kwargs(args) -> dict:
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
         print(json.dumps(m, indent=2) if args.json else manifest_table(m))
         return 0
 
-    images = _collection(args)
+    images, posts = _collection(args)
     log.info("%s: %d images (%d missing) from %s", args.command, len(images),
              sum(p is None for _, p in images), ", ".join(args.data) or args.images)
     if args.command == "build":
@@ -117,12 +118,12 @@ def main(argv=None) -> int:
                           num_workers=args.workers, with_tags=not args.no_tags, ocr=args.ocr,
                           progress=not args.quiet, with_regions=args.regions, tags_k=args.tags_k,
                           data_files=args.data, image_dir=args.images, overwrite=args.overwrite,
-                          search_params=params)
+                          search_params=params, posts=posts)
     else:
         load_index(args.dir, gpu=False)  # fails early on a broken artifact
         art = add_images(args.dir, images, batch_size=args.batch_size, num_workers=args.workers,
                          device=None if args.device == "auto" else args.device,
-                         progress=not args.quiet, data_files=args.data)
+                         progress=not args.quiet, data_files=args.data, posts=posts)
     c = art.manifest["counts"]
     print(f"{art.path}: {c['embedded']} images embedded with {art.manifest['embedder']} "
           f"(dim {art.manifest['dim']}, {art.manifest['factory']}); skipped {c['missing']} missing "

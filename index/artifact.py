@@ -6,6 +6,7 @@ Layout of an artifact folder::
                     data-file hashes, library versions)
     index.faiss     the FAISS index; row i <-> ids[i]
     ids.json        image ids (file-name stems), row order
+    posts.json      which post uses which image: post id -> image id (from the data files)
     embeddings.npy  float32 (N, dim), L2-normalised, row order
     regions.npy     float16 (N, R, dim_r) region/patch features (when the embedder has them)
     tags.jsonl      per image: object tags and OCR text
@@ -124,9 +125,15 @@ class IndexArtifact:
     regions: np.ndarray | None = None
     tags: dict = field(default_factory=dict)
     ocr: dict = field(default_factory=dict)
+    posts: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.id_to_row = {i: r for r, i in enumerate(self.ids)}
+
+    def image_of(self, post_id: str) -> str:
+        """The image id a post of the indexed data files uses (the post id itself when the
+        artifact does not record it: the ``<id>.jpg`` convention)."""
+        return self.posts.get(post_id, post_id)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -181,13 +188,15 @@ def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
 
 
 def _write_folder(tmp: Path, manifest: dict, ids: list[str], emb: np.ndarray, index,
-                  regions: np.ndarray | None, tag_rows: list[dict] | None) -> None:
+                  regions: np.ndarray | None, tag_rows: list[dict] | None, posts: dict | None = None) -> None:
     import faiss
 
     tmp.mkdir(parents=True)
     cpu_index = faiss.index_gpu_to_cpu(index) if type(index).__name__.startswith("Gpu") else index
     faiss.write_index(cpu_index, str(tmp / "index.faiss"))
     (tmp / "ids.json").write_text(json.dumps(ids), encoding="utf-8")
+    if posts:
+        (tmp / "posts.json").write_text(json.dumps(posts), encoding="utf-8")
     np.save(tmp / "embeddings.npy", as_float32(emb))
     if regions is not None:
         np.save(tmp / "regions.npy", regions)
@@ -209,7 +218,8 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
                 device: str | None = None, with_tags: bool = True, ocr: bool = False,
                 progress: bool = True, with_regions: bool | None = None, tags_k: int = 5,
                 data_files: Sequence[str] = (), image_dir: str | None = None,
-                overwrite: bool = False, search_params: dict | None = None) -> IndexArtifact:
+                overwrite: bool = False, search_params: dict | None = None,
+                posts: dict[str, str] | None = None) -> IndexArtifact:
     """Embed ``images`` and write an index artifact folder at ``out_dir``.
 
     Args:
@@ -225,6 +235,8 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
         data_files, image_dir: recorded in the manifest (data files with their sha256).
         overwrite: replace an existing ``out_dir``.
         search_params: e.g. ``{"nprobe": 16}``; default :func:`default_search_params`.
+        posts: post id -> image id for the posts of ``data_files`` (stored as ``posts.json``;
+            see :func:`index.images.collection_from_corpora`).
     Raises:
         EmptyCollectionError when no image could be embedded.
     """
@@ -266,9 +278,10 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
         if (tags_k or ocr) else None
     manifest = _manifest(embedder, fac, params, res, len(images), with_regions, tags_k, ocr,
                          data_files, image_dir, index_seconds)
+    manifest["posts"] = len(posts or {})
     tmp = _tmp_sibling(out)
     try:
-        _write_folder(tmp, manifest, res.ids, res.embeddings, index, res.regions, tag_rows)
+        _write_folder(tmp, manifest, res.ids, res.embeddings, index, res.regions, tag_rows, posts)
         _publish(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -378,14 +391,35 @@ def load_index(path, expect_embedder: str | None = None, expect_dim: int | None 
     if (path / "regions.npy").is_file():
         regions = np.load(path / "regions.npy", mmap_mode="r" if mmap_regions else None)
     tags, ocr = read_tags_jsonl(path / "tags.jsonl")
-    return IndexArtifact(str(path), manifest, ids, emb, index, regions, tags, ocr)
+    posts = json.loads((path / "posts.json").read_text(encoding="utf-8")) if (path / "posts.json").is_file() else {}
+    return IndexArtifact(str(path), manifest, ids, emb, index, regions, tags, ocr, posts)
 
 
 # --------------------------------------------------------------------------- adding
+def index_embedder(artifact: IndexArtifact, embedder: Embedder | None = None, device: str | None = None) -> Embedder:
+    """The embedder that made ``artifact``, rebuilt from its manifest (or ``embedder``,
+    checked against it), so new images get the same model and preprocessing."""
+    m = artifact.manifest
+    if embedder is None:
+        embedder = get_embedder(m["embedder"], **(m.get("embedder_config") or {}))
+    check_manifest(m, embedder.name, embedder.dim, embedder.tag, where=f"index {artifact.path}")
+    if device is not None:
+        embedder.to(device)
+    return embedder
+
+
+def embed_like_index(artifact: IndexArtifact, images: Sequence[tuple[str, str | None]], batch_size: int = 32,
+                     progress: bool = True, embedder: Embedder | None = None) -> EmbedResult:
+    """Embed images that are not in ``artifact`` exactly as its own images were (same
+    embedder, preprocessing, batching and object tags), without changing the artifact."""
+    tags_k = int((artifact.manifest.get("tags") or {}).get("k") or 0)
+    return embed_collection(images, index_embedder(artifact, embedder), batch_size, 0, False, tags_k, progress)
+
+
 def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedder | None = None,
                batch_size: int = 32, num_workers: int = 0, device: str | None = None,
                progress: bool = True, ocr: bool | None = None,
-               data_files: Sequence[str] = ()) -> IndexArtifact:
+               data_files: Sequence[str] = (), posts: dict[str, str] | None = None) -> IndexArtifact:
     """Add the images whose ids are not yet in the artifact, without re-embedding the others.
 
     The embedder is rebuilt from the manifest unless given (and then checked against it).
@@ -394,14 +428,11 @@ def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedde
     path = Path(path)
     art = load_index(path, gpu=False, mmap_regions=False)
     m = art.manifest
-    if embedder is None:
-        embedder = get_embedder(m["embedder"], **(m.get("embedder_config") or {}))
-    check_manifest(m, embedder.name, embedder.dim, embedder.tag, where=f"index {path}")
-    if device is not None:
-        embedder.to(device)
+    embedder = index_embedder(art, embedder, device)
     new = [(i, p) for i, p in images if i not in art.id_to_row]
     new = list(dict(new).items())
-    if not new:
+    all_posts = {**art.posts, **(posts or {})}
+    if not new and all_posts == art.posts:
         log.info("index %s: nothing to add (all %d ids present)", path, len(images))
         return art
     with_regions = art.regions is not None
@@ -432,9 +463,10 @@ def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedde
     manifest["data_files"] = m.get("data_files", []) + manifest["data_files"]
     manifest["added"] = m.get("added", []) + [{"at": manifest["updated"], "embedded": len(res.ids),
                                                "skipped": len(res.problems)}]
+    manifest["posts"] = len(all_posts)
     tmp = _tmp_sibling(path)
     try:
-        _write_folder(tmp, manifest, ids, emb, index, regions, tag_rows)
+        _write_folder(tmp, manifest, ids, emb, index, regions, tag_rows, all_posts)
         _publish(tmp, path, overwrite=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

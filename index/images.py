@@ -33,22 +33,40 @@ def images_in_dir(image_dir: str | os.PathLike) -> list[tuple[str, str]]:
     return [(image_id(p), str(p)) for p in files]
 
 
-def images_from_corpora(data_files: Sequence[str | os.PathLike],
-                        image_dir: str | os.PathLike) -> list[tuple[str, str | None]]:
-    """The images the posts of ``data_files`` refer to, first occurrence order, deduplicated.
+def post_image_key(sample) -> str | None:
+    """The id of the image a post refers to (:attr:`data.corpus.Sample.image_key`; for
+    samples made without it, the stem of its image file), ``None`` when it names none."""
+    if getattr(sample, "image_key", None):
+        return sample.image_key
+    return image_id(sample.image) if sample.image else None
 
-    Posts whose image file is missing give ``(id, None)``; posts without any image are
-    left out.
+
+def collection_from_corpora(data_files: Sequence[str | os.PathLike], image_dir: str | os.PathLike
+                            ) -> tuple[list[tuple[str, str | None]], dict[str, str]]:
+    """The images the posts of ``data_files`` refer to, and which post uses which image.
+
+    Returns ``(images, posts)``: ``images`` as ``(image id, path)`` in first-occurrence
+    order, deduplicated, ``path=None`` where the file is missing (posts naming no image are
+    left out); ``posts`` maps each post id to its image id (a JSONL ``image`` field's stem,
+    the CoNLL ``IMGID``, or the post id: see :attr:`data.corpus.Sample.image_key`).
     """
     seen: dict[str, str | None] = {}
+    posts: dict[str, str] = {}
     for f in data_files:
         for s in read_corpus(f, image_dir):
-            if s.image is not None:
-                key = image_id(s.image)
-                seen.setdefault(key, s.image)
-            elif s.image_missing:
-                seen.setdefault(s.id, None)
-    return list(seen.items())
+            key = post_image_key(s)
+            if key is None or not (s.image or s.image_missing):
+                continue
+            posts[s.id] = key
+            if seen.get(key) is None:
+                seen[key] = s.image
+    return list(seen.items()), posts
+
+
+def images_from_corpora(data_files: Sequence[str | os.PathLike],
+                        image_dir: str | os.PathLike) -> list[tuple[str, str | None]]:
+    """The ``images`` of :func:`collection_from_corpora`."""
+    return collection_from_corpora(data_files, image_dir)[0]
 
 
 def open_image(path: str | os.PathLike) -> Image.Image:

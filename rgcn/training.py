@@ -231,7 +231,11 @@ def load_for_corpus(run_dir: str | Path, corpus: Corpus, device: str = "auto", p
     ckpt = path / "best" if (path / "best" / "checkpoint.json").exists() else path
     cfg = config_from_dict(read_meta(ckpt)["config"])
     splits = {"train": read_corpus(cfg.data.train, cfg.data.images, cfg.data.format)}
+    name = "train"
     if Path(corpus.path).resolve() != Path(cfg.data.train).resolve():
-        splits["predict"] = corpus
+        name, splits["predict"] = "predict", corpus
     context = head_class(cfg.head.name).setup(cfg.head.options, splits, str(path), progress)
-    return load_checkpoint(ckpt, resolve_device(device), context)
+    model, cfg, meta = load_checkpoint(ckpt, resolve_device(device), context)
+    if context.get("image_summary"):
+        meta["image_summary"] = context["image_summary"][name]   # what the head made of the posts' images
+    return model, cfg, meta

@@ -16,7 +16,9 @@ length (no forcing to 98 tokens to match image regions).
 
 A post without an image has an empty intra-modal graph (its node carries no feature and
 ``has_image`` is false): its intra vector is masked out of the gate and the attention,
-and the post uses its inter-modal graph only.
+and the post uses its inter-modal graph only. The inter-modal graph never holds the post's
+own image (its centre is the sentence, see :mod:`retrieval.relations`), so the
+"without intra" ablation sees no trace of the post's photo.
 """
 from __future__ import annotations
 
@@ -80,24 +82,20 @@ def gated_fusion(h: torch.Tensor, v: torch.Tensor, gate_h: nn.Linear, gate_v: nn
     return h + g * v.unsqueeze(1)
 
 
-def without_own_image(data, drop_neighbours: bool, keep_center: bool = False):
-    """The graph a post would have if its image were missing: node 0 loses its image
-    feature and ``has_image`` turns false; relations built from the image itself (intra,
-    tags) lose their neighbours too. Used for the modality-missing evaluation."""
-    x = data.x.clone()
-    if not keep_center:
-        x[0] = 0
+def without_own_image(data):
+    """The graph of a relation built from the post's own image (intra, tags) if the image
+    were missing: one featureless node, no neighbours, ``has_image`` false. Used for the
+    modality-missing evaluation and image dropout; the inter-modal graph needs no such
+    change (it holds nothing of the own image)."""
     out = data.clone()
-    out.x, out.has_image = x, torch.tensor([False])
-    if drop_neighbours:
-        keep = torch.zeros(data.edge_index.shape[1], dtype=torch.bool)
-        out.x, out.num_nodes = x[:1], 1
-        out.edge_index, out.edge_weight, out.edge_type = (data.edge_index[:, keep], data.edge_weight[keep],
-                                                          data.edge_type[keep])
-        if "neighbour_rows" in data:
-            out.neighbour_rows = data.neighbour_rows[:0]
-        if "neighbour_ids" in data:
-            out.neighbour_ids = []
+    keep = torch.zeros(data.edge_index.shape[1], dtype=torch.bool)
+    out.x, out.num_nodes, out.has_image = torch.zeros_like(data.x[:1]), 1, torch.tensor([False])
+    out.edge_index, out.edge_weight, out.edge_type = (data.edge_index[:, keep], data.edge_weight[keep],
+                                                      data.edge_type[keep])
+    if "neighbour_rows" in data:
+        out.neighbour_rows = data.neighbour_rows[:0]
+    if "neighbour_ids" in data:
+        out.neighbour_ids = []
     return out
 
 
@@ -121,14 +119,17 @@ class RGCNHead(FusionHead):
             ablations of the paper drop one.
         gcn_hidden (int, default 256), gcn_layers (int, default 2), heads (int, default 4),
         dropout (float, default 0.1).
-        image_dropout (float, default 0.0): during training, the share of posts treated as
-            having no image (as :func:`without_own_image`), so the model also learns to tag
-            without one. Not in the paper; the modality-missing evaluation shows its effect.
+        image_dropout (float, default 0.0): during training only, the share of posts treated
+            as having no image (as :func:`without_own_image`), so the model also learns to
+            tag without one. Not in the paper; the modality-missing evaluation shows its effect.
         index (str): the index artifact folder (``null``: no images at all, every graph is
             empty; ``feature_dim`` then sets the node width); k (5), pool ("train"), threshold (0.0),
-            inter ("auto"), graph_cache (default: ``<index>/../graphs``): graph settings,
-            see :class:`retrieval.cache.GraphSettings`.
-    The graphs reach the head as ``context["graphs"]`` (from :meth:`setup`).
+            inter ("auto": CLIP text-to-image, else the sentence against the images' visual
+            text), graph_cache (default: ``<index>/../graphs``): graph settings, see
+            :class:`retrieval.cache.GraphSettings`.
+    The graphs reach the head as ``context["graphs"]`` (from :meth:`setup`). Posts whose
+    image is not in the index (new posts to tag) have it embedded by the index's embedder
+    when the graphs are built.
     """
 
     def __init__(self, in_dim: int, options: dict | None = None, context: dict | None = None):
@@ -178,7 +179,8 @@ class RGCNHead(FusionHead):
                                  inter=options.get("inter", "auto"))
         cache = options.get("graph_cache") or str(Path(options["index"]).parent / "graphs")
         graphs = load_or_build(splits, artifact, settings, cache, progress=progress)
-        return {"graphs": graphs}
+        return {"graphs": graphs, "image_summary": {name: graphs.image_summary([s.id for s in split])
+                                                    for name, split in splits.items()}}
 
     def extra_state(self) -> dict:
         return {"feature_dim": self.feature_dim}
@@ -193,10 +195,8 @@ class RGCNHead(FusionHead):
         out = {}
         for r in self.relations:
             data = [self.graphs.graph(s.id, r) for s in samples]
-            for i, s in enumerate(samples):
-                if dropped[i]:
-                    keeps_center = r == "inter" and getattr(self.graphs, "text_queries", None) is not None
-                    data[i] = without_own_image(data[i], drop_neighbours=r != "inter", keep_center=keeps_center)
+            if r != "inter":                          # built from the own image: dropped posts lose it
+                data = [without_own_image(d) if drop else d for d, drop in zip(data, dropped)]
             out[r] = Batch.from_data_list(data)
         return out
 

@@ -41,11 +41,11 @@ def test_settings_are_validated():
 
 
 def test_build_neighbours_and_graphs(six, splits):
-    g = build_graphs(splits, six, GraphSettings(k=2, threshold=None), text_encoder=angle_encoder, progress=False)
+    g = build_graphs(splits, six, GraphSettings(k=2, inter="posts"), text_encoder=angle_encoder, progress=False)
     # training pool p0..p2; own image excluded
     assert g.neighbours("p0", "intra") == [("p1", pytest.approx(np.cos(np.deg2rad(10)))),
                                            ("p2", pytest.approx(np.cos(np.deg2rad(30))))]
-    assert [n for n, _ in g.neighbours("p5", "intra")] == ["p2", "p1"]
+    assert [n for n, _ in g.neighbours("p3", "intra")] == ["p2", "p1"]
     assert [n for n, _ in g.neighbours("p3", "tags")] == []             # no training image shows a car
     assert [n for n, _ in g.neighbours("p5", "tags")] == ["p0", "p1"]    # {dog, ball}: 1.0, 1/3
     # inter (image-only index): images of the most similar training posts by sentence
@@ -58,7 +58,7 @@ def test_build_neighbours_and_graphs(six, splits):
 
 
 def test_post_without_image(six, splits):
-    g = build_graphs(splits, six, GraphSettings(k=2), text_encoder=angle_encoder, progress=False)
+    g = build_graphs(splits, six, GraphSettings(k=2, inter="posts"), text_encoder=angle_encoder, progress=False)
     assert not g.has_image("p6")
     intra = g.graph("p6", "intra")
     assert intra.num_nodes == 1 and intra.edge_index.shape == (2, 0) and intra.has_image.tolist() == [False]
@@ -66,8 +66,23 @@ def test_post_without_image(six, splits):
     assert g.graph("p6", "inter").num_nodes == 3                       # still has an inter-modal graph
 
 
+def test_inter_graph_holds_nothing_of_the_own_image(six, splits):
+    g = build_graphs(splits, six, GraphSettings(k=2, inter="posts"), text_encoder=angle_encoder, progress=False)
+    for post in ("p0", "p4"):
+        inter = g.graph(post, "inter")
+        assert inter.x[0].abs().sum() == 0                              # the centre is not the post's image
+        own = g.image_rows[g.post_index[post]]
+        assert own not in inter.neighbour_rows.tolist()
+
+
+def test_negative_thresholds_are_rejected():
+    for bad in (-0.1, None, 1.5):
+        with pytest.raises(ValueError, match="threshold must be a number in \\[0, 1\\].*negative"):
+            GraphSettings(threshold=bad)
+
+
 def test_threshold_setting(six, splits):
-    g = build_graphs(splits, six, GraphSettings(k=2, threshold=0.0), text_encoder=angle_encoder, progress=False)
+    g = build_graphs(splits, six, GraphSettings(k=2, threshold=0.0, inter="posts"), text_encoder=angle_encoder, progress=False)
     assert g.neighbours("p5", "intra") == []                            # 150 and 170 degrees away
 
 

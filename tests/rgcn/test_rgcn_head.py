@@ -61,10 +61,15 @@ def test_head_shapes_and_no_image_post_ignores_intra():
 
 def test_dropping_the_own_image():
     g = HandGraphs().graph("a", "intra")
-    d = without_own_image(g, drop_neighbours=True)
+    d = without_own_image(g)
     assert d.num_nodes == 1 and d.edge_index.shape == (2, 0) and not d.has_image.item() and d.x.abs().sum() == 0
-    k = without_own_image(HandGraphs().graph("a", "inter"), drop_neighbours=False)
-    assert k.num_nodes == 3 and k.x[0].abs().sum() == 0 and torch.equal(k.x[1:], g.x[1:])
+
+
+def test_dropped_posts_keep_their_inter_graph_and_lose_their_intra_graph():
+    head = build_head("rgcn", 8, {"gcn_hidden": 4, "heads": 2}, {"graphs": HandGraphs()})
+    kept, dropped = (head.prepare([Sample("a", ["x"], meta=m)], training=False) for m in ({}, {"image_dropped": True}))
+    assert torch.equal(dropped["inter"].x, kept["inter"].x) and dropped["inter"].num_nodes == 3
+    assert dropped["intra"].num_nodes == 1 and not dropped["intra"].has_image.item()
 
 
 def test_training_with_image_dropout_batches_mixed_graphs():

@@ -1,0 +1,88 @@
+"""Test resources: a colour embedder and an image-decided dataset it separates perfectly.
+
+``ColourEmbedder`` (registered as ``test_colour``) embeds an image as its mean colour,
+centred and L2-normalised (3-d), with object tags ``red``/``green``/``blue``: it runs the
+real index, retrieval and prediction code paths in milliseconds. ``write_image_decided``
+writes posts whose one name is typed by the colour of the post's photo alone (red: PER,
+blue: LOC): the text says nothing about it, so a text-only tagger is at chance on the
+type and a tagger that uses the image can be perfect.
+"""
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from index.embedders import Embedder, EncodeOutput, l2_normalise, register_embedder
+from index.embedders import EMBEDDERS
+
+COLOURS = {"red": ((200, 30, 30), "PER"), "blue": ((30, 30, 200), "LOC")}
+NAMES = ["Zelby", "Rellow", "Quandor", "Mivra", "Tessiko", "Brevanne", "Ostrel", "Palivo", "Dunmere", "Yarrick",
+         "Felmoor", "Corvane", "Ilsbeth", "Norvik", "Sabrine", "Thandle", "Wexley", "Galvette"]
+TEMPLATES = [["look", "at", "{}", "now"], ["{}", "is", "here", "today"], ["can't", "stop", "thinking", "about", "{}"],
+             ["saw", "{}", "again", "!"], ["everyone", "loves", "{}"]]
+
+
+def _to_tensor(im: Image.Image) -> torch.Tensor:
+    a = np.asarray(im.convert("RGB").resize((8, 8)), dtype=np.float32) / 255.0
+    return torch.from_numpy(a).permute(2, 0, 1).contiguous()           # (3, 8, 8)
+
+
+class ColourEmbedder(Embedder):
+    name = "test_colour"
+    dim = 3
+    tag_labels = ("red", "green", "blue")
+
+    def __init__(self, **_):
+        self.transform = _to_tensor
+
+    def encode(self, pixels, regions=False, logits=False):
+        mean = pixels.mean(dim=(2, 3)).numpy()                           # (B, 3)
+        return EncodeOutput(l2_normalise(mean - 0.45), None, 10 * mean if logits else None)
+
+
+if "test_colour" not in EMBEDDERS:
+    register_embedder("test_colour", ColourEmbedder)
+
+
+def colour_image(path, colour: str, rng: random.Random) -> str:
+    """A 24x24 photo of one colour with per-pixel noise."""
+    base = np.array(COLOURS[colour][0], dtype=np.float32)
+    noise = np.random.default_rng(rng.randrange(1 << 30)).normal(0, 25, (24, 24, 3))
+    Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8)).save(path)
+    return str(path)
+
+
+def write_image_decided(folder, sizes=(("train", 80), ("valid", 20), ("test", 40)), seed=0,
+                        image_name="{id}.png", prefix="") -> dict[str, str]:
+    """Write ``<split>.jsonl`` files and ``images/``; returns split name -> path.
+
+    Every post has one name typed by its photo's colour; ``image_decided`` lists its span.
+    ``image_name`` sets the file name of each post's photo (the JSONL ``image`` field);
+    post ids are ``<prefix><split>-<i>``.
+    """
+    rng = random.Random(seed)
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    out = {}
+    for split, n in sizes:
+        lines = []
+        for i in range(n):
+            pid = f"{prefix}{split}-{i:03d}"
+            colour = ["red", "blue"][i % 2]
+            name = rng.choice(NAMES)
+            words = [w.format(name) for w in rng.choice(TEMPLATES)]
+            at = words.index(name)
+            tags = ["O"] * len(words)
+            tags[at] = "B-" + COLOURS[colour][1]
+            image = image_name.format(id=pid, i=i, split=split)
+            colour_image(folder / "images" / image, colour, rng)
+            lines.append(json.dumps({"id": pid, "tokens": words, "tags": tags, "image": image,
+                                     "image_decided": [[at, at + 1]], "colour": colour}))
+        out[split] = str(folder / f"{split}.jsonl")
+        Path(out[split]).write_text("\n".join(lines) + "\n")
+    return out

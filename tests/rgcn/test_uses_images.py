@@ -1,0 +1,147 @@
+"""The R-GCN head's multimodal claims, each guarded on a tiny image-decided dataset.
+
+Every post names one invented word typed by the colour of its photo alone (red: PER, blue:
+LOC; :mod:`tests.colour`), the index is built by a mean-colour embedder, and the encoder is
+a tiny random BERT: text and rgcn train in seconds, and only a head that uses the image
+can type the names.
+"""
+import contextlib
+import io
+import json
+
+import pytest
+
+import train
+from data.corpus import read_corpus
+from index.__main__ import main as index_main
+from rgcn.__main__ import compare_runs
+from rgcn.__main__ import main as cli
+from tests.colour import write_image_decided
+
+EPOCHS = 8
+
+
+def _train(root, splits, tiny_encoder, name, *head):
+    return train.main(["--no-progress", f"data.train={splits['train']}", f"data.valid={splits['valid']}",
+                       f"data.test={splits['test']}", f"data.images={root / 'data' / 'images'}",
+                       f"encoder.name={tiny_encoder}", f"train.epochs={EPOCHS}", "train.batch_size=8",
+                       "train.lr=1e-3", "train.seed=0", f"out_dir={root / 'runs'}", f"name={name}", *head])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_encoder):
+    """text and rgcn runs on the same data, encoder, seed and budget."""
+    root = tmp_path_factory.mktemp("image_decided")
+    splits = write_image_decided(root / "data")
+    assert index_main(["build", "--quiet", "--embedder", "test_colour", "--images", str(root / "data" / "images"),
+                       "--data", *splits.values(), "--out", str(root / "index")]) == 0
+    _train(root, splits, tiny_encoder, "text", "head.name=text")
+    _train(root, splits, tiny_encoder, "rgcn", "head.name=rgcn", f"head.options.index={root / 'index'}",
+           "head.options.k=3", "head.options.gcn_hidden=16", "head.options.dropout=0.0")
+    rows = {r["run"].rsplit("/", 1)[-1]: r for r in
+            compare_runs([root / "runs" / "text", root / "runs" / "rgcn"], splits["test"], "image_decided")}
+    return root, splits, rows
+
+
+def _evaluate(*args) -> dict:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert cli(["evaluate", *map(str, args), "--json"]) == 0
+    return json.loads(buf.getvalue())
+
+
+def _predict(run, posts, images, out) -> list[list[str]]:
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert cli(["predict", "--run", str(run), "--input", str(posts), "--images", str(images),
+                    "--output", str(out), "--format", "jsonl"]) == 0
+    return [json.loads(line)["tags"] for line in open(out)], buf.getvalue()
+
+
+def _swap_images(src, dst):
+    """The same posts with each red post's photo swapped with the next blue post's."""
+    rows = [json.loads(line) for line in open(src)]
+    for a, b in zip(rows[0::2], rows[1::2]):
+        a["image"], b["image"] = b["image"], a["image"]
+    dst.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return dst
+
+
+def test_rgcn_beats_text_on_the_image_decided_entities(trained):
+    _, _, rows = trained
+    text, rgcn = rows["text"], rows["rgcn"]
+    assert text["image_decided_f1"] <= 0.75                      # the text cannot know the type
+    assert rgcn["image_decided_f1"] >= 0.9
+    assert rgcn["image_decided_f1"] - text["image_decided_f1"] >= 0.3
+
+
+def test_the_photo_decides_and_dropping_it_removes_every_image_signal(trained, tmp_path):
+    root, splits, _ = trained
+    run = root / "runs" / "rgcn"
+    swapped = _swap_images(splits["test"], tmp_path / "swapped.jsonl")
+    images = root / "data" / "images"
+    kept = _evaluate("--run", run, "--split", splits["test"], "--images", images)
+    flipped = _evaluate("--run", run, "--split", swapped, "--images", images)
+    assert kept["micro"]["f1"] - flipped["micro"]["f1"] >= 30    # the other colour's photo flips the type
+    outs = []
+    for split in (splits["test"], swapped):
+        out = tmp_path / f"dropped-{len(outs)}.conll"
+        _evaluate("--run", run, "--split", split, "--images", images, "--drop-images", "--output", out)
+        outs.append([line.split("\t")[-1] for line in out.read_text().splitlines()])
+    assert outs[0] == outs[1]                                    # with images dropped, the photo changes nothing
+
+
+def test_new_posts_keep_their_images_whatever_the_files_are_called(trained, tmp_path):
+    """Posts whose photos are not in the index are embedded on the fly, and an image is found
+    by the post's ``image`` field, not by its post id."""
+    root, splits, _ = trained
+    run = root / "runs" / "rgcn"
+    results = []
+    for n, layout in enumerate(("{id}.png", "photo-{i}.png")):
+        fresh = tmp_path / f"layout{n}"
+        new = write_image_decided(fresh, sizes=(("test", 40),), seed=5, image_name=layout, prefix="new-")["test"]
+        tags, said = _predict(run, new, fresh / "images", tmp_path / "pred.jsonl")
+        assert "40 of 40 posts used their image (0 from the index, 40 embedded now)" in said
+        results.append(tags)
+    assert results[0] == results[1]
+    gold = read_corpus(new, require_tags=True)
+    right = sum(p == s.tags for p, s in zip(results[0], gold.samples))
+    assert right >= 36                                           # new photos type the names as well
+
+
+def test_missing_images_are_counted_and_named(trained, tmp_path):
+    root, splits, _ = trained
+    fresh = tmp_path / "fresh"
+    new = write_image_decided(fresh, sizes=(("test", 6),), seed=1, prefix="new-")["test"]
+    for p in sorted((fresh / "images").iterdir())[:2]:
+        p.unlink()
+    _, said = _predict(root / "runs" / "rgcn", new, fresh / "images", tmp_path / "pred.jsonl")
+    assert "4 of 6 posts used their image (0 from the index, 4 embedded now)" in said
+    assert "2 named an image that is missing, e.g. new-test-000 (new-test-000), new-test-001 (new-test-001)" in said
+
+
+def test_the_default_pool_holds_training_images_only(trained):
+    """Neither the run config nor the head sets a pool: every neighbour of every post, in
+    every relation, is the photo of a training post."""
+    from rgcn.training import load_for_corpus
+
+    root, splits, _ = trained
+    model, _, _ = load_for_corpus(root / "runs" / "rgcn", read_corpus(splits["test"], root / "data" / "images"))
+    graphs = model.head.graphs
+    train_images = {s.image_key for s in read_corpus(splits["train"])}
+    seen = set()
+    for post in graphs.post_ids:
+        for rel in graphs.relations:
+            seen |= {n for n, _ in graphs.neighbours(post, rel)}
+    assert len(seen) > 10 and seen <= train_images
+
+
+def test_image_dropout_is_for_training_only():
+    from data.corpus import Sample
+    from rgcn.heads import build_head
+    from tests.rgcn.test_rgcn_head import HandGraphs
+
+    head = build_head("rgcn", 8, {"gcn_hidden": 4, "heads": 2, "image_dropout": 0.9}, {"graphs": HandGraphs()})
+    samples = [Sample("a", ["x"]) for _ in range(40)]
+    assert all(head.prepare(samples, training=False)["intra"].has_image.tolist())
+    assert not all(head.prepare(samples, training=True)["intra"].has_image.tolist())
