@@ -145,3 +145,24 @@ def test_direct_inter_in_a_joint_space(splits):
     with pytest.raises(EmbedderMismatchError, match="3-d but the index"):
         build_graphs(splits, art, GraphSettings(k=2, relations=("inter",)),
                      text_encoder=lambda t: np.ones((len(t), 3), np.float32), progress=False)
+
+
+def bag_of_words(texts):
+    """Fake sentence encoder: counts of a few object words (plus a constant), L2-normalised."""
+    vocab = ["dog", "cat", "car", "ball", "road"]
+    v = np.array([[t.count(w) for w in vocab] + [0.1] for t in texts], np.float32)
+    return v / np.linalg.norm(v, axis=1, keepdims=True)
+
+
+def test_visual_text_is_the_default_inter_relation_without_clip(six):
+    train = [Sample("p0", ["my", "dog"], ["O", "O"]), Sample("p1", ["a"], ["O"]), Sample("p2", ["b"], ["O"])]
+    test = [Sample("q", ["look", "at", "my", "cat"], ["O"] * 4), Sample("p3", ["car", "here"], ["O", "O"])]
+    splits = {"train": Corpus("train.txt", train), "test": Corpus("test.txt", test)}
+    g = build_graphs(splits, six, GraphSettings(k=2, relations=("inter",)), text_encoder=bag_of_words,
+                     progress=False)
+    assert g.manifest["inter_strategy"] == "visual_text"
+    # pool images described by their tags: p0 "dog, ball", p1 "dog, cat", p2 "cat"
+    assert [n for n, _ in g.neighbours("q", "inter")] == ["p2", "p1"]
+    assert [n for n, _ in g.neighbours("p0", "inter")] == ["p1", "p2"]         # never its own photo
+    assert g.graph("p0", "inter").x[0].abs().sum() == 0                       # the centre is not its photo
+    assert "p3" not in {n for n, _ in g.neighbours("q", "inter")}             # only the training pool

@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from retrieval.relations import (Neighbours, inter_via_posts, intra_modal, jaccard_topk, object_type, tag_sets)
+from retrieval.relations import (Neighbours, inter_via_posts, inter_visual_text, intra_modal, jaccard_topk, object_type,
+                                 tag_sets, visual_texts)
 from retrieval.search import EmptyPoolError
 
 from .conftest import make_artifact, six_points
@@ -12,6 +13,32 @@ def test_intra_modal_skips_posts_without_image(six):
     assert nb.rows.tolist() == [[1, 2], [-1, -1], [4, 3]]
     assert np.isneginf(nb.scores[1]).all()
     assert nb.lists(six.ids)[0][0][0] == "p1"
+
+
+def test_intra_modal_queries_new_images_and_never_returns_them(six):
+    new = np.array([[np.cos(np.deg2rad(95)), np.sin(np.deg2rad(95))]], np.float32)   # not in the index
+    vectors = np.concatenate([six.embeddings, new])
+    nb = intra_modal(six, np.array([6, 3]), 2, pool=None, vectors=vectors)
+    assert nb.rows.tolist() == [[4, 3], [4, 2]]                 # 95 deg: 100, 90; post 3 (90 deg) excludes itself
+    assert (nb.rows < 6).all()
+
+
+def test_visual_texts_by_hand():
+    tags = {"a": [("tabby", 0.2), ("Egyptian cat", 0.7)], "b": []}
+    assert visual_texts(tags, {"b": "EXIT"}, ["a", "b", "c"]) == ["Egyptian cat, tabby", "EXIT", ""]
+    assert visual_texts(tags, {"a": "MEOW"}, ["a"], top=1) == ["Egyptian cat. MEOW"]
+
+
+def test_inter_visual_text_matches_sentences_to_image_descriptions():
+    # sentences and image descriptions in one (fake) sentence space: unit vectors by angle
+    sentences = six_points()[[0, 3, 5]]                          # 0, 90, 180 degrees
+    described = six_points()[[1, 2, 4]]                          # candidate images: 10, 30, 100 degrees
+    rows = np.array([11, 12, 14])                                # their artifact rows
+    nb = inter_visual_text(sentences, described, rows, own_rows=np.array([-1, 14, -1]), k=2)
+    assert nb.rows.tolist() == [[11, 12], [12, 11], [14, 12]]   # post 1 never gets its own image 14
+    np.testing.assert_allclose(nb.scores[0], np.cos(np.deg2rad([10, 30])), atol=1e-6)
+    with pytest.raises(EmptyPoolError, match="visual text"):
+        inter_visual_text(sentences, np.zeros((0, 2), np.float32), np.zeros(0, np.int64), np.full(3, -1), 2)
 
 
 def test_inter_via_similar_training_posts():
