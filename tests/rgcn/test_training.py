@@ -81,3 +81,18 @@ def test_config_errors_are_clear(tmp_path):
         load_config(None, ["data.train=a", "data.valid=b", "train.lr=fast"])
     cfg = load_config(None, ["data.train=a", "data.valid=b", "train.lr=5e-05"])
     assert cfg.train.lr == 5e-5
+
+
+def test_drop_test_images_removes_the_test_split_images_only(tmp_path, tiny_corpus_file):
+    from rgcn.config import RunConfig, DataConfig
+    from rgcn.training import read_splits
+
+    images = tmp_path / "img"
+    images.mkdir()
+    for i in (101, 102, 103):
+        (images / f"{i}.jpg").write_bytes(b"")                  # present files (content is not read here)
+    d = DataConfig(train=str(tiny_corpus_file), valid=str(tiny_corpus_file), test=str(tiny_corpus_file),
+                   images=str(images), drop_test_images=True)
+    splits = read_splits(RunConfig(data=d))
+    assert all(s.image is None and s.meta.get("image_dropped") for s in splits["test"])
+    assert all(s.image is not None and not s.meta.get("image_dropped") for s in splits["train"])
