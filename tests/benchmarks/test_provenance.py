@@ -1,0 +1,56 @@
+"""benchmarks/provenance.py: every result file is written whole and says what made it."""
+import datetime as dt
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from benchmarks.provenance import ROOT, command_line, git_state, write_result
+
+BENCHMARKS = ROOT / "benchmarks"
+
+
+def test_command_line_is_relative_to_the_root_and_quoted():
+    cmd = command_line(BENCHMARKS / "demo_rgcn.py", ["--seeds", "13", "14", "head.options.relations=[intra]"])
+    assert cmd == "python benchmarks/demo_rgcn.py --seeds 13 14 'head.options.relations=[intra]'"
+
+
+def test_stamp_on_a_tiny_write(tmp_path):
+    out = tmp_path / "sub" / "r.json"
+    written = write_result(out, {"rows": {"a": 1.5}}, BENCHMARKS / "text_speed.py", ["--head", "rgcn"])
+    on_disk = json.loads(out.read_text())
+    assert on_disk == written
+    assert list(on_disk) == ["provenance", "rows"] and on_disk["rows"] == {"a": 1.5}
+    p = on_disk["provenance"]
+    assert p["command"] == "python benchmarks/text_speed.py --head rgcn"
+    date = dt.datetime.strptime(p["date_utc"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.timezone.utc)
+    assert abs((dt.datetime.now(dt.timezone.utc) - date).total_seconds()) < 120
+    m = p["machine"]
+    assert m["cpu_count"] == os.cpu_count() and m["torch_threads"] == torch.get_num_threads()
+    assert m["cpu_model"] and m["cpus_usable"] >= 1
+    assert p["versions"]["torch"].startswith(torch.__version__.split("+")[0])
+    assert re.fullmatch(r"\d+\.\d+\.\d+", p["versions"]["python"])
+    if p["git"] is not None:                                        # a tarball checkout has no git
+        assert re.fullmatch(r"[0-9a-f]{40}", p["git"]["commit"]) and isinstance(p["git"]["dirty"], bool)
+    assert os.stat(out).st_mode & 0o777 == 0o644
+    assert [f.name for f in out.parent.iterdir()] == ["r.json"]     # no temporary file left
+
+
+def test_a_failed_write_leaves_the_old_file_whole(tmp_path):
+    out = tmp_path / "r.json"
+    write_result(out, {"x": 1}, BENCHMARKS / "index_knn.py", [])
+    before = out.read_text()
+    with pytest.raises(TypeError):
+        write_result(out, {"x": object()}, BENCHMARKS / "index_knn.py", [])
+    with pytest.raises(ValueError, match="provenance"):
+        write_result(out, {"provenance": "by hand"}, BENCHMARKS / "index_knn.py", [])
+    assert out.read_text() == before
+    assert [f.name for f in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_git_state_outside_a_repository(tmp_path):
+    assert git_state(tmp_path) is None
+
