@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks import index_knn
 from benchmarks.provenance import ROOT, command_line, git_state, write_result
 
 BENCHMARKS = ROOT / "benchmarks"
@@ -54,3 +55,12 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path):
 def test_git_state_outside_a_repository(tmp_path):
     assert git_state(tmp_path) is None
 
+
+def test_a_benchmark_main_stamps_its_result(tmp_path):
+    out = tmp_path / "knn.json"
+    argv = ["--sizes", "300", "--no-real", "--sample", "50", "--out", str(out)]
+    assert index_knn.main(argv) == 0
+    res = json.loads(out.read_text())
+    assert res["provenance"]["command"] == "python benchmarks/index_knn.py " + " ".join(argv)
+    assert res["provenance"]["machine"]["faiss_threads"] >= 1
+    assert {r["n"] for r in res["results"]} == {300}
