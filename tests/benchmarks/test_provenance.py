@@ -64,3 +64,12 @@ def test_a_benchmark_main_stamps_its_result(tmp_path):
     assert res["provenance"]["command"] == "python benchmarks/index_knn.py " + " ".join(argv)
     assert res["provenance"]["machine"]["faiss_threads"] >= 1
     assert {r["n"] for r in res["results"]} == {300}
+
+
+@pytest.mark.parametrize("script", sorted(p.name for p in BENCHMARKS.glob("*.py")
+                                          if p.name not in ("provenance.py", "index_synthetic.py")))
+def test_every_benchmark_writes_through_write_result(script):
+    src = (BENCHMARKS / script).read_text()
+    assert "write_result(" in src, f"{script} must write its result with benchmarks.provenance.write_result"
+    for call in ("write_text(", "json.dump("):
+        assert call not in src, f"{script} writes a file itself ({call}); use write_result"
