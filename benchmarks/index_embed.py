@@ -9,7 +9,6 @@ temporary folder, so decoding and resizing are included, as in a real build.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
@@ -20,6 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from benchmarks.provenance import write_result  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -57,8 +58,7 @@ def main(argv=None) -> int:
                             "images_per_second": len(res.ids) / sec, "batch_size": args.batch_size,
                             "workers": args.workers, "torch_threads": torch.get_num_threads()})
     meta = {"cpu_count": os.cpu_count(), "device": "cpu", "load_avg_end": os.getloadavg()}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    write_result(args.out, {"meta": meta, "results": results}, __file__, argv)
     print(f"{'embedder':<20} {'model':<20} {'dim':>5} {'images':>7} {'seconds':>8} {'img/s':>7}")
     for r in results:
         print(f"{r['embedder']:<20} {r['model']:<20} {r['dim']:>5} {r['images']:>7} {r['seconds']:>8.1f} "

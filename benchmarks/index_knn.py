@@ -12,7 +12,6 @@ rows marked "est" extrapolate the sample's search time to all N.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -22,6 +21,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.index_synthetic import clustered_unit_vectors  # noqa: E402
+from benchmarks.provenance import write_result  # noqa: E402
 from index.factory import (choose_factory, default_search_params, drop_self, make_index, recall_at_k,  # noqa: E402
                            search, self_knn, set_search_params)
 
@@ -161,8 +161,7 @@ def main(argv=None) -> int:
         del x
     meta = {"cpu_count": os.cpu_count(), "faiss_threads": faiss.omp_get_max_threads(),
             "faiss": faiss.__version__, "load_avg_end": os.getloadavg(), "k": K}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    write_result(args.out, {"meta": meta, "results": results}, __file__, argv)
     print(table(results))
     print(f"written {args.out}; load average at end {os.getloadavg()}")
     return 0

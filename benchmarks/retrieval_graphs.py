@@ -11,18 +11,18 @@
   500 queries. The sampled inter-modal time includes building its sentence index, so its
   extrapolation overstates; ``--full`` measures what a build really takes.
 
-    .venv/bin/python benchmarks/retrieval_graphs.py [--sizes 8257 1000000] [--full] [--real-text]
+    .venv/bin/python benchmarks/retrieval_graphs.py [--sizes 8257 1000000] [--full] [--real-text FILE]
     nice -n 10 .venv/bin/python benchmarks/retrieval_graphs.py --sizes 8257 1000000 --full
 
-Writes ``benchmarks/results/retrieval_graphs.json``. The numbers depend on the machine and
-on what else runs on it: the header records the CPU count and the load average.
+Writes ``benchmarks/results/retrieval_graphs.json`` (``--out``) through
+``benchmarks/provenance.py``. The numbers depend on the machine and on what else runs on
+it: the file records the command, the machine, and the load average at start and end.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.provenance import write_result  # noqa: E402
 
 
 def clustered(n: int, dim: int, n_centres: int, rng, spread: float = 0.6, chunk: int = 100_000):
@@ -161,8 +162,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     rng = np.random.default_rng(a.seed)
-    res = {"machine": {"cpus": os.cpu_count(), "loadavg": os.getloadavg(), "python": platform.python_version(),
-                       "note": "shared machine: other jobs ran at the same time"}, "runs": []}
+    res = {"machine": {"cpus": os.cpu_count(), "loadavg_start": os.getloadavg()}, "runs": []}
     for n in a.sizes:
         dim = 1280 if n < 100_000 else 512
         print(f"posts={n} dim={dim} ...", flush=True)
@@ -181,8 +181,8 @@ def main(argv=None) -> int:
         res["minilm_text_embedding"] = {"file": a.real_text, "posts": len(texts), "seconds": round(dt, 1),
                                         "posts_per_s": round(len(texts) / dt, 1)}
         print(json.dumps(res["minilm_text_embedding"]))
-    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(a.out).write_text(json.dumps(res, indent=2))
+    res["machine"]["loadavg_end"] = os.getloadavg()
+    write_result(a.out, res, __file__, argv)
     print(f"wrote {a.out}")
     return 0
 

@@ -8,12 +8,12 @@ test file is given), and records minutes per epoch, training posts/s and tagging
     python benchmarks/text_baseline.py --dataset twitter2015 --encoder .cache/mpnet/all-mpnet-base-v2
     python benchmarks/text_baseline.py --train A.txt --valid B.txt --test C.txt --name mine
 
-Results go to ``benchmarks/results/<name>.json`` and print as a table.
+Results go to ``benchmarks/results/<name>.json`` (``--output``), stamped with the command
+by ``benchmarks/provenance.py``, and print as a table.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -26,6 +26,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import train  # noqa: E402
+from benchmarks.provenance import RESULTS, write_result  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 
@@ -43,7 +44,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--name")
-    p.add_argument("--out-dir", default=str(ROOT / "runs" / "bench"))
+    p.add_argument("--out-dir", default=str(ROOT / "runs" / "bench"), help="where the run folder goes")
+    p.add_argument("--output", help="result JSON (default: benchmarks/results/<name>.json)")
     return p.parse_args(argv)
 
 
@@ -81,9 +83,7 @@ def main(argv=None) -> dict:
         "wall_minutes": round((time.time() - t0) / 60, 1),
         "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
     }
-    res_dir = ROOT / "benchmarks" / "results"
-    res_dir.mkdir(parents=True, exist_ok=True)
-    (res_dir / f"{name}.json").write_text(json.dumps(out, indent=2))
+    write_result(a.output or RESULTS / f"{name}.json", out, __file__, argv)
     f1 = out["test"]["f1"] if out["test"] else None
     print(f"\n{name}: valid F1 {out['valid']['f1']}  test F1 {f1}  "
           f"{out['minutes_per_epoch_train']} min/epoch  {out['train_posts_per_second']} train posts/s  "

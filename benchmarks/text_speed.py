@@ -5,12 +5,12 @@ Run it on an otherwise idle machine (the figures are wall-clock):
     python benchmarks/text_speed.py                      # Twitter-2015 train / test, MiniLM
     python benchmarks/text_speed.py --head rgcn          # the R-GCN head with empty graphs (no images)
 
-Writes ``benchmarks/results/text_speed_<head>.json``.
+Writes ``benchmarks/results/text_speed_<head>.json`` (``--output``), stamped with the
+command by ``benchmarks/provenance.py``.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -22,6 +22,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
 
+from benchmarks.provenance import RESULTS, write_result  # noqa: E402
 from rgcn.batching import BucketSampler, TaggingDataset  # noqa: E402
 from rgcn.checkpoint import build_tagger  # noqa: E402
 from rgcn.config import load_config  # noqa: E402
@@ -41,6 +42,7 @@ def main(argv=None) -> dict:
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--output", help="result JSON (default: benchmarks/results/text_speed_<head>.json)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
     overrides = [f"data.train={a.train}", f"data.valid={a.test}", f"encoder.name={a.encoder}", f"head.name={a.head}"]
@@ -72,9 +74,7 @@ def main(argv=None) -> dict:
                                  "train_posts_per_second": round(len(train) / epoch, 1),
                                  "tagging_posts_per_second": round(pred.posts_per_second, 1)}
         print(prec, results["runs"][prec], flush=True)
-    out = ROOT / "benchmarks" / "results" / f"text_speed_{a.head}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2))
+    write_result(a.output or RESULTS / f"text_speed_{a.head}.json", results, __file__, argv)
     return results
 
 
