@@ -74,7 +74,7 @@ def main(argv=None) -> dict:
     print(f"\n{'variant':28s} {'F1':>7s} {'image-decided F1':>17s} {'other F1':>9s} {'s/epoch':>8s} {'posts/s':>8s}")
     for name, r in rows.items():
         t = timing.get(name, {})
-        print(f"{name:28s} {100 * r['f1']:7.2f} {100 * r['image_decided_f1']:17.2f} {100 * r['other_f1']:9.2f} "
+        print(f"{name:28s} {100 * r['f1']:7.2f} {100 * r['image_decided_f1']:17.2f} {100 * r['outside_image_decided_f1']:9.2f} "
               f"{t.get('seconds_per_epoch', ''):>8} {t.get('tagging_posts_per_second', ''):>8}")
     return out
 
