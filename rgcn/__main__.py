@@ -90,8 +90,23 @@ def _evaluate(args) -> int:
 
 def score_with_subset(gold_samples, pred, subset_field=None, where="gold") -> dict:
     """Overall P/R/F1 of ``pred`` against the samples' tags and, when ``subset_field``
-    names a JSONL field of word spans (e.g. ``image_decided``), F1 on the entities inside
-    those spans and on all the others."""
+    names a JSONL field of ``[start, end)`` word spans (e.g. ``image_decided``), F1 on the
+    listed spans and on the entities outside them.
+
+    Args:
+        gold_samples: the gold posts (tags, and the field in ``meta`` when one is named).
+        pred: one predicted tag sequence per post.
+        subset_field: name of the span-list field, or ``None`` for overall scores only.
+        where: what to call the gold file in error messages.
+
+    Returns a dict with ``f1``, ``precision``, ``recall`` and, with a field ``F``:
+
+    - ``F_f1``, ``F_gold``: gold and predicted spans whose ``(start, end)`` equals a
+      listed span (the type must still match to count as correct);
+    - ``outside_F_f1``, ``outside_F_gold``: gold and predicted spans that overlap no
+      listed span. A predicted fragment of a listed span belongs to neither column: it is
+      an error on the listed entity, already counted by the overall scores.
+    """
     from .metrics import score
 
     gold_tags = [s.tags for s in gold_samples]
@@ -101,18 +116,24 @@ def score_with_subset(gold_samples, pred, subset_field=None, where="gold") -> di
         missing = [s.id for s in gold_samples if subset_field not in s.meta]
         if missing:
             raise ValueError(f"{where}: post {missing[0]!r} has no field {subset_field!r}")
-        subset = [{(a, b) for a, b in s.meta[subset_field]} for s in gold_samples]
-        inside = score(gold_tags, pred, spans_filter=lambda i, sp: (sp[1], sp[2]) in subset[i])
-        outside = score(gold_tags, pred, spans_filter=lambda i, sp: (sp[1], sp[2]) not in subset[i])
+        listed = [{(a, b) for a, b in s.meta[subset_field]} for s in gold_samples]
+
+        def overlaps_none(i, span):
+            _, start, end = span
+            return all(end <= a or b <= start for a, b in listed[i])
+
+        inside = score(gold_tags, pred, spans_filter=lambda i, sp: (sp[1], sp[2]) in listed[i])
+        outside = score(gold_tags, pred, spans_filter=overlaps_none)
         row[f"{subset_field}_f1"] = inside.f1
         row[f"{subset_field}_gold"] = inside.total.n_gold
-        row["other_f1"] = outside.f1
+        row[f"outside_{subset_field}_f1"] = outside.f1
+        row[f"outside_{subset_field}_gold"] = outside.total.n_gold
     return row
 
 
 def compare_runs(runs, gold_path, subset_field=None):
     """Score each run's test predictions against ``gold_path`` (see
-    :func:`score_with_subset`). Returns rows of dicts."""
+    :func:`score_with_subset` for the keys). Returns one dict per run, ``run`` first."""
     from data.corpus import read_corpus, read_predictions
 
     gold = read_corpus(gold_path, require_tags=True)
@@ -132,10 +153,13 @@ def _compare(args) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     keys = [k for k in rows[0] if k not in ("run",) and not k.endswith("_gold")]
-    name_w = max(len(Path(r["run"]).name) for r in rows)
+    name_w = max(len("run"), *(len(Path(r["run"]).name) for r in rows))
     print("run".ljust(name_w) + "".join(f"  {k:>{max(8, len(k))}}" for k in keys))
     for r in rows:
         print(Path(r["run"]).name.ljust(name_w) + "".join(f"  {100 * r[k]:>{max(8, len(k))}.2f}" for k in keys))
+    counts = [f"{k[:-len('_gold')]} {rows[0][k]}" for k in rows[0] if k.endswith("_gold")]
+    if counts:
+        print("gold entities: " + ", ".join(counts))
     return 0
 
 
@@ -161,11 +185,13 @@ def main(argv=None) -> int:
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true")
     e.set_defaults(fn=_evaluate)
-    c = sub.add_parser("compare", help="entity F1 of several runs' test predictions, overall and on a subset")
+    c = sub.add_parser("compare", help="entity F1 of several runs' test predictions, overall, on a "
+                       "subset of listed spans and on the entities overlapping none of them")
     c.add_argument("runs", nargs="+", help="run folders (each with test_predictions.conll)")
     c.add_argument("--gold", required=True, help="the gold test split the runs were scored on")
-    c.add_argument("--subset-field", help="JSONL field listing word spans to score separately, "
-                   "e.g. image_decided in the demo data")
+    c.add_argument("--subset-field", help="JSONL field listing [start, end) word spans to score "
+                   "separately (FIELD_f1) and apart (outside_FIELD_f1: entities overlapping none of "
+                   "them), e.g. image_decided in the demo data")
     c.add_argument("--json", action="store_true")
     c.set_defaults(fn=_compare)
     t = sub.add_parser("predict", help="tag posts with a trained run")

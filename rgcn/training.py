@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 from transformers import get_linear_schedule_with_warmup
 
@@ -58,15 +59,34 @@ def read_splits(cfg: RunConfig) -> dict[str, Corpus]:
     return splits
 
 
-def param_groups(model: Tagger, cfg: RunConfig):
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
+# Layers whose every parameter (scale and shift) is exempt from weight decay.
+NORM_LAYERS: tuple[type[nn.Module], ...] = (
+    nn.LayerNorm, nn.GroupNorm, nn.modules.batchnorm._NormBase,
+    *((nn.RMSNorm,) if hasattr(nn, "RMSNorm") else ()),
+)
+
+
+def is_no_decay(module: nn.Module, param_name: str) -> bool:
+    """Whether ``module``'s own parameter ``param_name`` is left out of weight decay: every
+    bias (``bias``, ``in_proj_bias``...) and every parameter of a normalisation layer
+    (:data:`NORM_LAYERS`). The choice is by module type, not by the name the model gives
+    the layer, so a LayerNorm called ``ln_f`` or ``norm1`` is caught like BERT's ``LayerNorm``."""
+    return isinstance(module, NORM_LAYERS) or param_name == "bias" or param_name.endswith("_bias")
+
+
+def param_groups(model: Tagger, cfg: RunConfig) -> list[dict]:
+    """AdamW parameter groups: the backbone at ``train.lr``, everything else at
+    ``train.head_lr``; each split again into decayed (``train.weight_decay``) and
+    undecayed parameters (see :func:`is_no_decay`). Frozen parameters are left out."""
     groups = {(True, True): [], (True, False): [], (False, True): [], (False, False): []}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        is_backbone = name.startswith("encoder.backbone.")
-        decay = not any(n in name for n in no_decay)
-        groups[(is_backbone, decay)].append(p)
+    seen: set[int] = set()
+    for mod_name, module in model.named_modules():
+        for p_name, p in module.named_parameters(recurse=False):
+            if not p.requires_grad or id(p) in seen:
+                continue
+            seen.add(id(p))
+            is_backbone = f"{mod_name}.".startswith("encoder.backbone.")
+            groups[(is_backbone, not is_no_decay(module, p_name))].append(p)
     t = cfg.train
     return [{"params": ps, "lr": t.lr if bb else t.head_lr, "weight_decay": t.weight_decay if dec else 0.0}
             for (bb, dec), ps in groups.items() if ps]

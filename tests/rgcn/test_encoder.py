@@ -34,6 +34,40 @@ def test_windows_cover_every_word_within_budget(lengths, max_sub):
         assert a2 > a1 and a2 <= b1  # progress, and overlap or adjacency: no gap
 
 
+def test_each_word_is_owned_by_its_best_context_window():
+    # 16 one-piece words, 8 a window, the next window half a window back:
+    # (0, 8) (4, 12) (8, 16). Word 6 has 1 word of context on its right in (0, 8) but 2 on
+    # each side in (4, 12); word 10 has 1 in (4, 12) and 2 in (8, 16).
+    windows, owner = plan_windows([1] * 16, 8)
+    assert windows == [(0, 8), (4, 12), (8, 16)]
+    assert owner == [0] * 6 + [1] * 4 + [2] * 6
+    # words of 3 sub-words: (0, 4) (1, 7) (5, 9); word 2 ties (1 each side in both) and
+    # keeps the earlier window; word 3 has none on its right in (0, 4), 2 in (1, 7)
+    windows, owner = plan_windows([3, 1, 1, 1, 3, 1, 1, 1, 2], 8)
+    assert windows == [(0, 4), (1, 7), (5, 9)]
+    assert owner == [0, 0, 0, 1, 1, 1, 2, 2, 2]
+
+
+def test_collated_words_point_to_their_best_context_window(tiny_encoder):
+    tok = WordTokenizer(AutoTokenizer.from_pretrained(tiny_encoder), max_subwords=8)
+    words = ("one two three four five six seven eight nine ten eleven twelve "
+             "red blue green black").split()
+    post = tok.encode(words)
+    assert all(len(p) == 1 for p in post.word_pieces)       # one sub-word a word
+    batch = tok.collate([tok.encode(["hi"]), post])         # the long post's windows are rows 1-3
+    rows = [r[m.bool()].tolist()[1:-1] for r, m in zip(batch.input_ids, batch.attention_mask)]
+    moved = 0
+    for w, (piece,) in enumerate(post.word_pieces):
+        # context of word w in each row holding it: sub-words before and after, the fewer
+        ctx = {r: min(ids.index(piece), len(ids) - 1 - ids.index(piece))
+               for r, ids in enumerate(rows) if piece in ids}
+        row, pos = batch.word_window[1, w].item(), batch.word_pos[1, w].item()
+        assert ctx[row] == max(ctx.values()), (w, row, ctx)
+        assert batch.input_ids[row, pos].item() == piece
+        moved += row != min(ctx)
+    assert moved == 4                                        # words 6, 7, 10, 11 leave their first window
+
+
 def test_long_post_read_through_windows_matches_word_count(tiny_encoder):
     tok = WordTokenizer(AutoTokenizer.from_pretrained(tiny_encoder), max_subwords=8)
     words = [f"word{i}" for i in range(40)] + ["Paris"]

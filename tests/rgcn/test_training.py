@@ -96,3 +96,70 @@ def test_drop_test_images_removes_the_test_split_images_only(tmp_path, tiny_corp
     splits = read_splits(RunConfig(data=d))
     assert all(s.image is None and s.meta.get("image_dropped") for s in splits["test"])
     assert all(s.image is not None and not s.meta.get("image_dropped") for s in splits["train"])
+
+
+def _decay_of(groups):
+    """``{id(param): (weight_decay, lr)}``, checking no parameter is in two groups."""
+    out = {}
+    for g in groups:
+        for p in g["params"]:
+            assert id(p) not in out, "a parameter is in two groups"
+            out[id(p)] = (g["weight_decay"], g["lr"])
+    return out
+
+
+def test_no_decay_is_chosen_by_module_type_not_by_name():
+    import torch
+    from torch import nn
+
+    from rgcn.training import param_groups
+
+    class Head(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = nn.Linear(4, 4)
+            self.ln_f = nn.LayerNorm(4)          # a LayerNorm whose name says nothing of it
+            self.scale = nn.Parameter(torch.ones(4))
+
+    cfg = load_config(None, ["data.train=a", "data.valid=b", "train.weight_decay=0.1"])
+    model = Head()
+    decay = _decay_of(param_groups(model, cfg))
+    assert decay[id(model.ln_f.weight)][0] == 0.0
+    assert decay[id(model.ln_f.bias)][0] == 0.0
+    assert decay[id(model.proj.bias)][0] == 0.0
+    assert decay[id(model.proj.weight)][0] == 0.1
+    assert decay[id(model.scale)][0] == 0.1
+    assert len(decay) == len(list(model.parameters()))
+
+
+def test_tagger_param_groups_exempt_every_norm_and_bias(tiny_encoder):
+    from torch import nn
+    from torch_geometric.nn.dense.linear import Linear as PygLinear
+
+    from rgcn.checkpoint import build_tagger
+    from rgcn.heads.rgcn import NoImageGraphs
+    from rgcn.training import param_groups
+
+    cfg = load_config(None, ["data.train=a", "data.valid=b", f"encoder.name={tiny_encoder}", "head.name=rgcn",
+                             "head.options.gcn_hidden=8", "head.options.heads=2", "train.weight_decay=0.1",
+                             "train.lr=1e-4", "train.head_lr=1e-2"])
+    model = build_tagger(cfg, ["O", "B-PER", "I-PER"], {"graphs": NoImageGraphs(6)}, encoder_dir=tiny_encoder)
+    decay = _decay_of(param_groups(model, cfg))
+    assert len(decay) == sum(1 for p in model.parameters() if p.requires_grad)
+    norms = biases = linears = 0
+    for mod_name, module in model.named_modules():
+        for p_name, p in module.named_parameters(recurse=False):
+            wd, lr = decay[id(p)]
+            assert lr == (1e-4 if mod_name.startswith("encoder.backbone.") else 1e-2), (mod_name, p_name)
+            if isinstance(module, nn.LayerNorm):
+                assert wd == 0.0, f"{mod_name}.{p_name} is decayed"
+                norms += 1
+            elif p_name == "bias" or p_name.endswith("_bias"):
+                assert wd == 0.0, f"{mod_name}.{p_name} is decayed"
+                biases += 1
+            elif isinstance(module, (nn.Linear, PygLinear)) and p_name == "weight":
+                assert wd == 0.1, f"{mod_name}.{p_name} is not decayed"
+                linears += 1
+    # the head's own LayerNorms are among those checked
+    assert decay[id(model.head.norm1.weight)][0] == decay[id(model.head.norm2.weight)][0] == 0.0
+    assert norms > 0 and biases > 0 and linears > 0
