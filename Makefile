@@ -21,7 +21,8 @@ DEMO_INDEX := .cache/demo/index
 
 # The main job: generate the demo (real photos from installed packages), index its images
 # with the offline EfficientNet-Lite0, train the text-only and the R-GCN tagger, compare
-# them (overall and on the entities only the photo decides), write a retrieval report.
+# them (overall and on the entities only the photo decides), tag two new posts whose photos
+# are not in the index, write a retrieval report.
 demo: $(STAMP)
 	test -f $(DEMO)/manifest.json || $(PY) -m data.demo generate --out $(DEMO) --quiet
 	test -f $(DEMO_INDEX)/manifest.json || $(PY) -m index build --quiet --images $(DEMO)/images \
@@ -30,6 +31,9 @@ demo: $(STAMP)
 	$(PY) train.py --config configs/demo_rgcn.yaml --no-progress
 	$(PY) -m rgcn compare runs/demo/demo_text runs/demo/demo_rgcn --gold $(DEMO)/test.jsonl \
 	    --subset-field image_decided
+	$(PY) -m data.demo new-posts --out runs/demo/new_posts
+	$(PY) -m rgcn predict --run runs/demo/demo_rgcn --input runs/demo/new_posts/posts.jsonl \
+	    --images runs/demo/new_posts/images --format jsonl
 	$(PY) -m retrieval report --quiet --index $(DEMO_INDEX) --images $(DEMO)/images \
 	    --data train=$(DEMO)/train.jsonl valid=$(DEMO)/valid.jsonl test=$(DEMO)/test.jsonl \
 	    --cache .cache/demo/graphs --split test --sample 12 --out runs/demo/retrieval_report.html

@@ -7,6 +7,7 @@ test file is given), and records minutes per epoch, training posts/s and tagging
     python benchmarks/text_baseline.py --dataset twitter2017            # valid only here
     python benchmarks/text_baseline.py --dataset twitter2015 --encoder .cache/mpnet/all-mpnet-base-v2
     python benchmarks/text_baseline.py --train A.txt --valid B.txt --test C.txt --name mine
+    python benchmarks/text_baseline.py --dataset twitter2015 --head rgcn --head-option index=null   # no images
 
 Results go to ``benchmarks/results/<name>.json`` (``--output``), stamped with the command
 by ``benchmarks/provenance.py``, and print as a table.
@@ -43,6 +44,9 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    p.add_argument("--head", default="text", help="fusion head (default text: the baseline)")
+    p.add_argument("--head-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a head option, e.g. index=null (rgcn with no images: the modality-missing setting)")
     p.add_argument("--name")
     p.add_argument("--out-dir", default=str(ROOT / "runs" / "bench"), help="where the run folder goes")
     p.add_argument("--output", help="result JSON (default: benchmarks/results/<name>.json)")
@@ -60,11 +64,13 @@ def main(argv=None) -> dict:
     if not split["train"] or not split["valid"]:
         sys.exit("give --dataset or both --train and --valid")
     enc_tag = Path(a.encoder).name
-    name = a.name or f"{a.dataset or 'custom'}_{enc_tag}_casing{a.casing_dim}_{a.precision}_seed{a.seed}"
+    head_tag = "" if a.head == "text" else f"_{a.head}" + "".join(f"_{o.replace('=', '-')}" for o in a.head_option)
+    name = a.name or f"{a.dataset or 'custom'}_{enc_tag}{head_tag}_casing{a.casing_dim}_{a.precision}_seed{a.seed}"
     overrides = [f"name={name}", f"out_dir={a.out_dir}", f"data.train={split['train']}",
                  f"data.valid={split['valid']}", f"encoder.name={a.encoder}",
                  f"encoder.casing_dim={a.casing_dim}", f"train.epochs={a.epochs}",
-                 f"train.batch_size={a.batch_size}", f"train.lr={a.lr}", f"train.seed={a.seed}", f"train.threads={a.threads}", f"train.precision={a.precision}"]
+                 f"train.batch_size={a.batch_size}", f"train.lr={a.lr}", f"train.seed={a.seed}", f"train.threads={a.threads}", f"train.precision={a.precision}",
+                 f"head.name={a.head}", *(f"head.options.{o}" for o in a.head_option)]
     # no test split given: score none (the base config's test file belongs to another dataset)
     overrides.append(f"data.test={split['test'] or ''}")
     t0 = time.time()
@@ -72,7 +78,7 @@ def main(argv=None) -> dict:
     hist = results["history"]
     epoch_s = [h["train_seconds"] for h in hist]
     out = {
-        "name": name, "encoder": a.encoder, "casing_dim": a.casing_dim, "epochs": a.epochs, "seed": a.seed, "threads": a.threads, "precision": a.precision,
+        "name": name, "encoder": a.encoder, "head": a.head, "head_options": a.head_option, "casing_dim": a.casing_dim, "epochs": a.epochs, "seed": a.seed, "threads": a.threads, "precision": a.precision,
         "splits": split, "best_epoch": results["best_epoch"],
         "valid": results["valid"]["micro"], "valid_by_type": results["valid"]["by_type"],
         "test": results.get("test", {}).get("micro"), "test_by_type": results.get("test", {}).get("by_type"),

@@ -578,6 +578,34 @@ def _cmd_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+NEW_POSTS = (("new-1", "astronaut", "astronaut-photo.jpg"), ("new-2", "chelsea", "IMG_0042.jpg"))
+NEW_POST_TEXT = "Look at Zelby today in Paris"
+
+
+def write_new_posts(out_dir) -> Path:
+    """Two posts to tag with a trained demo run: the same sentence, one with the astronaut
+    photo and one with the cat photo, unaugmented (so not in any index) and saved under
+    names that are not the post ids. A tagger that uses the photo types ``Zelby`` PER and
+    MISC; ``Paris`` is LOC by its text. Returns the ``posts.jsonl`` path."""
+    from .corpus import tokenize_post
+
+    out = Path(out_dir)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    lines = []
+    for pid, photo, name in NEW_POSTS:
+        Image.fromarray(np.asarray(SOURCE_PHOTOS[photo].load())).convert("RGB").save(out / "images" / name, quality=90)
+        lines.append(json.dumps({"id": pid, "tokens": tokenize_post(NEW_POST_TEXT), "image": name, "photo": photo}))
+    (out / "posts.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out / "posts.jsonl"
+
+
+def _cmd_new_posts(args: argparse.Namespace) -> int:
+    path = write_new_posts(args.out)
+    print(f"wrote {path} ({len(NEW_POSTS)} posts: {NEW_POST_TEXT!r} with the "
+          f"{' and the '.join(p for _, p, _ in NEW_POSTS)} photos)")
+    return 0
+
+
 def format_summary(summary: dict) -> str:
     """The per-split counts as a small text table."""
     head = ["split", "posts", "img PER/LOC/ORG/MISC", "text PER/LOC/ORG/MISC", "text-only F1 <="]
@@ -601,6 +629,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--n-test", type=int, default=200, help="test posts (default: 200)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_cmd_generate)
+    n = sub.add_parser("new-posts", help="write two new posts (one text, two photos) to tag with a trained run")
+    n.add_argument("--out", required=True, help="output folder: posts.jsonl and images/")
+    n.set_defaults(func=_cmd_new_posts)
     return parser.parse_args(argv)
 
 

@@ -62,9 +62,21 @@ def _predict(args) -> int:
     n_ent = sum(sum(1 for t in tags if t.startswith("B-") or t.startswith("I-")) for tags in pred.tags)
     print(f"tagged {len(corpus)} posts ({pred.posts_per_second:.0f} posts/s), "
           f"{n_ent} entity words -> {out}")
+    for s, tags in list(zip(corpus.samples, pred.tags))[:args.show]:
+        print(f"  {s.id}: {marked_text(s.tokens, tags)}")
     if corpus.skipped_empty:
         print(f"skipped {corpus.skipped_empty} empty post(s)")
     return 0
+
+
+def marked_text(tokens, tags) -> str:
+    """A post with its entities bracketed: ``Look at [Zelby PER] today in [Paris LOC]``."""
+    from data.spans import get_spans
+
+    words = list(tokens)
+    for etype, a, b in reversed(get_spans(tags)):
+        words[a:b] = ["[" + " ".join(words[a:b]) + f" {etype}]"]
+    return " ".join(words)
 
 
 def _evaluate(args) -> int:
@@ -177,7 +189,8 @@ def main(argv=None) -> int:
     e = sub.add_parser("evaluate", help="score a trained run on a labelled split")
     e.add_argument("--run", required=True, help="run folder (uses best/) or a checkpoint folder")
     e.add_argument("--split", required=True, help="labelled split (CoNLL or JSONL)")
-    e.add_argument("--images", help="image folder")
+    e.add_argument("--images", help="image folder (posts whose image is not in the run's index have it "
+                   "embedded by the index's embedder)")
     e.add_argument("--drop-images", action="store_true",
                    help="evaluate as if no post had an image (the modality-missing setting)")
     e.add_argument("--output", help="write predictions (CoNLL: token, gold, prediction)")
@@ -200,7 +213,9 @@ def main(argv=None) -> int:
     t.add_argument("--input-format", default="auto", choices=["auto", "conll", "jsonl", "text"])
     t.add_argument("--output", help="output file (default: INPUT.pred.conll)")
     t.add_argument("--format", choices=["conll", "jsonl"], help="output format")
-    t.add_argument("--images", help="image folder for multimodal heads")
+    t.add_argument("--images", help="image folder for multimodal heads (posts whose image is not in the "
+                   "run's index have it embedded by the index's embedder)")
+    t.add_argument("--show", type=int, default=5, help="print the first N tagged posts (default 5)")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--device", default="auto")
     t.set_defaults(fn=_predict)

@@ -146,3 +146,13 @@ def test_main_generate(tmp_path, capsys):
                       "--n-test", "0", "--seed", "3", "--quiet"]) == 0
     assert "text-only F1" in capsys.readouterr().out
     assert json.loads((tmp_path / "d" / "manifest.json").read_text())["seed"] == 3
+
+
+def test_new_posts_share_one_text_and_name_their_photos_freely(tmp_path):
+    from data.demo import NEW_POST_TEXT, write_new_posts
+
+    path = write_new_posts(tmp_path)
+    posts = read_corpus(path, tmp_path / "images")
+    assert [s.tokens for s in posts] == [tokenize_post(NEW_POST_TEXT)] * 2
+    assert [s.meta["photo"] for s in posts] == ["astronaut", "chelsea"]
+    assert all(s.image and s.image_key != s.id for s in posts)          # found by the image field

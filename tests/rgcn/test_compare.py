@@ -73,3 +73,10 @@ def test_compare_main_prints_both_columns(tmp_path, capsys):
         ["perfect", "100.00", "100.00", "100.00", "100.00", "100.00"],
         ["gold", "entities:", "image_decided", "2,", "outside_image_decided", "3"],
     ]
+
+
+def test_marked_text_brackets_each_entity():
+    from rgcn.__main__ import marked_text
+
+    assert marked_text(["Look", "at", "Zelby", "Brevanne", "in", "Paris"],
+                       ["O", "O", "B-PER", "I-PER", "O", "B-LOC"]) == "Look at [Zelby Brevanne PER] in [Paris LOC]"
