@@ -94,11 +94,16 @@ class Session:
         self.graphs = load_or_build(self.splits, self.artifact, self.settings, args.cache,
                                     progress=not args.quiet)
         self.samples = {s.id: (name, s) for name, c in self.splits.items() for s in c}
+        # neighbours are images: each is shown with the (first) post that uses it
+        self.by_image = {}
+        for post, key in zip(self.graphs.post_ids, self.graphs.post_images.keys):
+            if key is not None:
+                self.by_image.setdefault(key, self.samples[post])
         self.images = args.images
         self.label_splits = {self.settings.train_split} if self.settings.pool == "train" else set(self.splits)
 
     def image_path(self, image_id: str) -> str | None:
-        hit = self.samples.get(image_id)
+        hit = self.by_image.get(image_id)
         if hit and hit[1].image:
             return hit[1].image
         if self.images:
@@ -107,13 +112,18 @@ class Session:
             return resolve_image(self.images, image_id)[0]
         return None
 
-    def view(self, image_id: str):
+    def image_of(self, post_id: str) -> str:
+        return self.graphs.post_images.keys[self.graphs.post_index[post_id]] or post_id
+
+    def view(self, image_id: str, post_id: str | None = None):
+        """An image and the post that uses it (``post_id``, or the first post using it)."""
         from .agreement import entity_types
         from .report import PostView
 
-        split, s = self.samples.get(image_id, (None, None))
-        return PostView(image_id, split, " ".join(s.tokens) if s else "", entity_types(s.tags) if s else None,
-                        self.image_path(image_id), self.artifact.tags.get(image_id, []))
+        split, s = self.samples[post_id] if post_id is not None else self.by_image.get(image_id, (None, None))
+        return PostView(post_id or image_id, split, " ".join(s.tokens) if s else "",
+                        entity_types(s.tags) if s else None, self.image_path(image_id),
+                        self.artifact.tags.get(image_id, []))
 
     def post_dict(self, post_id: str) -> dict:
         from .report import labels_text, thumbnail_uri
@@ -127,9 +137,10 @@ class Session:
                 rels[rel].append({"id": nid, "score": score, "image_uri": thumbnail_uri(v.image), "tags": v.tags,
                                   "labels": labels_text(v, v.split in self.label_splits), "split": v.split,
                                   "text": v.text})
-        own = self.image_path(post_id) if self.graphs.has_image(post_id) else None
+        key = self.image_of(post_id)
+        own = self.image_path(key) if self.graphs.has_image(post_id) else None
         return {"id": post_id, "split": split, "tokens": s.tokens, "tags": s.tags, "image_uri": thumbnail_uri(own),
-                "has_image": self.graphs.has_image(post_id), "own_tags": self.artifact.tags.get(post_id, []),
+                "has_image": self.graphs.has_image(post_id), "own_tags": self.artifact.tags.get(key, []),
                 "relations": rels}
 
 
@@ -142,7 +153,7 @@ def cmd_show(args) -> int:
         raise UnknownIdError(f"post {args.id!r} is in none of the splits {', '.join(sess.splits)}: check the id")
     rels = {r: sess.graphs.neighbours(args.id, r) for r in sess.graphs.relations}
     views = {nid: sess.view(nid) for nbs in rels.values() for nid, _ in nbs}
-    post = sess.view(args.id)
+    post = sess.view(sess.image_of(args.id), args.id)
     if not sess.graphs.has_image(args.id):
         post.image = None
     print(show_text(post, rels, views, sess.label_splits))

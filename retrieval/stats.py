@@ -15,18 +15,24 @@ from .agreement import entity_types, label_agreement, random_agreement
 def graph_stats(graphs, splits: dict) -> dict:
     """Per relation: edge counts, degree and score summaries, and label agreement.
 
-    ``splits`` gives the labels: a neighbour's entity types are those of the post that owns
-    the image (image id = post id). Neighbours only ever come from the pool, whose posts are
-    labelled (training split) in the default setting.
+    ``splits`` gives the labels: a neighbour's entity types are those of the post that uses
+    the image (``graphs.post_images``). Neighbours only ever come from the pool, whose posts
+    are labelled (training split) in the default setting.
     """
     types_of = {s.id: entity_types(s.tags) for c in splits.values() for s in c}
-    row_types = [types_of.get(i) for i in graphs.ids]
     post_types = [types_of.get(p) for p in graphs.post_ids]
+    image_types: dict = {}
+    for p, key in zip(graphs.post_ids, graphs.post_images.keys):
+        if key is not None:
+            image_types.setdefault(key, types_of.get(p))
+    row_types = [image_types.get(i) for i in graphs.ids]
     post_split = np.asarray([graphs.split_of[p] for p in graphs.post_ids])
     pool = graphs.settings.pool
     if pool == "train":
-        pool_ids = {s.id for s in splits[graphs.settings.train_split]}
-        pool_rows = np.asarray([r for r, i in enumerate(graphs.ids) if i in pool_ids], dtype=np.int64)
+        train_posts = {s.id for s in splits[graphs.settings.train_split]}
+        pool_ids = {k for p, k in zip(graphs.post_ids, graphs.post_images.keys) if p in train_posts}
+        n_index = len(graphs.ids) - len(graphs.post_images.new_ids)       # new images are never retrieved
+        pool_rows = np.asarray([r for r, i in enumerate(graphs.ids[:n_index]) if i in pool_ids], dtype=np.int64)
     else:
         pool_rows = np.arange(len(graphs.ids))
     out = {"n_posts": len(graphs.post_ids), "n_images": len(graphs.ids), "pool": pool,

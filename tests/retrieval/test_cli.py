@@ -164,3 +164,23 @@ def test_report_renders_in_chromium(chromium, world, tiny_encoder, tmp_path):
 
     im = np.asarray(Image.open(shot).convert("L"))
     assert im.shape == (900, 1200) and im.std() > 10                   # not a blank page
+
+
+def test_show_and_stats_when_images_are_not_named_by_post_id(tmp_path, capsys):
+    from index.__main__ import main as index_main
+    from tests.colour import write_image_decided
+
+    files = write_image_decided(tmp_path / "data", sizes=(("train", 8), ("test", 2)), image_name="photo-{i}-{split}.png")
+    assert index_main(["build", "--quiet", "--embedder", "test_colour", "--images", str(tmp_path / "data/images"),
+                       "--data", *files.values(), "--out", str(tmp_path / "index")]) == 0
+    common = ["--index", str(tmp_path / "index"), "--data", f"train={files['train']}", f"test={files['test']}",
+              "--images", str(tmp_path / "data/images"), "--k", "2", "--relations", "intra", "tags",
+              "--cache", str(tmp_path / "cache"), "--quiet"]
+    assert main(["show", "test-001", *common]) == 0
+    out = capsys.readouterr().out
+    assert "post test-001 (test)" in out
+    assert re.search(r"^1\s+photo-\d-train\s+\d\.\d{3}\s+train", out, re.M)   # the neighbour's own post is found
+    assert main(["stats", *common, "--out", str(tmp_path / "stats")]) == 0
+    s = json.loads((tmp_path / "stats" / "label_agreement.json").read_text())
+    assert s["pool_images"] == 8
+    assert s["relations"]["intra"]["agreement"]["test"]["agreement"] == 1.0     # same colour, same type
