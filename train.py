@@ -13,6 +13,7 @@ import json
 import logging
 import sys
 
+from data.corpus import CorpusError
 from rgcn.config import ConfigError, load_config
 from rgcn.training import Trainer
 
@@ -33,7 +34,10 @@ def main(argv=None) -> dict:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as e:
         sys.exit(f"config error: {e}")
-    results = Trainer(cfg, progress=not args.no_progress).fit(resume=args.resume)
+    try:
+        results = Trainer(cfg, progress=not args.no_progress).fit(resume=args.resume)
+    except CorpusError as e:
+        sys.exit(f"data error: {e}")
     summary = {k: results[k] for k in ("best_epoch", "valid") if k in results}
     if "test" in results:
         print(results["test_table"])

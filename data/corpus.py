@@ -58,6 +58,8 @@ class Sample:
     image_missing: bool = False
     meta: dict = field(default_factory=dict)
     image_key: str | None = None
+    lines: list[int] | None = field(default=None, repr=False, compare=False)   # the file line of each token
+
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -89,15 +91,16 @@ class Corpus:
 _TAG_RE = re.compile(r"^(?P<prefix>[BIESLU])-(?P<type>[A-Za-z][A-Za-z_]*)$")
 
 
-def normalise_tags(tags: Sequence[str], path="<tags>", first_line: int | None = None) -> list[str]:
+def normalise_tags(tags: Sequence[str], path="<tags>", lines: Sequence[int] | None = None) -> list[str]:
     """Map one sentence's tags to BIO with the canonical type names.
 
     Accepts IOB1/IOB2 (``B-``/``I-``/``O``), BIOES (``E-``, ``S-``) and BILOU (``L-``,
-    ``U-``); ``OTHER`` is renamed ``MISC``. Raises :class:`CorpusError` on anything else.
+    ``U-``); ``OTHER`` is renamed ``MISC``. Raises :class:`CorpusError` on anything else,
+    naming the file line of the tag (``lines[i]``).
     """
     out = []
     for i, tag in enumerate(tags):
-        line = None if first_line is None else first_line + i
+        line = None if lines is None else lines[i]
         if tag == "O":
             out.append("O")
             continue
@@ -149,8 +152,42 @@ def drop_images(samples: Iterable[Sample]) -> None:
 
 
 # --------------------------------------------------------------------------- readers
+def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
+    """A text file's content; a UTF-8 byte-order mark is dropped. Bytes that are not valid
+    in ``encoding`` raise a :class:`CorpusError` naming the line and byte column, and how to
+    convert the file or name its encoding."""
+    path = Path(path)
+    data = path.read_bytes()
+    utf8 = encoding.lower().replace("_", "-") in ("utf-8", "utf8")
+    try:
+        return data.decode("utf-8-sig" if utf8 else encoding)
+    except LookupError:
+        raise CorpusError(path, None, f"unknown text encoding {encoding!r}: give a Python codec name "
+                          "such as utf-8, latin-1 or cp1252") from None
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        column = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise CorpusError(path, line, f"byte {data[e.start:e.start + 1].hex(' ')!r} at byte column {column} is not "
+                          f"valid {encoding} ({e.reason}): convert the file, e.g. `iconv -f latin1 -t utf-8 "
+                          f"{path.name} > {path.stem}.utf8{path.suffix}`, or give its encoding "
+                          "(--encoding / data.encoding)") from None
+
+
+def check_entity_types(corpus: Corpus, allowed: Sequence[str]) -> None:
+    """Raise a :class:`CorpusError` naming the file and line of the first entity whose type
+    is not in ``allowed`` (a run's type set)."""
+    allowed_set = set(allowed)
+    for s in corpus.samples:
+        for i, tag in enumerate(s.tags or ()):
+            if tag != "O" and tag[2:] not in allowed_set:
+                line = s.lines[i] if s.lines else None
+                raise CorpusError(corpus.path, line, f"entity type {tag[2:]!r} (tag {tag!r}, post {s.id!r}) is not "
+                                  f"one of the run's types {', '.join(allowed)}: rename it in the file, or add "
+                                  "it to data.entity_types")
+
+
 def read_corpus(path: str | os.PathLike, image_dir: str | os.PathLike | None = None,
-                fmt: str = "auto", require_tags: bool = False) -> Corpus:
+                fmt: str = "auto", require_tags: bool = False, encoding: str = "utf-8") -> Corpus:
     """Read a split file (CoNLL with IMGID lines, or JSONL) into a :class:`Corpus`.
 
     Args:
@@ -159,12 +196,13 @@ def read_corpus(path: str | os.PathLike, image_dir: str | os.PathLike | None = N
         fmt: ``"conll"``, ``"jsonl"``, ``"text"`` (one raw post a line) or ``"auto"``
             (by suffix, then by content).
         require_tags: raise if any sample has no gold tags.
+        encoding: the file's text encoding (a UTF-8 byte-order mark is accepted and dropped).
     """
     path = Path(path)
     if not path.is_file():
         raise CorpusError(path, None, "no such file: check the split path "
                           "(every split is given by path; nothing is looked up by name)")
-    text = path.read_text(encoding="utf-8")
+    text = read_text(path, encoding)
     if not text.strip():
         raise CorpusError(path, None, "file is empty: expected CoNLL (IMGID:<id> then "
                           "token<TAB>tag lines) or JSONL ({\"id\", \"tokens\", ...} per line)")
@@ -202,20 +240,20 @@ def detect_format(path: Path, text: str) -> str:
 
 def _read_conll(path: Path, text: str, image_dir):
     samples, skipped = [], 0
-    tokens, tags, image_id, start_line = [], [], None, None
+    tokens, tags, image_id, lines = [], [], None, []
     has_tags: bool | None = None
 
     def flush():
-        nonlocal tokens, tags, image_id, start_line, skipped
+        nonlocal tokens, tags, image_id, lines, skipped
         if image_id is not None or tokens:
             if not tokens:
                 skipped += 1
             else:
                 sid = image_id if image_id is not None else f"{path.name}:{len(samples) + 1}"
                 img, missing = resolve_image(image_dir, image_id)
-                norm = normalise_tags(tags, path, start_line) if has_tags else None
-                samples.append(Sample(sid, tokens, norm, img, missing, image_key=image_id))
-        tokens, tags, image_id, start_line = [], [], None, None
+                norm = normalise_tags(tags, path, lines) if has_tags else None
+                samples.append(Sample(sid, tokens, norm, img, missing, image_key=image_id, lines=lines))
+        tokens, tags, image_id, lines = [], [], None, []
 
     for n, raw in enumerate(text.splitlines(), start=1):
         line = raw.rstrip("\r\n")
@@ -243,8 +281,7 @@ def _read_conll(path: Path, text: str, image_dir):
             raise CorpusError(path, n, f"line {line!r} has {'a' if this_has_tags else 'no'} tag "
                               f"but earlier lines {'do' if has_tags else 'do not'}: "
                               "every token line needs token<TAB>tag, or none does")
-        if start_line is None:
-            start_line = n
+        lines.append(n)
         tokens.append(parts[0])
         if this_has_tags:
             tags.append(parts[1])
@@ -277,12 +314,12 @@ def _read_jsonl(path: Path, text: str, image_dir):
             if not isinstance(tags, list) or len(tags) != len(tokens):
                 raise CorpusError(path, n, f'"tags" must be a list as long as "tokens" '
                                   f"({len(tokens)}), found {len(tags) if isinstance(tags, list) else type(tags).__name__}")
-            tags = normalise_tags(tags, path, n)
+            tags = normalise_tags(tags, path, [n] * len(tags))
         sid = str(obj.get("id", f"{path.name}:{n}"))
         img, missing = resolve_image(image_dir, sid, obj.get("image"))
         meta = {k: v for k, v in obj.items() if k not in ("id", "tokens", "tags", "image")}
         key = Path(str(obj["image"])).stem if obj.get("image") else sid
-        samples.append(Sample(sid, list(tokens), tags, img, missing, meta, image_key=key))
+        samples.append(Sample(sid, list(tokens), tags, img, missing, meta, image_key=key, lines=[n] * len(tokens)))
     return samples, skipped
 
 
@@ -293,7 +330,7 @@ def _read_text(path: Path, text: str, image_dir):
         if not tokens:
             skipped += 1
             continue
-        samples.append(Sample(f"{path.name}:{n}", tokens))
+        samples.append(Sample(f"{path.name}:{n}", tokens, lines=[n] * len(tokens)))
     return samples, skipped
 
 
@@ -350,7 +387,8 @@ def write_jsonl(path: str | os.PathLike, samples: Iterable[Sample],
     os.replace(path.with_name(path.name + ".tmp"), path)
 
 
-def read_predictions(path: str | os.PathLike) -> tuple[list[list[str]], list[list[str]] | None]:
+def read_predictions(path: str | os.PathLike, encoding: str = "utf-8"
+                     ) -> tuple[list[list[str]], list[list[str]] | None]:
     """Read the tag columns of a CoNLL predictions file.
 
     Returns ``(last_column_tags, gold_tags_or_None)``: with three columns the second is the
@@ -359,7 +397,9 @@ def read_predictions(path: str | os.PathLike) -> tuple[list[list[str]], list[lis
     corpus_cols: list[list[list[str]]] = []
     current: list[list[str]] = []
     path = Path(path)
-    for n, raw in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    if not path.is_file():
+        raise CorpusError(path, None, "no such file: check the predictions path")
+    for n, raw in enumerate(read_text(path, encoding).splitlines(), start=1):
         if not raw.strip():
             if current:
                 corpus_cols.append(current)
@@ -374,12 +414,13 @@ def read_predictions(path: str | os.PathLike) -> tuple[list[list[str]], list[lis
         if len(parts) not in (2, 3):
             raise CorpusError(path, n, f"malformed line {raw!r}: expected token<TAB>tag or "
                               "token<TAB>gold<TAB>pred")
-        current.append(parts)
+        current.append([*parts, n])
     if current:
         corpus_cols.append(current)
     if not corpus_cols:
         raise CorpusError(path, None, "file is empty: expected CoNLL predictions")
-    width = len(corpus_cols[0][0])
-    last = [normalise_tags([p[-1] for p in sent], path) for sent in corpus_cols]
-    gold = [normalise_tags([p[1] for p in sent], path) for sent in corpus_cols] if width == 3 else None
+    width = len(corpus_cols[0][0]) - 1
+    last = [normalise_tags([p[-2] for p in sent], path, [p[-1] for p in sent]) for sent in corpus_cols]
+    gold = ([normalise_tags([p[1] for p in sent], path, [p[-1] for p in sent]) for sent in corpus_cols]
+            if width == 3 else None)
     return last, gold

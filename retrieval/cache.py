@@ -294,7 +294,7 @@ def build_graphs(splits: dict, artifact, settings: GraphSettings | None = None, 
     texts = [" ".join(s.tokens) for s in samples]
     n_index = len(artifact.ids)
     new_vectors, new_tags = _embed_new_images(artifact, post_images, progress)
-    vectors = np.concatenate([np.asarray(artifact.embeddings, dtype=np.float32), new_vectors])
+    vectors = _with_new_rows(artifact.embeddings, new_vectors)
     image_rows = post_images.rows
     pool = resolve_pool(splits, artifact, settings, post_images)
     timings, tables, text_queries = {}, {}, None
@@ -371,6 +371,12 @@ def _embed_new_images(artifact, post_images: PostImages, progress: bool) -> tupl
         if i in got:
             vectors[j] = res.embeddings[got[i]]
     return vectors, {i: res.tags[got[i]] for i in post_images.new_ids if i in got}
+
+
+def _with_new_rows(embeddings: np.ndarray, new_vectors: np.ndarray) -> np.ndarray:
+    """The index's embeddings (not copied when there is nothing to add) followed by the new images'."""
+    embeddings = np.asarray(embeddings, dtype=np.float32)
+    return np.concatenate([embeddings, new_vectors]) if len(new_vectors) else embeddings
 
 
 def _encode_unique(encoder: TextEncoder, texts: Sequence[str]) -> np.ndarray:
@@ -456,7 +462,7 @@ def load_graphs(path: str | os.PathLike, artifact, settings: GraphSettings | Non
     new_ids = [str(i) for i in z["new_ids"]]
     post_images = PostImages(post_ids, [str(k) or None for k in z["image_keys"]], z["image_rows"],
                              [str(s) for s in z["image_status"]], new_ids)
-    vectors = np.concatenate([np.asarray(artifact.embeddings, dtype=np.float32), z["new_vectors"]])
+    vectors = _with_new_rows(artifact.embeddings, z["new_vectors"])
     return RelationGraphs(post_ids, split_of, z["image_rows"], tables, list(artifact.ids) + new_ids,
                           torch.as_tensor(vectors), stored, tq, manifest, str(path), post_images)
 

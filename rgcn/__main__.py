@@ -20,8 +20,8 @@ def _score(args) -> int:
     from .metrics import score
 
     try:
-        pred_tags, pred_gold = read_predictions(args.pred)
-        gold = read_corpus(args.gold, require_tags=True)
+        pred_tags, pred_gold = read_predictions(args.pred, args.encoding)
+        gold = read_corpus(args.gold, require_tags=True, encoding=args.encoding)
     except CorpusError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -48,7 +48,7 @@ def _predict(args) -> int:
     from .training import load_for_corpus
 
     try:
-        corpus = read_corpus(args.input, args.images, args.input_format)
+        corpus = read_corpus(args.input, args.images, args.input_format, encoding=args.encoding)
     except CorpusError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -84,7 +84,7 @@ def _evaluate(args) -> int:
     from .training import load_for_corpus
 
     try:
-        corpus = read_corpus(args.split, args.images, require_tags=True)
+        corpus = read_corpus(args.split, args.images, require_tags=True, encoding=args.encoding)
     except CorpusError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -185,6 +185,7 @@ def main(argv=None) -> int:
     s.add_argument("gold", help="gold split (CoNLL or JSONL)")
     s.add_argument("pred", help="predictions: CoNLL token<TAB>tag or token<TAB>gold<TAB>pred")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    s.add_argument("--encoding", default="utf-8", help="text encoding of both files (default utf-8)")
     s.set_defaults(fn=_score)
     e = sub.add_parser("evaluate", help="score a trained run on a labelled split")
     e.add_argument("--run", required=True, help="run folder (uses best/) or a checkpoint folder")
@@ -197,6 +198,7 @@ def main(argv=None) -> int:
     e.add_argument("--batch-size", type=int, default=64)
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true")
+    e.add_argument("--encoding", default="utf-8", help="text encoding of the split (default utf-8)")
     e.set_defaults(fn=_evaluate)
     c = sub.add_parser("compare", help="entity F1 of several runs' test predictions, overall, on a "
                        "subset of listed spans and on the entities overlapping none of them")
@@ -218,6 +220,7 @@ def main(argv=None) -> int:
     t.add_argument("--show", type=int, default=5, help="print the first N tagged posts (default 5)")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--device", default="auto")
+    t.add_argument("--encoding", default="utf-8", help="text encoding of the input (default utf-8)")
     t.set_defaults(fn=_predict)
     args = p.parse_args(argv)
     return args.fn(args)

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from data.corpus import ENTITY_TYPES
+
 
 class ConfigError(ValueError):
     pass
@@ -24,6 +26,8 @@ class DataConfig:
     images: str | None = None
     format: str = "auto"
     drop_test_images: bool = False  # the modality-missing evaluation setting
+    encoding: str = "utf-8"         # the split files' text encoding
+    entity_types: list = field(default_factory=lambda: list(ENTITY_TYPES))   # the run's type set
 
     def __post_init__(self):
         if not self.train or not self.valid:
@@ -31,6 +35,10 @@ class DataConfig:
                               f"found train={self.train!r} valid={self.valid!r}")
         if self.format not in ("auto", "conll", "jsonl"):
             raise ConfigError(f"data.format must be auto, conll or jsonl, found {self.format!r}")
+        if (not isinstance(self.entity_types, (list, tuple)) or not self.entity_types
+                or not all(isinstance(t, str) and t and "-" not in t for t in self.entity_types)):
+            raise ConfigError("data.entity_types must be a non-empty list of type names without '-', "
+                              f"e.g. [PER, LOC, ORG, MISC]; found {self.entity_types!r}")
 
 
 @dataclass

@@ -28,7 +28,7 @@ from transformers import get_linear_schedule_with_warmup
 from .batching import BucketSampler, TaggingDataset
 from .checkpoint import build_tagger, load_checkpoint, save_checkpoint
 from .config import RunConfig
-from data.corpus import Corpus, drop_images, read_corpus, write_conll
+from data.corpus import Corpus, check_entity_types, drop_images, read_corpus, write_conll
 from .heads import head_class
 from .metrics import Scores
 from .tagger import Tagger, label_set, resolve_precision
@@ -49,13 +49,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 def read_splits(cfg: RunConfig) -> dict[str, Corpus]:
+    """The run's labelled splits; every entity type must be one of ``data.entity_types``."""
     d = cfg.data
-    splits = {"train": read_corpus(d.train, d.images, d.format, require_tags=True),
-              "valid": read_corpus(d.valid, d.images, d.format, require_tags=True)}
-    if d.test:
-        splits["test"] = read_corpus(d.test, d.images, d.format, require_tags=True)
-        if d.drop_test_images:
-            drop_images(splits["test"])
+    names = {"train": d.train, "valid": d.valid, **({"test": d.test} if d.test else {})}
+    splits = {name: read_corpus(path, d.images, d.format, require_tags=True, encoding=d.encoding)
+              for name, path in names.items()}
+    for corpus in splits.values():
+        check_entity_types(corpus, d.entity_types)
+    if d.test and d.drop_test_images:
+        drop_images(splits["test"])
     return splits
 
 
@@ -119,6 +121,19 @@ def plot_curve(history: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def load_trainer_state(path: Path) -> dict:
+    """The optimizer, scheduler and RNG states of a run, read with ``weights_only=True``:
+    tensors and plain data only, so a run folder from elsewhere cannot run code."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise RuntimeError(f"{path} holds objects other than tensors and plain data, so it is not loaded (a "
+                           f"file from an untrusted source could run code): {str(e).splitlines()[0]}. "
+                           f"Delete {path.parent} to train from the start, or resume from a run you made") from None
+
+
 class Trainer:
     """Runs one training job described by a :class:`RunConfig`."""
 
@@ -164,7 +179,7 @@ class Trainer:
             model.autocast_dtype = resolve_precision(t.precision, self.device)
             optimizer = make_optimizer(model, cfg)
             scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup * total), total)
-            state = torch.load(last_dir / "trainer_state.pt", weights_only=False)
+            state = load_trainer_state(last_dir / "trainer_state.pt")
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["torch_rng"])
@@ -250,7 +265,7 @@ def load_for_corpus(run_dir: str | Path, corpus: Corpus, device: str = "auto", p
     path = Path(run_dir)
     ckpt = path / "best" if (path / "best" / "checkpoint.json").exists() else path
     cfg = config_from_dict(read_meta(ckpt)["config"])
-    splits = {"train": read_corpus(cfg.data.train, cfg.data.images, cfg.data.format)}
+    splits = {"train": read_corpus(cfg.data.train, cfg.data.images, cfg.data.format, encoding=cfg.data.encoding)}
     name = "train"
     if Path(corpus.path).resolve() != Path(cfg.data.train).resolve():
         name, splits["predict"] = "predict", corpus

@@ -1,4 +1,5 @@
 import json
+import re
 
 import pytest
 from hypothesis import given, settings
@@ -114,3 +115,51 @@ def test_predictions_file_with_gold_column(tmp_path, tiny_corpus_file):
     write_conll(tmp_path / "p.conll", c.samples, preds)
     tags, gold = read_predictions(tmp_path / "p.conll")
     assert tags == preds and gold == [s.tags for s in c]
+
+
+def test_invalid_bytes_name_file_line_and_column_and_the_fix(tmp_path):
+    p = tmp_path / "latin1.txt"
+    p.write_bytes("IMGID:1\nhi\tO\nCaf\xe9\tB-LOC\n".encode("latin-1"))
+    with pytest.raises(CorpusError) as e:
+        read_corpus(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}:3:") and "byte column 4" in msg and "'e9'" in msg
+    assert "iconv -f latin1 -t utf-8" in msg and "--encoding" in msg
+    assert read_corpus(p, encoding="latin-1").samples[0].tokens == ["hi", "Café"]
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path):
+    for name, text in (("bom.txt", "IMGID:1\nRome\tB-LOC\n"),
+                       ("bom.jsonl", '{"id": "1", "tokens": ["Rome"], "tags": ["B-LOC"]}\n')):
+        p = tmp_path / name
+        p.write_bytes(b"\xef\xbb\xbf" + text.encode())
+        s = read_corpus(p).samples
+        assert [(x.id, x.tokens, x.tags) for x in s] == [("1", ["Rome"], ["B-LOC"])]
+
+
+def test_every_tag_error_names_its_line(tmp_path):
+    conll = tmp_path / "a.txt"
+    conll.write_text("IMGID:1\nhi\tO\n\nIMGID:2\nyo\tO\nBob\tX-PER\n")
+    with pytest.raises(CorpusError, match=rf"^{re.escape(str(conll))}:6: unknown tag 'X-PER'"):
+        read_corpus(conll)
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text('{"id": "1", "tokens": ["a"], "tags": ["O"]}\n\n'
+                     '{"id": "2", "tokens": ["a", "b", "c"], "tags": ["O", "O", "X-PER"]}\n')
+    with pytest.raises(CorpusError, match=rf"^{re.escape(str(jsonl))}:3: unknown tag 'X-PER'"):
+        read_corpus(jsonl)
+    pred = tmp_path / "p.conll"
+    pred.write_text("IMGID:1\na\tO\tO\nb\tO\tQ-LOC\n")
+    with pytest.raises(CorpusError, match=rf"^{re.escape(str(pred))}:3: unknown tag 'Q-LOC'"):
+        read_predictions(pred)
+
+
+def test_entity_types_outside_the_run_set_name_file_and_line(tmp_path):
+    from data.corpus import check_entity_types
+
+    p = tmp_path / "a.txt"
+    p.write_text("IMGID:1\nhi\tO\n\nIMGID:2\nBob\tB-PERSON\n")
+    corpus = read_corpus(p)                                      # reading accepts any type
+    check_entity_types(corpus, ["PER", "PERSON"])
+    with pytest.raises(CorpusError, match=rf"^{re.escape(str(p))}:5: entity type 'PERSON' .*PER, LOC, ORG, MISC"
+                                          r".*data.entity_types"):
+        check_entity_types(corpus, ["PER", "LOC", "ORG", "MISC"])

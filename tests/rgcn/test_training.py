@@ -163,3 +163,32 @@ def test_tagger_param_groups_exempt_every_norm_and_bias(tiny_encoder):
     # the head's own LayerNorms are among those checked
     assert decay[id(model.head.norm1.weight)][0] == decay[id(model.head.norm2.weight)][0] == 0.0
     assert norms > 0 and biases > 0 and linears > 0
+
+
+def test_training_refuses_entity_types_outside_the_run_set(tmp_path, tiny_encoder):
+    bad = tmp_path / "bad.txt"
+    bad.write_text(TINY_CONLL + "\nIMGID:104\nBob\tB-PERSON\n")
+    a = _args(tmp_path, tiny_encoder)
+    a = [x if not x.startswith("data.train=") else f"data.train={bad}" for x in a]
+    with pytest.raises(SystemExit, match=rf"data error: {bad}:\d+: entity type 'PERSON'.*data.entity_types"):
+        train.main(a)
+
+
+def test_a_crafted_trainer_state_is_refused(tmp_path):
+    import pickle
+
+    from rgcn.training import load_trainer_state
+
+    marker = tmp_path / "ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    path = tmp_path / "last" / "trainer_state.pt"
+    path.parent.mkdir()
+    with open(path, "wb") as f:
+        pickle.dump({"optimizer": Payload()}, f)
+    with pytest.raises(RuntimeError, match="not loaded .*could run code"):
+        load_trainer_state(path)
+    assert not marker.exists()
