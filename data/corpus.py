@@ -173,6 +173,15 @@ def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
                           "(--encoding / data.encoding)") from None
 
 
+def file_lines(text: str) -> list[str]:
+    """The lines of a file's text as editors number them: split at ``\\n`` only (a ``\\r``
+    before it is dropped), not at the other characters ``str.splitlines`` breaks at."""
+    lines = text.split("\n")
+    if lines[-1] == "":                      # a final newline ends the last line, it starts none
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines]
+
+
 def check_entity_types(corpus: Corpus, allowed: Sequence[str]) -> None:
     """Raise a :class:`CorpusError` naming the file and line of the first entity whose type
     is not in ``allowed`` (a run's type set)."""
@@ -230,7 +239,7 @@ def detect_format(path: Path, text: str) -> str:
         return "jsonl"
     if path.suffix in (".conll", ".bio", ".tsv"):
         return "conll"
-    first = next(line for line in text.splitlines() if line.strip())
+    first = next(line for line in file_lines(text) if line.strip())
     if first.lstrip().startswith("{"):
         return "jsonl"
     if first.startswith("IMGID:") or "\t" in first:
@@ -255,7 +264,7 @@ def _read_conll(path: Path, text: str, image_dir):
                 samples.append(Sample(sid, tokens, norm, img, missing, image_key=image_id, lines=lines))
         tokens, tags, image_id, lines = [], [], None, []
 
-    for n, raw in enumerate(text.splitlines(), start=1):
+    for n, raw in enumerate(file_lines(text), start=1):
         line = raw.rstrip("\r\n")
         if not line.strip():
             flush()
@@ -291,7 +300,7 @@ def _read_conll(path: Path, text: str, image_dir):
 
 def _read_jsonl(path: Path, text: str, image_dir):
     samples, skipped = [], 0
-    for n, line in enumerate(text.splitlines(), start=1):
+    for n, line in enumerate(file_lines(text), start=1):
         if not line.strip():
             continue
         try:
@@ -311,11 +320,13 @@ def _read_jsonl(path: Path, text: str, image_dir):
             continue
         tags = obj.get("tags")
         if tags is not None:
-            if not isinstance(tags, list) or len(tags) != len(tokens):
-                raise CorpusError(path, n, f'"tags" must be a list as long as "tokens" '
-                                  f"({len(tokens)}), found {len(tags) if isinstance(tags, list) else type(tags).__name__}")
+            if not isinstance(tags, list) or len(tags) != len(tokens) or not all(isinstance(t, str) for t in tags):
+                raise CorpusError(path, n, f'"tags" must be a list of strings as long as "tokens" ({len(tokens)}), '
+                                  f"found {tags!r:.80}")
             tags = normalise_tags(tags, path, [n] * len(tags))
         sid = str(obj.get("id", f"{path.name}:{n}"))
+        if obj.get("image") is not None and not isinstance(obj["image"], str):
+            raise CorpusError(path, n, f'"image" must be a file name (a string), found {obj["image"]!r:.80}')
         img, missing = resolve_image(image_dir, sid, obj.get("image"))
         meta = {k: v for k, v in obj.items() if k not in ("id", "tokens", "tags", "image")}
         key = Path(str(obj["image"])).stem if obj.get("image") else sid
@@ -325,7 +336,7 @@ def _read_jsonl(path: Path, text: str, image_dir):
 
 def _read_text(path: Path, text: str, image_dir):
     samples, skipped = [], 0
-    for n, line in enumerate(text.splitlines(), start=1):
+    for n, line in enumerate(file_lines(text), start=1):
         tokens = tokenize_post(line)
         if not tokens:
             skipped += 1
@@ -399,7 +410,7 @@ def read_predictions(path: str | os.PathLike, encoding: str = "utf-8"
     path = Path(path)
     if not path.is_file():
         raise CorpusError(path, None, "no such file: check the predictions path")
-    for n, raw in enumerate(read_text(path, encoding).splitlines(), start=1):
+    for n, raw in enumerate(file_lines(read_text(path, encoding)), start=1):
         if not raw.strip():
             if current:
                 corpus_cols.append(current)

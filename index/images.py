@@ -82,6 +82,9 @@ def open_image(path: str | os.PathLike) -> Image.Image:
             return im.convert("RGB")
     except UnidentifiedImageError:
         raise ValueError("not an image") from None
+    except Image.DecompressionBombError:
+        raise ValueError(f"too large (over Pillow's limit of {2 * Image.MAX_IMAGE_PIXELS} pixels: a "
+                         "decompression bomb or a scan, not a post's photo)") from None
     except (OSError, SyntaxError) as e:
         raise ValueError(f"unreadable image ({e})") from None
 
