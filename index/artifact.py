@@ -50,6 +50,33 @@ class ManifestMismatch(ValueError):
     """An artifact was made by another embedder / dimension than the caller expects."""
 
 
+class ArtifactDamaged(ValueError):
+    """A file of an artifact cannot be read (truncated, overwritten); the message names the
+    file and the command that rebuilds the artifact."""
+
+
+def rebuild_command(path, manifest: dict | None) -> str:
+    """The ``python -m index build`` command that makes the artifact at ``path`` again."""
+    m = manifest or {}
+    parts = ["python -m index build", f"--images {m.get('image_dir') or 'IMAGE_DIR'}"]
+    files = [f["path"] for f in m.get("data_files") or []]
+    if files:
+        parts.append("--data " + " ".join(files))
+    if m.get("embedder"):
+        parts.append(f"--embedder {m['embedder']}")
+    return " ".join(parts + [f"--out {path}", "--overwrite"])
+
+
+def _read_part(path: Path, name: str, read, manifest: dict | None):
+    """``read(path / name)``, any failure turned into :class:`ArtifactDamaged`."""
+    try:
+        return read(path / name)
+    except Exception as e:  # noqa: BLE001 -- numpy, faiss, json and OS errors all mean a damaged file
+        why = (str(e).splitlines() or [""])[0][:200]
+        raise ArtifactDamaged(f"{path / name} cannot be read ({type(e).__name__}: {why}): the index at {path} "
+                              f"is damaged; rebuild it with `{rebuild_command(path, manifest)}`") from None
+
+
 # --------------------------------------------------------------------------- embedding
 @dataclass
 class EmbedResult:
@@ -339,7 +366,7 @@ def read_manifest(path) -> dict:
     if not f.is_file():
         raise FileNotFoundError(f"{path} is not an index artifact: no manifest.json "
                                 "(build one with `python -m index build`)")
-    return json.loads(f.read_text(encoding="utf-8"))
+    return _read_part(Path(path), "manifest.json", lambda p: json.loads(p.read_text(encoding="utf-8")), None)
 
 
 def check_manifest(manifest: dict, expect_embedder: str | None = None, expect_dim: int | None = None,
@@ -370,9 +397,9 @@ def load_index(path, expect_embedder: str | None = None, expect_dim: int | None 
     path = Path(path)
     manifest = read_manifest(path)
     check_manifest(manifest, expect_embedder, expect_dim, expect_tag, where=f"index {path}")
-    ids = json.loads((path / "ids.json").read_text(encoding="utf-8"))
-    emb = np.load(path / "embeddings.npy")
-    index = faiss.read_index(str(path / "index.faiss"))
+    ids = _read_part(path, "ids.json", lambda p: json.loads(p.read_text(encoding="utf-8")), manifest)
+    emb = _read_part(path, "embeddings.npy", np.load, manifest)
+    index = _read_part(path, "index.faiss", lambda p: faiss.read_index(str(p)), manifest)
     problems = []
     if index.ntotal != len(ids):
         problems.append(f"index.faiss has {index.ntotal} vectors, ids.json {len(ids)}")
@@ -380,18 +407,24 @@ def load_index(path, expect_embedder: str | None = None, expect_dim: int | None 
         problems.append(f"embeddings.npy has shape {emb.shape}, expected ({len(ids)}, {manifest['dim']})")
     if index.d != manifest["dim"]:
         problems.append(f"index.faiss has dim {index.d}, manifest {manifest['dim']}")
+    regions = None
+    if (path / "regions.npy").is_file():
+        regions = _read_part(path, "regions.npy", lambda p: np.load(p, mmap_mode="r" if mmap_regions else None),
+                             manifest)
+    tags, ocr = _read_part(path, "tags.jsonl", read_tags_jsonl, manifest)
+    posts = (_read_part(path, "posts.json", lambda p: json.loads(p.read_text(encoding="utf-8")), manifest)
+             if (path / "posts.json").is_file() else {})
+    tag_info = manifest.get("tags") or {}
+    if (tag_info.get("k") or tag_info.get("ocr")) and set(tags) != set(ids):
+        problems.append(f"tags.jsonl has records for {len(set(tags) & set(ids))} of the {len(ids)} images")
     if problems:
-        raise ManifestMismatch(f"index {path} is inconsistent: " + "; ".join(problems))
+        raise ArtifactDamaged(f"index {path} is inconsistent: " + "; ".join(problems)
+                              + f"; rebuild it with `{rebuild_command(path, manifest)}`")
     set_search_params(index, manifest.get("search_params") or {})
     if gpu is None or gpu:
         index = to_gpu(index)
         set_search_params(index, {k: v for k, v in (manifest.get("search_params") or {}).items()
                                   if k != "k_factor"})
-    regions = None
-    if (path / "regions.npy").is_file():
-        regions = np.load(path / "regions.npy", mmap_mode="r" if mmap_regions else None)
-    tags, ocr = read_tags_jsonl(path / "tags.jsonl")
-    posts = json.loads((path / "posts.json").read_text(encoding="utf-8")) if (path / "posts.json").is_file() else {}
     return IndexArtifact(str(path), manifest, ids, emb, index, regions, tags, ocr, posts)
 
 

@@ -133,3 +133,24 @@ def test_existing_folder_needs_overwrite(image_dir, tmp_path, effnet):
         build_index(images_in_dir(image_dir)[:2], effnet, out, progress=False)
     art = build_index(images_in_dir(image_dir)[:2], effnet, out, progress=False, overwrite=True)
     assert len(art) == 2 and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("name", ["index.faiss", "embeddings.npy", "ids.json", "manifest.json", "tags.jsonl"])
+def test_a_damaged_file_is_named_with_the_command_that_rebuilds_it(tmp_path, name):
+    from index.__main__ import main as index_main
+    from index.artifact import ArtifactDamaged
+    from tests.colour import write_image_decided
+
+    files = write_image_decided(tmp_path / "d", sizes=(("train", 6),))
+    out = tmp_path / "index"
+    assert index_main(["build", "--quiet", "--embedder", "test_colour", "--images", str(tmp_path / "d/images"),
+                       "--data", *files.values(), "--out", str(out)]) == 0
+    f = out / name
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])             # truncated
+    with pytest.raises(ArtifactDamaged) as e:
+        load_index(out)
+    msg = str(e.value)
+    assert str(f) in msg or f"index {out} is inconsistent" in msg
+    if name != "manifest.json":
+        assert (f"`python -m index build --images {tmp_path / 'd/images'} --data {files['train']} "
+                f"--embedder test_colour --out {out} --overwrite`") in msg
