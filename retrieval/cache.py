@@ -432,6 +432,20 @@ def save_graphs(graphs: RelationGraphs, out_dir: str | os.PathLike) -> Path:
     return out_dir
 
 
+class GraphCacheDamaged(CacheMismatchError):
+    """A file of a graph cache cannot be read (a truncated write from elsewhere, a full disk)."""
+
+
+def _read_cache_file(f: Path, read):
+    try:
+        return read(f)
+    except Exception as e:  # noqa: BLE001 -- zip, numpy, json and OS errors all mean a damaged file
+        why = (str(e).splitlines() or [""])[0][:200]
+        raise GraphCacheDamaged(f"{f} cannot be read ({type(e).__name__}: {why}): the graph cache {f.parent} is "
+                                f"damaged; delete it (`rm -r {f.parent}`) and the graphs are rebuilt on the next "
+                                "run") from None
+
+
 def load_graphs(path: str | os.PathLike, artifact, settings: GraphSettings | None = None,
                 splits: dict | None = None) -> RelationGraphs:
     """Load a stored graph cache; refuse it when it was made from another index (or, when
@@ -440,7 +454,7 @@ def load_graphs(path: str | os.PathLike, artifact, settings: GraphSettings | Non
     mf = path / "manifest.json"
     if not mf.is_file():
         raise CacheMismatchError(f"{path} is not a graph cache (no manifest.json)")
-    manifest = json.loads(mf.read_text())
+    manifest = _read_cache_file(mf, lambda f: json.loads(f.read_text()))
     if manifest.get("kind") != "retrieval.graphs" or manifest.get("version") != CACHE_VERSION:
         raise CacheMismatchError(f"{path}: not a version-{CACHE_VERSION} retrieval graph cache "
                                  f"(kind={manifest.get('kind')!r}, version={manifest.get('version')!r}): rebuild it")
@@ -454,11 +468,11 @@ def load_graphs(path: str | os.PathLike, artifact, settings: GraphSettings | Non
         raise CacheMismatchError(f"{path} was built with other settings (stored, asked): {diff}: rebuild the graphs")
     if splits is not None and manifest["data"] != data_fingerprint(splits):
         raise CacheMismatchError(f"{path} was built from other data files: rebuild the graphs")
-    z = np.load(path / GRAPHS_FILE)
+    z = _read_cache_file(path / GRAPHS_FILE, lambda f: dict(np.load(f)))
     post_ids = [str(p) for p in z["post_ids"]]
     split_of = dict(zip(post_ids, (str(s) for s in z["post_splits"])))
     tables = {rel: Neighbours(z[f"rows_{rel}"], z[f"scores_{rel}"]) for rel in stored.relations}
-    tq = z["text_queries"] if "text_queries" in z.files else None
+    tq = z.get("text_queries")
     new_ids = [str(i) for i in z["new_ids"]]
     post_images = PostImages(post_ids, [str(k) or None for k in z["image_keys"]], z["image_rows"],
                              [str(s) for s in z["image_status"]], new_ids)

@@ -67,13 +67,28 @@ def save_checkpoint(path: str | Path, model: Tagger, cfg: RunConfig, extra: dict
             torch.save(trainer_state, tmp / "trainer_state.pt")
 
 
+class CheckpointDamaged(RuntimeError):
+    """A checkpoint file cannot be read; the message names it and the command that remakes it."""
+
+
+def _read_checkpoint_file(f: Path, read):
+    try:
+        return read(f)
+    except Exception as e:  # noqa: BLE001 -- safetensors, json and OS errors all mean a damaged file
+        why = (str(e).splitlines() or [""])[0][:200]
+        run = f.parent.parent
+        raise CheckpointDamaged(f"{f} cannot be read ({type(e).__name__}: {why}): the checkpoint {f.parent} is "
+                                f"damaged; train it again with `python train.py --config {run / 'config.json'}` "
+                                "(--resume continues from last/ when that one is intact)") from None
+
+
 def read_meta(path: str | Path) -> dict:
     path = Path(path)
     meta_file = path / "checkpoint.json"
     if not meta_file.is_file():
         raise FileNotFoundError(f"{path} is not a checkpoint (no checkpoint.json); expected a run's "
                                 "best/ or last/ folder, or a run folder that contains one")
-    meta = json.loads(meta_file.read_text())
+    meta = _read_checkpoint_file(meta_file, lambda f: json.loads(f.read_text()))
     if meta.get("format") != FORMAT:
         raise ValueError(f"{meta_file}: format {meta.get('format')!r}, expected {FORMAT!r}")
     return meta
@@ -90,7 +105,7 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
     ctx = dict(context or {})
     ctx["head_state"] = meta.get("head_state", {})
     model = build_tagger(cfg, meta["labels"], ctx, pretrained=False, encoder_dir=str(path / "encoder"))
-    load_model(model, str(path / "model.safetensors"), device=str(device))
+    _read_checkpoint_file(path / "model.safetensors", lambda f: load_model(model, str(f), device=str(device)))
     model.to(device)
     model.autocast_dtype = resolve_precision(cfg.train.precision, torch.device(device))
     return model, cfg, meta

@@ -166,3 +166,14 @@ def test_visual_text_is_the_default_inter_relation_without_clip(six):
     assert [n for n, _ in g.neighbours("p0", "inter")] == ["p1", "p2"]         # never its own photo
     assert g.graph("p0", "inter").x[0].abs().sum() == 0                       # the centre is not its photo
     assert "p3" not in {n for n, _ in g.neighbours("q", "inter")}             # only the training pool
+
+
+@pytest.mark.parametrize("name", ["graphs.npz", "manifest.json"])
+def test_a_damaged_cache_file_is_named_with_the_fix(six, splits, tmp_path, name):
+    from retrieval.cache import GraphCacheDamaged
+
+    g = load_or_build(splits, six, GraphSettings(k=2, relations=("intra",)), tmp_path, progress=False)
+    f = tmp_path / g.path / name
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(GraphCacheDamaged, match=rf"{f} cannot be read .*rm -r {g.path}"):
+        load_or_build(splits, six, GraphSettings(k=2, relations=("intra",)), tmp_path, progress=False)

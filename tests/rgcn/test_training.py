@@ -192,3 +192,19 @@ def test_a_crafted_trainer_state_is_refused(tmp_path):
     with pytest.raises(RuntimeError, match="not loaded .*could run code"):
         load_trainer_state(path)
     assert not marker.exists()
+
+
+def test_a_damaged_checkpoint_is_named_with_the_command_that_remakes_it(tmp_path, tiny_encoder):
+    from rgcn.checkpoint import CheckpointDamaged
+
+    train.main(_args(tmp_path, tiny_encoder, "train.epochs=1"))
+    run = tmp_path / "runs" / "r"
+    for name in ("model.safetensors", "checkpoint.json"):
+        f = run / "best" / name
+        good = f.read_bytes()
+        f.write_bytes(good[: len(good) // 2])
+        with pytest.raises(CheckpointDamaged, match=rf"{f} cannot be read .*python train.py --config "
+                                                    rf"{run / 'config.json'}"):
+            load_checkpoint(run)
+        f.write_bytes(good)
+    load_checkpoint(run)
