@@ -37,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="DataLoader worker processes decoding images")
         sp.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1 ...")
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
+        sp.add_argument("--save-every", type=int, default=512, metavar="N",
+                        help="save the embedding progress every N images: a killed run resumes from there")
 
     b = sub.add_parser("build", help="embed images and write a new index artifact")
     collection(b)
@@ -118,12 +120,12 @@ def main(argv=None) -> int:
                           num_workers=args.workers, with_tags=not args.no_tags, ocr=args.ocr,
                           progress=not args.quiet, with_regions=args.regions, tags_k=args.tags_k,
                           data_files=args.data, image_dir=args.images, overwrite=args.overwrite,
-                          search_params=params, posts=posts)
+                          search_params=params, posts=posts, save_every=args.save_every)
     else:
         load_index(args.dir, gpu=False)  # fails early on a broken artifact
         art = add_images(args.dir, images, batch_size=args.batch_size, num_workers=args.workers,
                          device=None if args.device == "auto" else args.device,
-                         progress=not args.quiet, data_files=args.data, posts=posts)
+                         progress=not args.quiet, data_files=args.data, posts=posts, save_every=args.save_every)
     c = art.manifest["counts"]
     print(f"{art.path}: {c['embedded']} images embedded with {art.manifest['embedder']} "
           f"(dim {art.manifest['dim']}, {art.manifest['factory']}); skipped {c['missing']} missing "

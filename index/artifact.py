@@ -138,6 +138,98 @@ def embed_collection(images: Sequence[tuple[str, str | None]], embedder: Embedde
     return EmbedResult([ids[r] for r in rows], emb, reg, tags, problems, seconds)
 
 
+RESUME_CHUNK = 512  # images embedded between two saves of a build's progress
+
+
+def embed_resumable(images: Sequence[tuple[str, str | None]], embedder: Embedder, work_dir: Path,
+                    batch_size: int = 32, num_workers: int = 0, with_regions: bool = False, tags_k: int = 0,
+                    progress: bool = True, chunk: int = RESUME_CHUNK) -> EmbedResult:
+    """:func:`embed_collection` in chunks of ``chunk`` images, each saved to ``work_dir`` as it
+    is done (written to a temporary name and renamed), so a build that is killed resumes from
+    the chunks already embedded. ``work_dir`` is keyed by the images and the embedder: a
+    different collection or embedder starts it afresh. The caller removes it once the
+    artifact is published."""
+    import hashlib
+
+    from tqdm.auto import tqdm
+
+    images = list(images)
+    key = hashlib.sha256(json.dumps([embedder.name, embedder.tag, embedder.config(), with_regions, tags_k, chunk,
+                                     images], default=str).encode()).hexdigest()
+    key_file = work_dir / "key.txt"
+    if work_dir.exists() and (not key_file.is_file() or key_file.read_text() != key):
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    key_file.write_text(key)
+    parts: list[EmbedResult] = []
+    done = 0
+    bar = tqdm(total=len(images), unit="img", desc=f"embed {embedder.name}", disable=not progress, dynamic_ncols=True)
+    try:
+        for c, start in enumerate(range(0, len(images), chunk)):
+            f = work_dir / f"chunk-{c:06d}.npz"
+            if f.is_file():
+                parts.append(_load_chunk(f))
+                done += 1
+            else:
+                res = embed_collection(images[start:start + chunk], embedder, batch_size, num_workers, with_regions,
+                                       tags_k, progress=False)
+                _save_chunk(f, res)
+                parts.append(res)
+            bar.update(len(images[start:start + chunk]))
+    finally:
+        bar.close()
+    if done:
+        log.info("resumed: %d of %d chunks were embedded by an earlier, interrupted run", done, len(parts))
+    dim = embedder.dim
+    kept = [p for p in parts if p.ids]
+    return EmbedResult(
+        [i for p in parts for i in p.ids],
+        np.concatenate([p.embeddings for p in kept]) if kept else np.zeros((0, dim), np.float32),
+        np.concatenate([p.regions for p in kept]) if with_regions and kept else None,
+        [t for p in parts for t in p.tags], [q for p in parts for q in p.problems],
+        sum(p.seconds for p in parts))
+
+
+def _save_chunk(f: Path, res: EmbedResult) -> None:
+    arrays = {"ids": np.asarray(res.ids, dtype=str), "embeddings": res.embeddings,
+              "meta": np.asarray(json.dumps({"tags": res.tags, "problems": res.problems, "seconds": res.seconds}))}
+    if res.regions is not None:
+        arrays["regions"] = res.regions
+    tmp = f.with_name(f".{f.name}.tmp")
+    with open(tmp, "wb") as out:
+        np.savez(out, **arrays)
+    os.replace(tmp, f)
+
+
+def _load_chunk(f: Path) -> EmbedResult:
+    z = np.load(f)
+    meta = json.loads(str(z["meta"]))
+    return EmbedResult([str(i) for i in z["ids"]], z["embeddings"], z["regions"] if "regions" in z.files else None,
+                       [[tuple(t) for t in row] for row in meta["tags"]], meta["problems"], meta["seconds"])
+
+
+def _work_dir(out: Path) -> Path:
+    """Where a build of ``out`` keeps its progress until the artifact is published."""
+    return out.with_name(f".{out.name}.partial")
+
+
+def _remove_stale_temp_folders(out: Path) -> None:
+    """Clear what builds of ``out`` that were killed left behind: their temporary siblings,
+    and a previous artifact moved aside for an update (put back when ``out`` is missing)."""
+    for d in list(out.parent.glob(f".{out.name}.tmp-*")) + list(out.parent.glob(f".{out.name}.old-*")):
+        try:
+            os.kill(int(d.name.rsplit("-", 2 if ".tmp-" in d.name else 1)[1]), 0)
+            continue                                       # its process still runs
+        except ProcessLookupError:
+            pass
+        except (ValueError, PermissionError):
+            continue
+        if ".old-" in d.name and not out.exists() and (d / "manifest.json").is_file():
+            os.replace(d, out)
+        else:
+            shutil.rmtree(d, ignore_errors=True)
+
+
 # --------------------------------------------------------------------------- artifact
 @dataclass
 class IndexArtifact:
@@ -246,7 +338,7 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
                 progress: bool = True, with_regions: bool | None = None, tags_k: int = 5,
                 data_files: Sequence[str] = (), image_dir: str | None = None,
                 overwrite: bool = False, search_params: dict | None = None,
-                posts: dict[str, str] | None = None) -> IndexArtifact:
+                posts: dict[str, str] | None = None, save_every: int = RESUME_CHUNK) -> IndexArtifact:
     """Embed ``images`` and write an index artifact folder at ``out_dir``.
 
     Args:
@@ -264,6 +356,8 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
         search_params: e.g. ``{"nprobe": 16}``; default :func:`default_search_params`.
         posts: post id -> image id for the posts of ``data_files`` (stored as ``posts.json``;
             see :func:`index.images.collection_from_corpora`).
+        save_every: images embedded between two saves of the progress (in ``.<out>.partial``,
+            removed once the artifact is written): a killed build resumes from there.
     Raises:
         EmptyCollectionError when no image could be embedded.
     """
@@ -284,7 +378,11 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
     tags_k = tags_k if with_tags else 0
     engine = OcrEngine() if ocr else None
 
-    res = embed_collection(images, embedder, batch_size, num_workers, with_regions, tags_k, progress)
+    if out.parent.is_dir():
+        _remove_stale_temp_folders(out)
+    work = _work_dir(out)
+    res = embed_resumable(images, embedder, work, batch_size, num_workers, with_regions, tags_k, progress,
+                          save_every)
     if not res.ids:
         raise EmptyCollectionError(f"none of the {len(images)} images could be embedded "
                                    f"({_problem_summary(res.problems)}): an empty index is not built")
@@ -313,6 +411,7 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(work, ignore_errors=True)
     log.info("index %s: %d images embedded, %d skipped (%s)", out, len(res.ids), len(res.problems),
              _problem_summary(res.problems))
     return load_index(out)
@@ -452,7 +551,8 @@ def embed_like_index(artifact: IndexArtifact, images: Sequence[tuple[str, str | 
 def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedder | None = None,
                batch_size: int = 32, num_workers: int = 0, device: str | None = None,
                progress: bool = True, ocr: bool | None = None,
-               data_files: Sequence[str] = (), posts: dict[str, str] | None = None) -> IndexArtifact:
+               data_files: Sequence[str] = (), posts: dict[str, str] | None = None,
+               save_every: int = RESUME_CHUNK) -> IndexArtifact:
     """Add the images whose ids are not yet in the artifact, without re-embedding the others.
 
     The embedder is rebuilt from the manifest unless given (and then checked against it).
@@ -471,7 +571,9 @@ def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedde
     with_regions = art.regions is not None
     tags_k = int(m.get("tags", {}).get("k") or 0)
     ocr = bool(m.get("tags", {}).get("ocr")) if ocr is None else ocr
-    res = embed_collection(new, embedder, batch_size, num_workers, with_regions, tags_k, progress)
+    _remove_stale_temp_folders(path)
+    work = _work_dir(path)
+    res = embed_resumable(new, embedder, work, batch_size, num_workers, with_regions, tags_k, progress, save_every)
     ids = art.ids + res.ids
     emb = np.concatenate([art.embeddings, res.embeddings]) if res.ids else art.embeddings
     regions = None
@@ -504,6 +606,7 @@ def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedde
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    shutil.rmtree(work, ignore_errors=True)
     return load_index(path)
 
 

@@ -86,3 +86,20 @@ def write_image_decided(folder, sizes=(("train", 80), ("valid", 20), ("test", 40
         out[split] = str(folder / f"{split}.jsonl")
         Path(out[split]).write_text("\n".join(lines) + "\n")
     return out
+
+
+def slow_down_from_env() -> None:
+    """Let a subprocess make ``test_colour`` sleep ``TEST_COLOUR_SLEEP`` seconds a batch
+    (the kill tests need time to kill it in the middle)."""
+    import os
+    import time
+
+    pause = float(os.environ.get("TEST_COLOUR_SLEEP", "0"))
+    if pause:
+        encode = ColourEmbedder.encode
+
+        def slow(self, pixels, regions=False, logits=False):
+            time.sleep(pause)
+            return encode(self, pixels, regions, logits)
+
+        ColourEmbedder.encode = slow
