@@ -405,7 +405,7 @@ def save_graphs(graphs: RelationGraphs, out_dir: str | os.PathLike) -> Path:
     """Write ``manifest.json`` + ``graphs.npz`` to a temporary sibling, then rename."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=out_dir.name + ".tmp-", dir=out_dir.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
         arrays = {"post_ids": np.asarray(graphs.post_ids, dtype=str),
                   "post_splits": np.asarray([graphs.split_of[p] for p in graphs.post_ids], dtype=str),
@@ -423,9 +423,13 @@ def save_graphs(graphs: RelationGraphs, out_dir: str | os.PathLike) -> Path:
             arrays["new_ids"] = np.asarray(pi.new_ids, dtype=str)
         np.savez(tmp / GRAPHS_FILE, **arrays)
         (tmp / "manifest.json").write_text(json.dumps(graphs.manifest, indent=2, sort_keys=True))
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
+        old = None
+        if out_dir.exists():                  # moved aside whole, never deleted in place: a kill leaves
+            old = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))  # no half cache
+            os.replace(out_dir, old / "graphs")
         os.replace(tmp, out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
