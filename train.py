@@ -9,13 +9,9 @@ training curve, checkpoints and the test predictions; see ``rgcn/training.py``.
 from __future__ import annotations
 
 import argparse
-import json
-import logging
 import sys
 
-from data.corpus import CorpusError
-from rgcn.config import ConfigError, load_config
-from rgcn.training import Trainer
+from data.logs import setup_logging
 
 
 def parse_args(argv=None):
@@ -24,26 +20,32 @@ def parse_args(argv=None):
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.epochs=3 head.name=rgcn")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last/ checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("-v", "--verbose", action="store_true", help="show the full log on the console too "
+                   "(it always goes to RUN_DIR/train.log)")
     return p.parse_intermixed_args(argv)
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    setup_logging(None, args.verbose)                 # before the heavy imports, so their warnings are caught
+    from data.corpus import CorpusError
+    from rgcn.config import ConfigError, load_config
+    from rgcn.training import Trainer
+
     try:
         cfg = load_config(args.config, args.overrides)
     except ConfigError as e:
         sys.exit(f"config error: {e}")
+    log_file = setup_logging(cfg.run_dir / "train.log", args.verbose)
     try:
         results = Trainer(cfg, progress=not args.no_progress).fit(resume=args.resume)
     except CorpusError as e:
         sys.exit(f"data error: {e}")
-    summary = {k: results[k] for k in ("best_epoch", "valid") if k in results}
+    best = results["best_epoch"]
+    print(f"best dev F1 {results['valid']['micro']['f1']:.2f} (epoch {best})")
     if "test" in results:
-        print(results["test_table"])
-        summary["test_micro"] = results["test"]["micro"]
-    print(json.dumps(summary, indent=2))
-    print(f"run folder: {cfg.run_dir}")
+        print(f"test, best dev epoch:\n{results['test_table']}")
+    print(f"run folder: {cfg.run_dir}  (log: {log_file})")
     return results
 
 

@@ -230,7 +230,7 @@ def read_corpus(path: str | os.PathLike, image_dir: str | os.PathLike | None = N
         raise CorpusError(path, None, f"post {first.id!r} has no gold tags; this split must be labelled")
     missing = sum(s.image_missing for s in samples)
     if missing:
-        log.info("%s: %d of %d posts have no image file in %s", path, missing, len(samples), image_dir)
+        log.debug("%s: %d of %d posts have no image file in %s", path, missing, len(samples), image_dir)
     return corpus
 
 

@@ -51,6 +51,8 @@ from typing import Callable, Sequence
 import numpy as np
 from PIL import Image, ImageEnhance, ImageOps
 
+from .logs import setup_logging
+
 log = logging.getLogger(__name__)
 
 GENERATOR = "data.demo"
@@ -438,7 +440,7 @@ def generate(out_dir: str | os.PathLike, seed: int = 0, n_train: int = 600, n_va
         raise FileExistsError(f"{out_dir} exists and is not a demo made by {GENERATOR} "
                               "(no manifest.json naming it): choose another --out or remove it")
     sources = load_sources([s for c in PHOTO_CLASSES for s in c.sources])
-    log.info("demo: seed=%d sizes=%s out=%s", seed, sizes, out_dir)
+    log.debug("demo: seed=%d sizes=%s out=%s", seed, sizes, out_dir)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
@@ -637,7 +639,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    setup_logging(None)
     return args.func(args)
 
 

@@ -15,6 +15,9 @@ import json
 import logging
 import os
 import sys
+from pathlib import Path
+
+from data.logs import setup_logging
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -25,6 +28,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     from .embedders import DEFAULT_EMBEDDER, list_embedders
 
     p = argparse.ArgumentParser(prog="python -m index", description=__doc__.split("\n\n")[0])
+    p.add_argument("-v", "--verbose", action="store_true", help="show the full log on the console too "
+                   "(build and add keep it in the artifact folder's build.log)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def collection(sp):
@@ -94,7 +99,11 @@ def _embedder_kwargs(args) -> dict:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "info":
+        setup_logging(None, args.verbose)
+    else:                       # the log is kept in the artifact folder (build.log) once it is written
+        out = Path(args.out if args.command == "build" else args.dir)
+        log_file = setup_logging(out.with_name(f".{out.name}.log"), args.verbose)
     from .artifact import add_images, build_index, load_index, manifest_table, read_manifest
 
     if args.command == "info":
@@ -103,12 +112,12 @@ def main(argv=None) -> int:
         return 0
 
     images, posts = _collection(args)
-    log.info("%s: %d images (%d missing) from %s", args.command, len(images),
+    log.debug("%s: %d images (%d missing) from %s", args.command, len(images),
              sum(p is None for _, p in images), ", ".join(args.data) or args.images)
     if args.command == "build":
         from .embedders import get_embedder
 
-        log.info("config: %s", json.dumps({k: v for k, v in vars(args).items()}, default=str))
+        log.debug("config: %s", json.dumps({k: v for k, v in vars(args).items()}, default=str))
         embedder = get_embedder(args.embedder, **_embedder_kwargs(args))
         params = None
         if args.nprobe is not None:
@@ -126,6 +135,10 @@ def main(argv=None) -> int:
         art = add_images(args.dir, images, batch_size=args.batch_size, num_workers=args.workers,
                          device=None if args.device == "auto" else args.device,
                          progress=not args.quiet, data_files=args.data, posts=posts, save_every=args.save_every)
+    setup_logging(None, args.verbose)
+    with open(log_file, encoding="utf-8") as src, open(Path(art.path) / "build.log", "a", encoding="utf-8") as dst:
+        dst.write(src.read())
+    log_file.unlink()
     c = art.manifest["counts"]
     print(f"{art.path}: {c['embedded']} images embedded with {art.manifest['embedder']} "
           f"(dim {art.manifest['dim']}, {art.manifest['factory']}); skipped {c['missing']} missing "

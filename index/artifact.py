@@ -412,7 +412,7 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     shutil.rmtree(work, ignore_errors=True)
-    log.info("index %s: %d images embedded, %d skipped (%s)", out, len(res.ids), len(res.problems),
+    log.debug("index %s: %d images embedded, %d skipped (%s)", out, len(res.ids), len(res.problems),
              _problem_summary(res.problems))
     return load_index(out)
 
@@ -602,6 +602,8 @@ def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedde
     tmp = _tmp_sibling(path)
     try:
         _write_folder(tmp, manifest, ids, emb, index, regions, tag_rows, all_posts)
+        if (path / "build.log").is_file():
+            shutil.copy2(path / "build.log", tmp / "build.log")
         _publish(tmp, path, overwrite=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

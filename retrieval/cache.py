@@ -299,7 +299,7 @@ def build_graphs(splits: dict, artifact, settings: GraphSettings | None = None, 
     pool = resolve_pool(splits, artifact, settings, post_images)
     timings, tables, text_queries = {}, {}, None
     k = settings.k
-    log.info("building %s graphs for %d posts (%d with an image), pool=%s, k=%d", ",".join(settings.relations),
+    log.debug("building %s graphs for %d posts (%d with an image), pool=%s, k=%d", ",".join(settings.relations),
              len(post_ids), int((image_rows >= 0).sum()), settings.pool, k)
     for rel in _progress(settings.relations, progress, "relations"):
         t0 = time.perf_counter()
@@ -335,7 +335,7 @@ def build_graphs(splits: dict, artifact, settings: GraphSettings | None = None, 
             what["inter_strategy"] = strategy
         tables[rel] = nb.apply_threshold(settings.threshold)
         timings[rel] = round(time.perf_counter() - t0, 3)
-        log.info("relation %s: %.2fs", rel, timings[rel])
+        log.debug("relation %s: %.2fs", rel, timings[rel])
     manifest = {"kind": "retrieval.graphs", "key": key, **what, "index_path": str(getattr(artifact, "path", "")),
                 "index_embedder": index_embedder(artifact), "n_posts": len(post_ids),
                 "n_posts_with_image": int((image_rows >= 0).sum()),
@@ -358,7 +358,7 @@ def _embed_new_images(artifact, post_images: PostImages, progress: bool) -> tupl
     dim = int(np.asarray(artifact.embeddings).shape[1])
     if not post_images.new_ids:
         return np.zeros((0, dim), np.float32), {}
-    log.info("embedding %d post image(s) that are not in the index %s", len(post_images.new_ids),
+    log.debug("embedding %d post image(s) that are not in the index %s", len(post_images.new_ids),
              getattr(artifact, "path", ""))
     res = embed_like_index(artifact, list(zip(post_images.new_ids, post_images.new_paths)), progress=progress)
     got = dict(zip(res.ids, range(len(res.ids))))
@@ -493,10 +493,10 @@ def load_or_build(splits: dict, artifact, settings: GraphSettings | None = None,
     key, _ = cache_key(splits, artifact, settings, post_images)
     path = Path(cache_dir) / key
     if (path / "manifest.json").is_file():
-        log.info("graph cache hit: %s", path)
+        log.debug("graph cache hit: %s", path)
         graphs = load_graphs(path, artifact, settings, splits)
     else:
-        log.info("graph cache miss: building %s", path)
+        log.info("building relation graphs (cached in %s)", path)
         graphs = build_graphs(splits, artifact, settings, cache_dir, text_encoder, progress, post_images)
     for name, corpus in splits.items():
         ids = [s.id for s in corpus]

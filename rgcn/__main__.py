@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from pathlib import Path
+
+from data.logs import setup_logging
 
 
 def _score(args) -> int:
@@ -177,9 +178,10 @@ def _compare(args) -> int:
 
 def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(message)s")
     p = argparse.ArgumentParser(prog="python -m rgcn", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show the full log on the console too (predict and evaluate keep it in RUN/CMD.log)")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("score", help="entity-level P/R/F1 of a predictions file against gold")
     s.add_argument("gold", help="gold split (CoNLL or JSONL)")
@@ -223,6 +225,8 @@ def main(argv=None) -> int:
     t.add_argument("--encoding", default="utf-8", help="text encoding of the input (default utf-8)")
     t.set_defaults(fn=_predict)
     args = p.parse_args(argv)
+    run = getattr(args, "run", None)
+    setup_logging(Path(run) / f"{args.cmd}.log" if run and Path(run).is_dir() else None, args.verbose)
     return args.fn(args)
 
 

@@ -150,18 +150,18 @@ class Trainer:
         seed_everything(t.seed)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        log.info("run %s: seed %d, device %s\n%s", self.run_dir, t.seed, self.device,
-                 json.dumps(cfg.to_dict(), indent=2))
+        log.info("run %s: seed %d, device %s", self.run_dir, t.seed, self.device)
+        log.debug("resolved config:\n%s", json.dumps(cfg.to_dict(), indent=2))
 
         splits = read_splits(cfg)
         for name, c in splits.items():
-            log.info("%s: %d posts from %s (%d empty skipped)", name, len(c), c.path, c.skipped_empty)
+            log.debug("%s: %d posts from %s (%d empty skipped)", name, len(c), c.path, c.skipped_empty)
         labels = label_set(splits["train"].samples)
         context = {"splits": splits, "run_dir": str(self.run_dir), "config": cfg, "device": self.device}
         context.update(head_class(cfg.head.name).setup(cfg.head.options, splits, str(self.run_dir), self.progress))
         model = build_tagger(cfg, labels, context).to(self.device)
         model.autocast_dtype = resolve_precision(t.precision, self.device)
-        log.info("precision: %s", model.autocast_dtype or "fp32")
+        log.debug("precision: %s", model.autocast_dtype or "fp32")
         tok = model.tokenizer
         data = {k: TaggingDataset(v.samples, tok, labels) for k, v in splits.items()}
 
@@ -239,7 +239,7 @@ class Trainer:
             results["test"] = test_scores.as_dict()
             results["test_posts_per_second"] = round(pred.posts_per_second, 1)
             results["test_table"] = test_scores.table()
-            log.info("test (best dev epoch %s):\n%s", results["best_epoch"], test_scores.table())
+            log.debug("test (best dev epoch %s):\n%s", results["best_epoch"], test_scores.table())
         tmp = self.run_dir / "results.json.tmp"
         tmp.write_text(json.dumps(results, indent=2))
         os.replace(tmp, self.run_dir / "results.json")

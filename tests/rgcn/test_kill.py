@@ -3,7 +3,6 @@ cache is ever read, and a resumed run finishes."""
 import json
 import os
 import random
-import signal
 import subprocess
 import sys
 import time

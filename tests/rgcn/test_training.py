@@ -208,3 +208,13 @@ def test_a_damaged_checkpoint_is_named_with_the_command_that_remakes_it(tmp_path
             load_checkpoint(run)
         f.write_bytes(good)
     load_checkpoint(run)
+
+
+def test_train_console_is_short_and_the_log_file_has_the_config(tmp_path, tiny_encoder, capsys):
+    train.main(_args(tmp_path, tiny_encoder, "train.epochs=1"))
+    captured = capsys.readouterr()
+    console = captured.out + captured.err
+    assert "resolved config" not in console and '"head_lr"' not in console
+    assert "run folder:" in console and "epoch 1:" in console
+    log = (tmp_path / "runs" / "r" / "train.log").read_text()
+    assert "resolved config" in log and '"head_lr": 0.05' in log
