@@ -15,6 +15,8 @@ from index.artifact import load_index
 from tests.colour import colour_image
 
 ROOT = Path(__file__).resolve().parents[2]
+TRIALS = int(os.environ.get("MNER_KILL_TRIALS", "3"))
+"""Kills per test (raise it for a longer soak: MNER_KILL_TRIALS=20 pytest tests/*/test_kill.py -s)."""
 RUN = ("import sys, tests.colour as c; c.slow_down_from_env(); from index.__main__ import main; "
        "sys.exit(main(sys.argv[1:]))")
 
@@ -71,7 +73,7 @@ def test_killed_runs_leave_no_half_artifact_and_resume(folder, command):
         args = ["build", *common, "--out", out]
     partial = folder / f".{out.name}.partial"
     kills = 0
-    for _ in range(3):
+    for _ in range(TRIALS):
         target = rng.randint(1, 4)
         proc = index_cli(args, sleep=0.05)
         killed = kill_when(proc, lambda: len(list(partial.glob("chunk-*.npz"))) >= target)
@@ -82,6 +84,7 @@ def test_killed_runs_leave_no_half_artifact_and_resume(folder, command):
         assert not list(folder.glob(f".{out.name}.tmp-*")) or killed
         if not killed:
             break
+    print(f"index {command}: {kills} kill(s), every artifact read whole")
     assert kills >= 1
     chunks_before = len(list(partial.glob("chunk-*.npz")))
     assert chunks_before >= 1                                 # progress was kept

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.index.test_kill import kill_when
+from tests.index.test_kill import TRIALS, kill_when
 
 from ..conftest import TINY_CONLL
 
@@ -33,7 +33,7 @@ def test_killed_training_resumes_and_never_leaves_a_half_checkpoint(tmp_path, ti
             "train.epochs=4", "train.batch_size=4", "train.head_lr=0.05", f"out_dir={tmp_path / 'runs'}", "name=r"]
     rng = random.Random(0)
     kills = 0
-    for _ in range(2):
+    for _ in range(max(1, TRIALS - 1)):
         epochs_done = len((run / "metrics.jsonl").read_text().splitlines()) if (run / "metrics.jsonl").exists() else 0
         target = epochs_done + 1
         delay = rng.uniform(0.0, 0.6)
@@ -44,6 +44,7 @@ def test_killed_training_resumes_and_never_leaves_a_half_checkpoint(tmp_path, ti
         for ckpt in ("last", "best"):                           # whatever exists loads whole
             if (run / ckpt).exists():
                 load_checkpoint(run / ckpt)
+    print(f"training: {kills} kill(s), every checkpoint read whole")
     assert kills >= 1
     proc = python([*args, "--resume"])
     assert proc.wait() == 0, proc.stderr.read().decode()[-2000:]
@@ -73,7 +74,7 @@ def test_killed_graph_cache_writes_are_never_read_half(tmp_path):
 
     cache, ticks = tmp_path / "cache", tmp_path / "ticks"
     rng = random.Random(0)
-    for _ in range(2):
+    for trial in range(max(1, TRIALS - 1)):
         start = ticks.stat().st_size if ticks.exists() else 0
         delay = rng.uniform(0.0, 0.3)
         assert kill_when(python(GRAPHS % (cache, ticks)),
@@ -83,3 +84,4 @@ def test_killed_graph_cache_writes_are_never_read_half(tmp_path):
         for folder in cache.iterdir():
             if not folder.name.startswith("."):                 # a published cache loads whole
                 assert load_graphs(folder, art).tables["intra"].rows.shape == (3000, 5)
+    print(f"graph cache: {trial + 1} kill(s), every published cache read whole")
