@@ -80,3 +80,15 @@ def test_marked_text_brackets_each_entity():
 
     assert marked_text(["Look", "at", "Zelby", "Brevanne", "in", "Paris"],
                        ["O", "O", "B-PER", "I-PER", "O", "B-LOC"]) == "Look at [Zelby Brevanne PER] in [Paris LOC]"
+
+
+def test_the_scorer_accepts_any_entity_type(tmp_path, capsys):
+    from rgcn.__main__ import main
+
+    gold = tmp_path / "gold.txt"
+    gold.write_text("IMGID:1\nBob\tB-PERSON\nin\tO\nRome\tB-CITY\n")
+    pred = tmp_path / "pred.conll"
+    pred.write_text("IMGID:1\nBob\tB-PERSON\tB-PERSON\nin\tO\tO\nRome\tB-CITY\tO\n")
+    assert main(["score", str(gold), str(pred), "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["by_type"]["PERSON"]["f1"] == 100.0 and out["by_type"]["CITY"]["recall"] == 0.0
