@@ -86,7 +86,10 @@ def setup_logging(log_file: str | os.PathLike | None = None, verbose: bool = Fal
         fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         setattr(fh, _HANDLER_TAG, True)
         root.addHandler(fh)
-    logging.captureWarnings(True)                    # dependencies' warnings become py.warnings records
+    # dependencies' warnings become py.warnings records (released first: captureWarnings does
+    # nothing when an earlier call captured and something restored warnings.showwarning since)
+    logging.captureWarnings(False)
+    logging.captureWarnings(True)
     for name, level in QUIET_THIRD_PARTY.items():
         logging.getLogger(name).setLevel(logging.DEBUG if verbose else level)
     if not verbose:

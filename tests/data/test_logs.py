@@ -12,7 +12,9 @@ def test_console_is_quiet_and_the_file_has_everything(tmp_path, capsys):
         logging.getLogger("rgcn.training").info("epoch 1: dev F1 50.00")
         logging.getLogger("rgcn.training").debug("resolved config: {...}")
         logging.getLogger("some.library").warning("chatty warning")
-        warnings.warn("`torch.jit.script` is deprecated", FutureWarning)
+        with warnings.catch_warnings():           # shown even if this location warned before
+            warnings.simplefilter("always")
+            warnings.warn("`torch.jit.script` is deprecated", FutureWarning)
         err = capsys.readouterr().err
         assert err.strip().splitlines() == ["epoch 1: dev F1 50.00"]
         text = log_file.read_text()
