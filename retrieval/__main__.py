@@ -95,7 +95,7 @@ class Session:
         self.settings = GraphSettings(k=args.k, pool=args.pool, threshold=args.threshold,
                                       relations=tuple(args.relations), text_model=args.text_model,
                                       inter=args.inter)
-        log.info("settings: %s", self.settings.as_dict())
+        log.debug("settings: %s", self.settings.as_dict())
         self.graphs = load_or_build(self.splits, self.artifact, self.settings, args.cache,
                                     progress=not args.quiet)
         self.samples = {s.id: (name, s) for name, c in self.splits.items() for s in c}
