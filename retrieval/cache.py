@@ -502,8 +502,9 @@ def load_or_build(splits: dict, artifact, settings: GraphSettings | None = None,
         ids = [s.id for s in corpus]
         c = graphs.post_images.counts(ids)
         if c["new"] or c["missing"] or c["unreadable"]:
-            # images embedded on the fly are expected for new posts; images that cannot be had are not
-            log.log(logging.WARNING if c["missing"] or c["unreadable"] else logging.INFO, "split %s: %d post(s) name an image the index %s lacks (%d embedded now, %d missing, "
+            # images embedded on the fly are expected for new posts (commands report them with
+            # image_summary); images that cannot be had are a warning
+            log.log(logging.WARNING if c["missing"] or c["unreadable"] else logging.DEBUG, "split %s: %d post(s) name an image the index %s lacks (%d embedded now, %d missing, "
                         "%d unreadable), e.g. %s", name, c["new"] + c["missing"] + c["unreadable"],
                         getattr(artifact, "path", ""), c["new"], c["missing"], c["unreadable"],
                         ", ".join(graphs.post_images.examples("missing", 3, ids)

@@ -159,6 +159,8 @@ class Trainer:
         labels = label_set(splits["train"].samples)
         context = {"splits": splits, "run_dir": str(self.run_dir), "config": cfg, "device": self.device}
         context.update(head_class(cfg.head.name).setup(cfg.head.options, splits, str(self.run_dir), self.progress))
+        for name, line in (context.get("image_summary") or {}).items():
+            log.info("%s %s", name, line)
         model = build_tagger(cfg, labels, context).to(self.device)
         model.autocast_dtype = resolve_precision(t.precision, self.device)
         log.debug("precision: %s", model.autocast_dtype or "fp32")

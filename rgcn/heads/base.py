@@ -49,7 +49,9 @@ class FusionHead(nn.Module):
     def setup(cls, options: dict, splits: dict, run_dir: str | None, progress: bool = True) -> dict:
         """Resources the head needs before it is built (e.g. relation graphs over the
         splits), returned as entries of the ``context`` passed to ``__init__``. Called by
-        the trainer with the training splits and by prediction with the posts to tag."""
+        the trainer with the training splits and by prediction with the posts to tag.
+        A head that reads the posts' images may also return ``image_summary``: split name ->
+        one line saying how many posts had their image used; the commands print it."""
         return {}
 
     def prepare(self, samples: Sequence[Any], training: bool) -> dict:
