@@ -30,6 +30,8 @@ from typing import Sequence
 
 import numpy as np
 
+from data.files import read_or_damaged
+
 from .embedders import Embedder, get_embedder
 from .embedders.base import top_k_labels
 from .factory import (METRIC, as_float32, choose_factory, default_search_params, make_index,
@@ -69,12 +71,8 @@ def rebuild_command(path, manifest: dict | None) -> str:
 
 def _read_part(path: Path, name: str, read, manifest: dict | None):
     """``read(path / name)``, any failure turned into :class:`ArtifactDamaged`."""
-    try:
-        return read(path / name)
-    except Exception as e:  # noqa: BLE001 -- numpy, faiss, json and OS errors all mean a damaged file
-        why = (str(e).splitlines() or [""])[0][:200]
-        raise ArtifactDamaged(f"{path / name} cannot be read ({type(e).__name__}: {why}): the index at {path} "
-                              f"is damaged; rebuild it with `{rebuild_command(path, manifest)}`") from None
+    return read_or_damaged(path / name, read, ArtifactDamaged,
+                           f"the index at {path} is damaged; rebuild it with `{rebuild_command(path, manifest)}`")
 
 
 # --------------------------------------------------------------------------- embedding
@@ -528,7 +526,7 @@ def load_index(path, expect_embedder: str | None = None, expect_dim: int | None 
 
 
 # --------------------------------------------------------------------------- adding
-def index_embedder(artifact: IndexArtifact, embedder: Embedder | None = None, device: str | None = None) -> Embedder:
+def embedder_of(artifact: IndexArtifact, embedder: Embedder | None = None, device: str | None = None) -> Embedder:
     """The embedder that made ``artifact``, rebuilt from its manifest (or ``embedder``,
     checked against it), so new images get the same model and preprocessing."""
     m = artifact.manifest
@@ -545,7 +543,7 @@ def embed_like_index(artifact: IndexArtifact, images: Sequence[tuple[str, str | 
     """Embed images that are not in ``artifact`` exactly as its own images were (same
     embedder, preprocessing, batching and object tags), without changing the artifact."""
     tags_k = int((artifact.manifest.get("tags") or {}).get("k") or 0)
-    return embed_collection(images, index_embedder(artifact, embedder), batch_size, 0, False, tags_k, progress)
+    return embed_collection(images, embedder_of(artifact, embedder), batch_size, 0, False, tags_k, progress)
 
 
 def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedder | None = None,
@@ -561,7 +559,7 @@ def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedde
     path = Path(path)
     art = load_index(path, gpu=False, mmap_regions=False)
     m = art.manifest
-    embedder = index_embedder(art, embedder, device)
+    embedder = embedder_of(art, embedder, device)
     new = [(i, p) for i, p in images if i not in art.id_to_row]
     new = list(dict(new).items())
     all_posts = {**art.posts, **(posts or {})}

@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from data.files import read_or_damaged
 from index.artifact import embed_like_index, sha256_file
 
 from .graphs import RELATIONS, merge_graphs, relation_graph, relation_id
@@ -185,6 +186,11 @@ class RelationGraphs:
 
     def __post_init__(self):
         self.post_index = {p: i for i, p in enumerate(self.post_ids)}
+
+    @property
+    def n_index(self) -> int:
+        """How many of :attr:`ids` are the index's images (the rest were embedded on the fly)."""
+        return len(self.ids) - (len(self.post_images.new_ids) if self.post_images is not None else 0)
 
     def image_summary(self, post_ids: Sequence[str] | None = None) -> str:
         """How many posts (of ``post_ids``, default all) had their image used, and which lacked one."""
@@ -414,8 +420,7 @@ def save_graphs(graphs: RelationGraphs, out_dir: str | os.PathLike) -> Path:
             arrays[f"rows_{rel}"], arrays[f"scores_{rel}"] = nb.rows, nb.scores
         if graphs.text_queries is not None:
             arrays["text_queries"] = graphs.text_queries.astype(np.float32)
-        n_index = len(graphs.ids) - (len(graphs.post_images.new_ids) if graphs.post_images else 0)
-        arrays["new_vectors"] = graphs.node_features[n_index:].numpy()
+        arrays["new_vectors"] = graphs.node_features[graphs.n_index:].numpy()
         if graphs.post_images is not None:
             pi = graphs.post_images
             arrays["image_keys"] = np.asarray([k or "" for k in pi.keys], dtype=str)
@@ -441,13 +446,8 @@ class GraphCacheDamaged(CacheMismatchError):
 
 
 def _read_cache_file(f: Path, read):
-    try:
-        return read(f)
-    except Exception as e:  # noqa: BLE001 -- zip, numpy, json and OS errors all mean a damaged file
-        why = (str(e).splitlines() or [""])[0][:200]
-        raise GraphCacheDamaged(f"{f} cannot be read ({type(e).__name__}: {why}): the graph cache {f.parent} is "
-                                f"damaged; delete it (`rm -r {f.parent}`) and the graphs are rebuilt on the next "
-                                "run") from None
+    return read_or_damaged(f, read, GraphCacheDamaged, f"the graph cache {f.parent} is damaged; delete it "
+                           f"(`rm -r {f.parent}`) and the graphs are rebuilt on the next run")
 
 
 def load_graphs(path: str | os.PathLike, artifact, settings: GraphSettings | None = None,

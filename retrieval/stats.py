@@ -31,8 +31,8 @@ def graph_stats(graphs, splits: dict) -> dict:
     if pool == "train":
         train_posts = {s.id for s in splits[graphs.settings.train_split]}
         pool_ids = {k for p, k in zip(graphs.post_ids, graphs.post_images.keys) if p in train_posts}
-        n_index = len(graphs.ids) - len(graphs.post_images.new_ids)       # new images are never retrieved
-        pool_rows = np.asarray([r for r, i in enumerate(graphs.ids[:n_index]) if i in pool_ids], dtype=np.int64)
+        pool_rows = np.asarray([r for r, i in enumerate(graphs.ids[:graphs.n_index]) if i in pool_ids],
+                               dtype=np.int64)                   # new images are never retrieved
     else:
         pool_rows = np.arange(len(graphs.ids))
     out = {"n_posts": len(graphs.post_ids), "n_images": len(graphs.ids), "pool": pool,

@@ -13,6 +13,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_model, save_model
 
+from data.files import read_or_damaged
+
 from .config import RunConfig, config_from_dict
 from .encoder import WordEncoder, WordTokenizer, load_backbone
 from .heads import build_head
@@ -72,14 +74,9 @@ class CheckpointDamaged(RuntimeError):
 
 
 def _read_checkpoint_file(f: Path, read):
-    try:
-        return read(f)
-    except Exception as e:  # noqa: BLE001 -- safetensors, json and OS errors all mean a damaged file
-        why = (str(e).splitlines() or [""])[0][:200]
-        run = f.parent.parent
-        raise CheckpointDamaged(f"{f} cannot be read ({type(e).__name__}: {why}): the checkpoint {f.parent} is "
-                                f"damaged; train it again with `python train.py --config {run / 'config.json'}` "
-                                "(--resume continues from last/ when that one is intact)") from None
+    return read_or_damaged(f, read, CheckpointDamaged, f"the checkpoint {f.parent} is damaged; train it again "
+                           f"with `python train.py --config {f.parent.parent / 'config.json'}` (--resume continues "
+                           "from last/ when that one is intact)")
 
 
 def read_meta(path: str | Path) -> dict:

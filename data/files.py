@@ -1,0 +1,21 @@
+"""Reading the files of an artifact (index, graph cache, checkpoint) someone may have damaged.
+
+    meta = read_or_damaged(path / "checkpoint.json", lambda f: json.loads(f.read_text()),
+                           CheckpointDamaged, "train it again with ...")
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, TypeVar
+
+T = TypeVar("T")
+
+
+def read_or_damaged(path: Path, read: Callable[[Path], T], error: type[Exception], remedy: str) -> T:
+    """``read(path)``; any failure (a truncated zip, numpy or safetensors file, broken JSON,
+    an OS error) becomes ``error("PATH cannot be read (Kind: why): REMEDY")``."""
+    try:
+        return read(path)
+    except Exception as e:  # noqa: BLE001 -- every reader's own error means the same: a damaged file
+        why = (str(e).splitlines() or [""])[0][:200]
+        raise error(f"{path} cannot be read ({type(e).__name__}: {why}): {remedy}") from None
