@@ -6,7 +6,8 @@ Two formats are understood:
   starts a post, then one ``token<TAB>tag`` line per token, a blank line between posts.
   A file without ``IMGID`` lines is read as plain CoNLL (ids are ``<file>:<n>``).
 * **JSONL**: one object a line, ``{"id", "tokens", "tags"?, "image"?}``. Extra keys are
-  kept in :attr:`Sample.meta`.
+  kept in :attr:`Sample.meta`. Without ``image`` the post's image is looked up by its id;
+  ``"image": null`` says the post has none.
 
 Tags are normalised on reading: ``OTHER`` becomes ``MISC``, and the BIOES / BILOU variants
 are rewritten to BIO. Spans that open with ``I-`` are kept as they are (the standard MNER
@@ -327,7 +328,10 @@ def _read_jsonl(path: Path, text: str, image_dir):
         sid = str(obj.get("id", f"{path.name}:{n}"))
         if obj.get("image") is not None and not isinstance(obj["image"], str):
             raise CorpusError(path, n, f'"image" must be a file name (a string), found {obj["image"]!r:.80}')
-        img, missing = resolve_image(image_dir, sid, obj.get("image"))
+        if "image" in obj and obj["image"] is None:   # the post says it has no image
+            img, missing = None, False
+        else:
+            img, missing = resolve_image(image_dir, sid, obj.get("image"))
         meta = {k: v for k, v in obj.items() if k not in ("id", "tokens", "tags", "image")}
         key = Path(str(obj["image"])).stem if obj.get("image") else sid
         samples.append(Sample(sid, list(tokens), tags, img, missing, meta, image_key=key, lines=[n] * len(tokens)))

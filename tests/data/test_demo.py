@@ -1,5 +1,6 @@
 import hashlib
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -7,7 +8,8 @@ import pytest
 import data.demo as demo
 from data.corpus import read_corpus, tokenize_post
 
-SIZES = dict(n_train=12, n_valid=4, n_test=4)
+SIZES = dict(n_train=20, n_valid=10, n_test=20)
+TYPE_OF_CLASS = {c.name: c.entity_type for c in demo.PHOTO_CLASSES}
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +23,15 @@ def _records(path):
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def _all_records(out):
+    return {split: _records(out / f"{split}.jsonl") for split in demo.SPLITS}
+
+
+def _target_type(r):
+    (s, e), = r["target"]
+    return {(a, b): t for a, b, t in demo.entity_spans(r["tags"])}[(s, e)]
+
+
 def test_every_split_reads_with_its_images(tiny_demo):
     out, summary = tiny_demo
     assert sorted(p.name for p in out.iterdir()) == ["images", "manifest.json", "test.jsonl", "train.jsonl",
@@ -28,9 +39,11 @@ def test_every_split_reads_with_its_images(tiny_demo):
     for split, n in zip(demo.SPLITS, SIZES.values()):
         corpus = read_corpus(out / f"{split}.jsonl", out / "images", require_tags=True)
         assert len(corpus) == n
-        assert not any(s.image_missing for s in corpus) and all(s.image for s in corpus)
-        assert all(s.meta["image_class"] in demo.list_photo_classes() for s in corpus)
-    assert summary["splits"]["train"]["posts"] == 12 and summary["out_dir"] == str(out)
+        assert not any(s.image_missing for s in corpus)          # a post without an image is not "missing"
+        for s in corpus:
+            assert bool(s.image) == (s.meta["kind"] != "no_image")
+            assert s.meta["kind"] in demo.KIND_NAMES
+    assert summary["splits"]["train"]["posts"] == 20 and summary["out_dir"] == str(out)
     assert json.loads((out / "manifest.json").read_text())["seed"] == 0
 
 
@@ -39,39 +52,93 @@ def test_images_are_distinct_jpegs(tiny_demo):
 
     out, _ = tiny_demo
     files = sorted((out / "images").iterdir())
-    assert len(files) == sum(SIZES.values())
+    n_with_image = sum(r["image"] is not None for rs in _all_records(out).values() for r in rs)
+    assert len(files) == n_with_image
     assert len({hashlib.sha256(f.read_bytes()).hexdigest() for f in files}) == len(files)
     for f in files[:3]:
         with Image.open(f) as im:
             assert im.format == "JPEG" and im.mode == "RGB" and min(im.size) == demo.SHORT_SIDE
 
 
-def test_image_decided_spans_are_entities_of_the_class_type(tiny_demo):
+def test_each_kind_follows_its_rule(tiny_demo):
     out, _ = tiny_demo
-    types = {c.name: c.entity_type for c in demo.PHOTO_CLASSES}
-    for split in demo.SPLITS:
-        for r in _records(out / f"{split}.jsonl"):
-            spans = {(s, e): t for s, e, t in demo.entity_spans(r["tags"])}
-            assert len(r["image_decided"]) == 1
-            for s, e in r["image_decided"]:
-                assert spans[(s, e)] == types[r["image_class"]]
-                assert all(tok.lower().capitalize() in demo.AMBIGUOUS_NAMES for tok in r["tokens"][s:e])
+    seen = set()
+    for split, records in _all_records(out).items():
+        for r in records:
+            seen.add(r["kind"])
+            etype = _target_type(r)
+            (s, e), = r["target"]
+            assert all(tok.lower().capitalize() in demo.AMBIGUOUS_NAMES for tok in r["tokens"][s:e])
+            photo_type = TYPE_OF_CLASS.get(r["image_class"])
+            if r["kind"] == "image_decided":
+                assert photo_type == etype and r["sign"] is None
+            elif r["kind"] == "conflicting_image":
+                assert photo_type is not None and photo_type != etype
+            elif r["kind"] == "unrelated_image":
+                assert r["image_class"] == "unrelated" and r["source_photo"] in demo.UNRELATED.sources
+            elif r["kind"] == "visual_text":
+                name = " ".join(r["tokens"][s:e]).upper()
+                assert name in r["sign"] and photo_type is not None
+                assert any(r["sign"] == " / ".join(lines).replace("{X}", name) for lines in demo.SIGNS[etype])
+            else:
+                assert r["image"] is None and r["image_class"] is None and r["source_photo"] is None
+            # only the image decides image_decided and visual_text names; a cue decides the others
+            assert r["image_decided"] == (r["target"] if r["kind"] in ("image_decided", "visual_text") else [])
             assert tokenize_post(" ".join(r["tokens"])) == r["tokens"]   # tokens as the reader splits them
-            ordered = sorted(spans)
+            ordered = sorted((a, b) for a, b, _ in demo.entity_spans(r["tags"]))
             for (_, end), (start, _) in zip(ordered, ordered[1:]):       # two names never touch
                 assert start > end or r["tokens"][start].startswith("#")
+    assert seen == set(demo.KIND_NAMES)
 
 
-def test_classes_balanced_and_ceiling_stated(tiny_demo):
+def test_held_out_photos_appear_only_in_test(tiny_demo):
+    out, summary = tiny_demo
+    held_out = {s for c in demo.PHOTO_CLASSES for s in c.test_sources}
+    assert held_out == {"grace_hopper", "hubble_deep_field"}
+    records = _all_records(out)
+    for split, rs in records.items():
+        used = {r["source_photo"] for r in rs if r["image_class"] in ("person", "place")}
+        assert used <= held_out if split == "test" else not used & held_out
+    assert summary["photo_disjoint"]["classes"] == ["person", "place"]
+    assert summary["classes"]["product"]["photo_disjoint"] is False
+
+
+def test_kinds_follow_the_mix_and_types_are_balanced_within_each_kind(tmp_path):
+    summary = demo.generate(tmp_path / "d", n_train=100, n_valid=0, n_test=0)
+    assert summary["splits"]["train"]["kinds"] == {k: round(100 * v) for k, v in demo.DEFAULT_MIX.items()}
+    records = _records(tmp_path / "d" / "train.jsonl")
+    for kind in demo.KIND_NAMES:
+        counts = Counter(_target_type(r) for r in records if r["kind"] == kind)
+        assert set(counts) == set(demo.ENTITY_TYPES) and max(counts.values()) - min(counts.values()) <= 1
+    only = demo.generate(tmp_path / "e", n_train=9, n_valid=0, n_test=0, mix={"no_image": 2, "visual_text": 1})
+    assert only["splits"]["train"]["kinds"] == {**dict.fromkeys(demo.KIND_NAMES, 0), "no_image": 6, "visual_text": 3}
+    with pytest.raises(ValueError, match="mix must give"):
+        demo.generate(tmp_path / "f", n_train=9, mix={"image_decided": 0})
+
+
+def test_kind_ceilings_by_hand():
+    def rec(kind, etype, photo_class):
+        return {"kind": kind, "tags": ["B-" + etype, "O"], "target": [[0, 1]], "image_class": photo_class}
+
+    records = [rec("image_decided", "PER", "person"), rec("image_decided", "PER", "person"),
+               rec("image_decided", "LOC", "place"), rec("image_decided", "ORG", "product"),
+               rec("conflicting_image", "PER", "place"), rec("conflicting_image", "LOC", "person"),
+               rec("visual_text", "ORG", "product"), rec("visual_text", "MISC", "place"),
+               rec("no_image", "LOC", None)]
+    c = demo.kind_ceilings(records)
+    assert c["image_decided"] == {"posts": 4, "text_only": 0.5, "photo_class_only": 1.0, "image_oracle": 1.0}
+    assert c["conflicting_image"] == {"posts": 2, "text_only": 1.0, "photo_class_only": 0.0, "image_oracle": 0.0}
+    assert c["visual_text"] == {"posts": 2, "text_only": 0.5, "photo_class_only": 0.5, "image_oracle": 1.0}
+    assert c["no_image"] == {"posts": 1, "text_only": 1.0, "photo_class_only": 1.0, "image_oracle": 1.0}
+    assert "unrelated_image" not in c
+
+
+def test_ceilings_in_the_manifest_show_both_failure_modes(tiny_demo):
     _, summary = tiny_demo
-    for split, n in zip(demo.SPLITS, SIZES.values()):
-        s = summary["splits"][split]
-        counts = list(s["image_decided"].values())
-        assert sum(counts) == n and max(counts) - min(counts) <= 1
-        assert s["text_only_ceiling"]["image_decided_f1"] == pytest.approx(max(counts) / n, abs=1e-4)
-    assert set(summary["classes"]) == set(demo.list_photo_classes())
-    assert all(len(c["sources"]) >= 2 for c in summary["classes"].values())
-    assert "text-only" in summary["text_only_ceiling"]["explanation"]
+    test = summary["ceilings"]["test"]["kinds"]
+    assert test["image_decided"]["text_only"] <= 0.5 and test["image_decided"]["photo_class_only"] == 1.0
+    assert test["conflicting_image"]["text_only"] == 1.0 and test["conflicting_image"]["photo_class_only"] == 0.0
+    assert "text_only" in summary["ceilings"]["explanation"]
 
 
 def test_text_only_ceiling_by_hand():
@@ -80,10 +147,12 @@ def test_text_only_ceiling_by_hand():
     assert demo.text_only_ceiling(30, 10, 0.25)["micro_f1"] == pytest.approx((10 + 7.5) / 40)
 
 
-def test_text_ignores_the_class():
+def test_neutral_text_ignores_the_type_and_cue_text_tells_it():
     # the same random stream gives the same words whatever the type: text cannot tell classes apart
     posts = [demo.make_post(np.random.default_rng(7), t) for t in demo.ENTITY_TYPES]
     assert all(p[0] == posts[0][0] and p[2] == posts[0][2] for p in posts)
+    cued = [demo.make_post(np.random.default_rng(7), t, cue=True) for t in demo.ENTITY_TYPES]
+    assert len({tuple(p[0]) for p in cued}) == len(demo.ENTITY_TYPES)
 
 
 def test_entity_spans():
@@ -141,10 +210,19 @@ def test_bad_sizes():
         demo.generate("unused", n_valid=-1)
 
 
+def test_workers_draw_the_same_bytes(tmp_path):
+    one = demo.generate(tmp_path / "one", seed=4, n_train=70, n_valid=0, n_test=0, workers=1)
+    two = demo.generate(tmp_path / "two", seed=4, n_train=70, n_valid=0, n_test=0, workers=2)
+    assert one["splits"] == two["splits"]
+    assert [p.read_bytes() for p in sorted((tmp_path / "one" / "images").iterdir())] == \
+        [p.read_bytes() for p in sorted((tmp_path / "two" / "images").iterdir())]
+
+
 def test_main_generate(tmp_path, capsys):
     assert demo.main(["generate", "--out", str(tmp_path / "d"), "--n-train", "4", "--n-valid", "0",
                       "--n-test", "0", "--seed", "3", "--quiet"]) == 0
-    assert "text-only F1" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "photo class only" in printed and "photo-disjoint classes" in printed
     assert json.loads((tmp_path / "d" / "manifest.json").read_text())["seed"] == 3
 
 
@@ -154,5 +232,5 @@ def test_new_posts_share_one_text_and_name_their_photos_freely(tmp_path):
     path = write_new_posts(tmp_path)
     posts = read_corpus(path, tmp_path / "images")
     assert [s.tokens for s in posts] == [tokenize_post(NEW_POST_TEXT)] * 2
-    assert [s.meta["photo"] for s in posts] == ["astronaut", "chelsea"]
+    assert [s.meta["photo"] for s in posts] == ["grace_hopper", "chelsea"]
     assert all(s.image and s.image_key != s.id for s in posts)          # found by the image field
