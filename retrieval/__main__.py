@@ -130,7 +130,7 @@ class Session:
         split, s = self.samples[post_id] if post_id is not None else self.by_image.get(image_id, (None, None))
         return PostView(post_id or image_id, split, " ".join(s.tokens) if s else "",
                         entity_types(s.tags) if s else None, self.image_path(image_id),
-                        self.artifact.tags.get(image_id, []))
+                        self.artifact.tags.get(image_id, []), s.meta.get("kind") if s else None)
 
     def post_dict(self, post_id: str) -> dict:
         from .report import labels_text, thumbnail_uri
@@ -146,7 +146,7 @@ class Session:
                                   "text": v.text})
         key = self.image_of(post_id)
         own = self.image_path(key) if self.graphs.has_image(post_id) else None
-        return {"id": post_id, "split": split, "tokens": s.tokens, "tags": s.tags, "image_uri": thumbnail_uri(own),
+        return {"id": post_id, "split": split, "kind": s.meta.get("kind"), "tokens": s.tokens, "tags": s.tags, "image_uri": thumbnail_uri(own),
                 "has_image": self.graphs.has_image(post_id), "own_tags": self.artifact.tags.get(key, []),
                 "relations": rels}
 

@@ -28,6 +28,7 @@ class PostView:
     types: frozenset | None
     image: str | None
     tags: list
+    kind: str | None = None   # what decides the post's ambiguous name (the demo's "kind" field)
 
 
 def short_tag(label: str) -> str:
@@ -60,7 +61,7 @@ def show_text(post: PostView, relations: dict, views: dict, label_splits: set, w
     ``relations`` maps a relation name to ``[(neighbour_id, score), ...]``; ``views`` maps
     ids to :class:`PostView`; entity labels are shown only for neighbours of ``label_splits``.
     """
-    out = [f"post {post.id} ({post.split})", f"  text:   {post.text}",
+    out = [f"post {post.id} ({post.split})" + (f", kind {post.kind}" if post.kind else ""), f"  text:   {post.text}",
            f"  labels: {labels_text(post, True)}",
            f"  image:  {post.image or 'none (no image: empty intra-modal and object-type graphs)'}"]
     if post.tags:
@@ -106,7 +107,7 @@ h1{font-size:20px} .post{background:#fff;border:1px solid #ddd;border-radius:6px
 .cards{display:flex;gap:8px;flex-wrap:wrap} .card{width:168px;font-size:11px;border:1px solid #eee;padding:4px;border-radius:4px}
 .card img,.self img{width:160px;height:160px;object-fit:contain;background:#eee;display:block}
 .noimg{width:160px;height:160px;background:#eee;color:#888;display:flex;align-items:center;justify-content:center}
-.score{font-weight:bold} .tags{color:#555} .labels{color:#a05a00} .meta{color:#777;font-size:12px}
+.score{font-weight:bold} .kind{font-weight:bold;color:#333} .tags{color:#555} .labels{color:#a05a00} .meta{color:#777;font-size:12px}
 """
 
 
@@ -133,7 +134,7 @@ def _marked_text(tokens: Sequence[str], tags: Sequence[str] | None) -> str:
 
 
 def report_html(posts: Sequence[dict], title: str = "Retrieval report", meta: str = "") -> str:
-    """A self-contained page. Each post dict: ``id, split, tokens, tags, image, own_tags,
+    """A self-contained page. Each post dict: ``id, split, kind?, tokens, tags, image, own_tags,
     relations: {name: [{id, score, image, tags, labels, split, text}]}``."""
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
              f"<style>{CSS}</style></head><body><h1>{html.escape(title)}</h1>"
@@ -141,7 +142,9 @@ def report_html(posts: Sequence[dict], title: str = "Retrieval report", meta: st
     for p in posts:
         parts.append(f"<div class='post' id='post-{html.escape(p['id'])}'><div class='head'>"
                      f"<div class='self'>{_img(p['image_uri'], 'no image')}</div><div>"
-                     f"<div class='meta'>post <b>{html.escape(p['id'])}</b> ({html.escape(str(p['split']))})</div>"
+                     f"<div class='meta'>post <b>{html.escape(p['id'])}</b> ({html.escape(str(p['split']))})"
+                     + (f" &middot; kind <span class='kind'>{html.escape(p['kind'])}</span>" if p.get("kind") else "")
+                     + "</div>"
                      f"<div class='text'>{_marked_text(p['tokens'], p['tags'])}</div>"
                      f"<div class='tags'>tags: {html.escape(tag_text(p['own_tags'], 5)) or '-'}</div>"
                      "</div></div>")

@@ -184,3 +184,14 @@ def test_show_and_stats_when_images_are_not_named_by_post_id(tmp_path, capsys):
     s = json.loads((tmp_path / "stats" / "label_agreement.json").read_text())
     assert s["pool_images"] == 8
     assert s["relations"]["intra"]["agreement"]["test"]["agreement"] == 1.0     # same colour, same type
+
+
+def test_report_and_show_name_each_posts_kind():
+    from retrieval.report import PostView, report_html, show_text
+
+    post = {"id": "p1", "split": "test", "kind": "conflicting_image", "tokens": ["Coach", "Zelby"],
+            "tags": ["O", "B-PER"], "image_uri": None, "has_image": False, "own_tags": [], "relations": {}}
+    page = report_html([post, {**post, "id": "p2", "kind": None}])
+    assert page.count("kind <span class='kind'>") == 1 and "conflicting_image" in page
+    view = PostView("p1", "test", "Coach Zelby", frozenset({"PER"}), None, [], kind="conflicting_image")
+    assert show_text(view, {}, {}, set()).splitlines()[0] == "post p1 (test), kind conflicting_image"
