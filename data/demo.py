@@ -279,7 +279,7 @@ def generate(out_dir: str | os.PathLike, seed: int = 0, n_train: int = 800, n_va
         seed: every byte of the output is a function of the seed (and the library versions),
             whatever ``workers`` is.
         n_train, n_valid, n_test: posts per split (0 leaves the split file out); tens of
-            thousands are fine (about 1,000 posts/s per worker).
+            thousands are fine (about 150 posts/s per worker on this project's 2-core CI machine).
         mix: share of each kind (``DEFAULT_MIX`` when ``None``; a kind left out gets none).
         workers: processes drawing the images.
         progress: show a progress bar.
