@@ -45,10 +45,12 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import train  # noqa: E402
 from benchmarks.provenance import RESULTS, write_result  # noqa: E402
 from data.corpus import drop_images, read_corpus, read_predictions  # noqa: E402
+from data.logs import setup_logging  # noqa: E402
+from index.artifact import load_index  # noqa: E402
+from retrieval.photo_baseline import photo_knn_types, retype_targets  # noqa: E402
+from retrieval.search import RetrievalError  # noqa: E402
 from rgcn.__main__ import OTHER, score_by_kind  # noqa: E402
 from rgcn.config import load_config  # noqa: E402
-from rgcn.heads import head_class, list_heads  # noqa: E402
-from rgcn.training import load_for_corpus  # noqa: E402
 
 CONFIGS = ROOT / "configs"
 TEXT = "text"
@@ -58,6 +60,8 @@ TIMING = ("seconds_per_epoch", "tagging_posts_per_second")
 
 
 def parse_args(argv=None):
+    from rgcn.heads import list_heads
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset-prefix", default="demo",
                    help="names the configs (configs/PREFIX_HEAD.yaml), the default data (data/PREFIX/), "
@@ -102,6 +106,8 @@ def head_args(head: str, prefix: str, index: str, config_dir: Path = CONFIGS) ->
     """``train.py`` arguments that pick ``head``'s config: ``configs/<prefix>_<head>.yaml``
     when it exists, else the text config with ``head.name=<head>``; plus
     ``head.options.index=<index>`` when the head class reads the index."""
+    from rgcn.heads import head_class
+
     own = config_dir / f"{prefix}_{head}.yaml"
     if own.is_file():
         args = ["--config", str(own)]
@@ -177,8 +183,6 @@ def run_seed(a, seed: int, shared: list[str], gold, photo_types) -> dict:
               f"(no test images {100 * dropped_rows[NO_IMAGES.format(head)]['f1']:.2f}), "
               f"{timing[head]['seconds_per_epoch']} s/epoch", flush=True)
     if photo_types is not None and TEXT in runs:
-        from retrieval.photo_baseline import retype_targets
-
         rows[PHOTO_KNN] = score_by_kind(gold.samples, retype_targets(gold.samples, runs[TEXT], photo_types),
                                         where=a.test)
     return {"rows": {**rows, **dropped_rows}, "timing": timing}
@@ -186,6 +190,8 @@ def run_seed(a, seed: int, shared: list[str], gold, photo_types) -> dict:
 
 def predict_without_images(run: Path, a) -> list[list[str]]:
     """The run's tags for the test split with every image removed."""
+    from rgcn.training import load_for_corpus
+
     corpus = read_corpus(a.test, a.images, require_tags=True)
     drop_images(corpus.samples)
     model, _, _ = load_for_corpus(run, corpus)
@@ -195,10 +201,6 @@ def predict_without_images(run: Path, a) -> list[list[str]]:
 def photo_knn_setup(a, gold) -> tuple[list | None, str | None]:
     """The photo vote for each test post, or ``None`` and why not (no text head, no index,
     no training post with a target and an indexed image)."""
-    from index.artifact import load_index
-    from retrieval.photo_baseline import photo_knn_types
-    from retrieval.search import RetrievalError
-
     if TEXT not in a.heads:
         return None, "photo_knn retypes the text head's predictions: add text to --heads"
     if not (Path(a.index) / "manifest.json").is_file():
@@ -276,7 +278,8 @@ def table(summary: dict) -> str:
 
 def chart(summary: dict, path: str | os.PathLike, title: str = "") -> None:
     """Grouped bars: per column (overall, each kind, other) one bar per row, the mean F1
-    with the sample sd as error bar; rows without their test images hatched."""
+    with the sample sd as error bar; a head's row without the test images in its colour,
+    hatched."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -287,18 +290,21 @@ def chart(summary: dict, path: str | os.PathLike, title: str = "") -> None:
     names = list(summary)
     x = np.arange(len(groups))
     width = 0.8 / len(names)
-    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(groups) * max(1.0, len(names) / 3)), 4))
+    fig, ax = plt.subplots(figsize=(2.5 + max(6.0, 1.2 * len(groups) * max(1.0, len(names) / 3)), 4))
+    suffix = NO_IMAGES.format("")
+    bases = list(dict.fromkeys(n.removesuffix(suffix) for n in names))
     for j, name in enumerate(names):
         spreads = [get(summary[name]) for _, get in groups]
         means = [100 * s["mean"] if s else 0.0 for s in spreads]
         sds = [100 * (s["sd"] or 0.0) if s else 0.0 for s in spreads]
         ax.bar(x - 0.4 + (j + 0.5) * width, means, width, yerr=sds, capsize=2, label=name,
-               hatch="//" if name.endswith(NO_IMAGES.format("")) else None)
+               color=f"C{bases.index(name.removesuffix(suffix)) % 10}",
+               hatch="//" if name.endswith(suffix) else None, edgecolor="white" if name.endswith(suffix) else None)
     ax.set_xticks(x, [h for h, _ in groups], rotation=15)
     ax.set_ylabel("test F1 (%)")
     ax.set_ylim(0, 105)
     ax.set_title(title)
-    ax.legend(fontsize="small", ncol=2, loc="lower left")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
@@ -311,6 +317,9 @@ def _rel(path: str) -> str:
 
 
 def main(argv=None) -> dict:
+    setup_logging(None)                     # before the heads' imports, so that their warnings are held back
+    from rgcn.heads import head_class
+
     a = parse_args(argv)
     data_overrides = [f"data.train={a.train}", f"data.valid={a.valid}"]
     base = load_config(text_config(a.dataset_prefix), data_overrides)

@@ -77,7 +77,7 @@ def fake_training(monkeypatch):
         return SimpleNamespace(predict=predict), None, None
 
     monkeypatch.setattr(heads.train, "main", fake_main)
-    monkeypatch.setattr(heads, "load_for_corpus", fake_load)
+    monkeypatch.setattr("rgcn.training.load_for_corpus", fake_load)
     return calls
 
 
