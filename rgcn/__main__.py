@@ -4,6 +4,9 @@
     python -m rgcn predict --run RUN_DIR --input FILE [--output FILE] [--format conll|jsonl]
     python -m rgcn evaluate --run RUN_DIR --split FILE [--drop-images]
     python -m rgcn compare RUN... --gold TEST [--subset-field image_decided]
+
+``compare`` scores each kind of post apart (F1 on its target names) whenever the gold
+posts carry a ``kind`` field, as the demo's do.
 """
 from __future__ import annotations
 
@@ -144,35 +147,159 @@ def score_with_subset(gold_samples, pred, subset_field=None, where="gold") -> di
     return row
 
 
-def compare_runs(runs, gold_path, subset_field=None):
-    """Score each run's test predictions against ``gold_path`` (see
-    :func:`score_with_subset` for the keys). Returns one dict per run, ``run`` first."""
+OTHER = "other"
+"""The column of :func:`score_by_kind` for the entities that overlap no target span."""
+
+
+def post_kinds(gold_samples, kind_field="kind", target_field="target", where="gold"):
+    """Each post's kind and target spans, read from ``meta``, checked.
+
+    Returns ``(kinds, targets)``: per post the kind (``None`` when the post has no
+    ``kind_field``) and the set of its ``(start, end)`` target spans (empty without a kind).
+
+    Raises:
+        ValueError: naming ``where`` and the post, for a kind that is not a string (or is
+            the reserved name ``other``), a kinded post without ``target_field``, or a
+            target that is not a list of ``[start, end)`` word spans inside the post.
+    """
+    kinds, targets = [], []
+    for s in gold_samples:
+        kind = s.meta.get(kind_field)
+        if kind is None:
+            kinds.append(None)
+            targets.append(set())
+            continue
+        if not isinstance(kind, str) or kind == OTHER:
+            raise ValueError(f"{where}: post {s.id!r} has {kind_field} {kind!r}; expected a kind name "
+                             f"(a string other than {OTHER!r}, which names the entities outside every target)")
+        if target_field not in s.meta:
+            raise ValueError(f"{where}: post {s.id!r} has a {kind_field!r} ({kind!r}) but no {target_field!r} "
+                             "field: list the [start, end) word spans of the name the kind is about")
+        spans = s.meta[target_field]
+        ok = isinstance(spans, list) and all(
+            isinstance(sp, (list, tuple)) and len(sp) == 2 and all(isinstance(x, int) for x in sp)
+            and 0 <= sp[0] < sp[1] <= len(s.tokens) for sp in spans)
+        if not ok:
+            raise ValueError(f"{where}: post {s.id!r} has {target_field} {spans!r:.80}; expected a list of "
+                             f"[start, end) word spans within its {len(s.tokens)} words, e.g. [[2, 4]]")
+        kinds.append(kind)
+        targets.append({(a, b) for a, b in spans})
+    return kinds, targets
+
+
+def score_by_kind(gold_samples, pred, kind_field="kind", target_field="target", where="gold") -> dict:
+    """Overall P/R/F1 of ``pred``, and entity scores on each kind's target names.
+
+    Every post of the demo has a ``kind`` (what decides the type of its ambiguous name:
+    ``image_decided``, ``conflicting_image``, ...) and ``target``, the ``[start, end)``
+    span(s) of that name. A gold or predicted span counts for kind ``K`` when it lies in a
+    post of kind ``K`` and its ``(start, end)`` equals one of the post's target spans (the
+    type must still match to be correct). ``other`` counts the spans that overlap no target
+    span, in any post. As in :func:`score_with_subset`, a predicted fragment of a target
+    belongs to no column but the overall one. Posts without ``kind_field`` have no target:
+    their entities count in ``other``.
+
+    Args:
+        gold_samples: the gold posts, with the two fields in ``meta``.
+        pred: one predicted tag sequence per post.
+        kind_field, target_field: the names of the two fields.
+        where: what to call the gold file in error messages.
+
+    Returns ``{"f1", "precision", "recall", "kinds", "other"}``: ``kinds`` maps each kind,
+    in sorted order (the same columns for every file that holds the same kinds, whatever the
+    order of its posts), to ``{"f1", "precision", "recall", "gold", "posts"}`` (``gold``:
+    gold target entities; ``posts``: posts of the kind); ``other`` is
+    ``{"f1", "precision", "recall", "gold"}``. Nested, so that a kind never shares a key
+    with a :func:`score_with_subset` column (the demo has both an ``image_decided`` kind and
+    an ``image_decided`` span field).
+
+    Raises:
+        ValueError: see :func:`post_kinds`.
+    """
+    from .metrics import score
+
+    kinds, targets = post_kinds(gold_samples, kind_field, target_field, where)
+    gold_tags = [s.tags for s in gold_samples]
+
+    def scores(spans_filter=None) -> dict:
+        t = score(gold_tags, pred, spans_filter=spans_filter).total
+        return {"f1": t.f1, "precision": t.precision, "recall": t.recall, "gold": t.n_gold}
+
+    def overlaps_none(i, span):
+        _, start, end = span
+        return all(end <= a or b <= start for a, b in targets[i])
+
+    overall = scores()
+    by_kind = {}
+    for kind in sorted({k for k in kinds if k is not None}):
+        on_target = scores(lambda i, sp, kind=kind: kinds[i] == kind and sp[1:] in targets[i])
+        by_kind[kind] = {**on_target, "posts": kinds.count(kind)}
+    return {"f1": overall["f1"], "precision": overall["precision"], "recall": overall["recall"],
+            "kinds": by_kind, OTHER: scores(overlaps_none)}
+
+
+def has_kinds(gold_samples, kind_field="kind") -> bool:
+    """Whether any post of the gold split carries ``kind_field`` (then compare scores by kind)."""
+    return any(kind_field in s.meta for s in gold_samples)
+
+
+def compare_runs(runs, gold_path, subset_field=None, kind_field="kind", target_field="target"):
+    """Score each run's test predictions against ``gold_path``. Returns one dict per run,
+    ``run`` first, then the keys of :func:`score_with_subset` and, when the gold split's
+    posts have a ``kind_field``, those of :func:`score_by_kind` (per-kind F1 on the target
+    names and ``other_f1``)."""
     from data.corpus import read_corpus, read_predictions
 
     gold = read_corpus(gold_path, require_tags=True)
+    by_kind = has_kinds(gold.samples, kind_field)
     rows = []
     for run in runs:
         pred_file = Path(run) / "test_predictions.conll"
         if not pred_file.exists():
             raise FileNotFoundError(f"{pred_file} not found: was {run} trained with data.test set?")
         pred, _ = read_predictions(pred_file)
-        rows.append({"run": str(run), **score_with_subset(gold.samples, pred, subset_field, str(gold_path))})
+        row = {"run": str(run), **score_with_subset(gold.samples, pred, subset_field, str(gold_path))}
+        if by_kind:
+            row.update(score_by_kind(gold.samples, pred, kind_field, target_field, str(gold_path)))
+        rows.append(row)
     return rows
 
 
-def _compare(args) -> int:
-    rows = compare_runs(args.runs, args.gold, args.subset_field)
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0
-    keys = [k for k in rows[0] if k not in ("run",) and not k.endswith("_gold")]
+def compare_table(rows: list[dict]) -> str:
+    """The rows of :func:`compare_runs` as a table, F1/P/R in percent: the overall scores,
+    the subset columns, then one F1 column per kind (headed by the kind's name) and
+    ``other``; the gold counts follow on their own lines."""
+    first = rows[0]
+    flat = [k for k in first if k != "run" and not k.endswith("_gold") and not isinstance(first[k], dict)]
+    kinds = list(first.get("kinds", {}))
+    cols = [(k, lambda r, k=k: r[k]) for k in flat]
+    if "kinds" in first:
+        cols += [(k, lambda r, k=k: r["kinds"][k]["f1"]) for k in kinds]
+        cols.append((OTHER, lambda r: r[OTHER]["f1"]))
     name_w = max(len("run"), *(len(Path(r["run"]).name) for r in rows))
-    print("run".ljust(name_w) + "".join(f"  {k:>{max(8, len(k))}}" for k in keys))
+    lines = ["run".ljust(name_w) + "".join(f"  {k:>{max(8, len(k))}}" for k, _ in cols)]
     for r in rows:
-        print(Path(r["run"]).name.ljust(name_w) + "".join(f"  {100 * r[k]:>{max(8, len(k))}.2f}" for k in keys))
-    counts = [f"{k[:-len('_gold')]} {rows[0][k]}" for k in rows[0] if k.endswith("_gold")]
+        lines.append(Path(r["run"]).name.ljust(name_w)
+                     + "".join(f"  {100 * get(r):>{max(8, len(k))}.2f}" for k, get in cols))
+    counts = [f"{k[:-len('_gold')]} {first[k]}" for k in first if k.endswith("_gold")]
     if counts:
-        print("gold entities: " + ", ".join(counts))
+        lines.append("gold entities: " + ", ".join(counts))
+    if "kinds" in first:
+        per = ", ".join(f"{k} {v['gold']} ({v['posts']} posts)" for k, v in first["kinds"].items())
+        lines.append(f"kind columns: F1 on each kind's target names; gold targets: {per or 'none'}; "
+                     f"{OTHER}: the {first[OTHER]['gold']} gold entities that overlap no target")
+    return "\n".join(lines)
+
+
+def _compare(args) -> int:
+    from data.corpus import CorpusError
+
+    try:
+        rows = compare_runs(args.runs, args.gold, args.subset_field)
+    except (CorpusError, FileNotFoundError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(rows, indent=2) if args.json else compare_table(rows))
     return 0
 
 
@@ -202,8 +329,9 @@ def main(argv=None) -> int:
     e.add_argument("--json", action="store_true")
     e.add_argument("--encoding", default="utf-8", help="text encoding of the split (default utf-8)")
     e.set_defaults(fn=_evaluate)
-    c = sub.add_parser("compare", help="entity F1 of several runs' test predictions, overall, on a "
-                       "subset of listed spans and on the entities overlapping none of them")
+    c = sub.add_parser("compare", help="entity F1 of several runs' test predictions: overall, per kind "
+                       "on the target names when the gold posts have a 'kind' (and 'target') field, and "
+                       "optionally on a subset of listed spans")
     c.add_argument("runs", nargs="+", help="run folders (each with test_predictions.conll)")
     c.add_argument("--gold", required=True, help="the gold test split the runs were scored on")
     c.add_argument("--subset-field", help="JSONL field listing [start, end) word spans to score "

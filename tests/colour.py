@@ -5,7 +5,9 @@ centred and L2-normalised (3-d), with object tags ``red``/``green``/``blue``: it
 real index, retrieval and prediction code paths in milliseconds. ``write_image_decided``
 writes posts whose one name is typed by the colour of the post's photo alone (red: PER,
 blue: LOC): the text says nothing about it, so a text-only tagger is at chance on the
-type and a tagger that uses the image can be perfect.
+type and a tagger that uses the image can be perfect. ``write_kinds`` writes posts of
+three of the demo's kinds (``image_decided``, ``conflicting_image``, ``no_image``), each
+with its ``kind`` and ``target`` fields.
 """
 from __future__ import annotations
 
@@ -83,6 +85,60 @@ def write_image_decided(folder, sizes=(("train", 80), ("valid", 20), ("test", 40
             colour_image(folder / "images" / image, colour, rng)
             lines.append(json.dumps({"id": pid, "tokens": words, "tags": tags, "image": image,
                                      "image_decided": [[at, at + 1]], "colour": colour}))
+        out[split] = str(folder / f"{split}.jsonl")
+        Path(out[split]).write_text("\n".join(lines) + "\n")
+    return out
+
+
+CUES = {"PER": [["{}", "said", "hello", "to", "everyone"], ["my", "friend", "{}", "is", "back"]],
+        "LOC": [["flying", "to", "{}", "tomorrow"], ["the", "streets", "of", "{}"]]}
+OPPOSITE = {"red": "blue", "blue": "red"}
+KIND_SIZES = (("train", {"image_decided": 12, "conflicting_image": 2, "no_image": 4}),
+              ("valid", {"image_decided": 4, "conflicting_image": 2, "no_image": 2}),
+              ("test", {"image_decided": 4, "conflicting_image": 4, "no_image": 4}))
+
+
+def write_kinds(folder, sizes=KIND_SIZES, seed=0) -> dict[str, str]:
+    """Write ``<split>.jsonl`` files of posts with a ``kind`` and a ``target``, and their
+    photos in ``images/``; returns split name -> path.
+
+    Within each kind the target's type alternates PER, LOC (post ``<split>-<kind>-<i>``):
+
+    - ``image_decided``: the sentence says nothing; the photo's colour gives the type;
+    - ``conflicting_image``: a cue in the sentence gives the type (``flying to X``), and
+      the photo has the other type's colour;
+    - ``no_image``: a cue gives the type; the post has no photo (``"image": null``).
+
+    Every third post ends with ``in Paris`` (a LOC outside the target).
+    """
+    rng = random.Random(seed)
+    folder = Path(folder)
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    colour_of = {t: c for c, (_, t) in COLOURS.items()}
+    out = {}
+    for split, kinds in sizes:
+        lines = []
+        for kind, n in kinds.items():
+            for i in range(n):
+                pid, etype, name = f"{split}-{kind}-{i:03d}", ["PER", "LOC"][i % 2], rng.choice(NAMES)
+                template = rng.choice(TEMPLATES if kind == "image_decided" else CUES[etype])
+                words = [w.format(name) for w in template]
+                at = words.index(name)
+                tags = ["O"] * len(words)
+                tags[at] = "B-" + etype
+                if i % 3 == 0:
+                    words, tags = words + ["in", "Paris"], tags + ["O", "B-LOC"]
+                colour = {"image_decided": colour_of[etype], "conflicting_image": OPPOSITE[colour_of[etype]],
+                          "no_image": None}[kind]
+                image = None
+                if colour:
+                    image = f"{pid}.png"
+                    colour_image(folder / "images" / image, colour, rng)
+                target = [[at, at + 1]]
+                lines.append(json.dumps({"id": pid, "tokens": words, "tags": tags, "image": image, "kind": kind,
+                                         "target": target,
+                                         "image_decided": target if kind == "image_decided" else [],
+                                         "colour": colour}))
         out[split] = str(folder / f"{split}.jsonl")
         Path(out[split]).write_text("\n".join(lines) + "\n")
     return out

@@ -38,6 +38,9 @@ class FusionHead(nn.Module):
     """
 
     name: str = "base"
+    reads_index: bool = False
+    """Whether the head takes the image index as ``options["index"]`` (tools that set up
+    runs for every registered head, such as ``benchmarks/heads.py``, pass it then)."""
 
     def __init__(self, in_dim: int, options: dict | None = None, context: dict | None = None):
         super().__init__()

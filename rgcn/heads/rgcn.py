@@ -132,6 +132,8 @@ class RGCNHead(FusionHead):
     when the graphs are built.
     """
 
+    reads_index = True
+
     def __init__(self, in_dim: int, options: dict | None = None, context: dict | None = None):
         super().__init__(in_dim, options, context)
         o = self.options

@@ -15,8 +15,8 @@ BENCHMARKS = ROOT / "benchmarks"
 
 
 def test_command_line_is_relative_to_the_root_and_quoted():
-    cmd = command_line(BENCHMARKS / "demo_rgcn.py", ["--seeds", "13", "14", "head.options.relations=[intra]"])
-    assert cmd == "python benchmarks/demo_rgcn.py --seeds 13 14 'head.options.relations=[intra]'"
+    cmd = command_line(BENCHMARKS / "heads.py", ["--seeds", "13", "14", "--set", "rgcn:head.options.relations=[intra]"])
+    assert cmd == "python benchmarks/heads.py --seeds 13 14 --set 'rgcn:head.options.relations=[intra]'"
 
 
 def test_stamp_on_a_tiny_write(tmp_path):

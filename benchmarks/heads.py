@@ -1,0 +1,361 @@
+"""The head leaderboard: every registered fusion head on one dataset, over several seeds.
+
+Trains each head of :func:`rgcn.heads.list_heads` (or ``--heads``) once per seed with the
+same encoder, batch size, epochs and seeds; scores its test predictions as
+``python -m rgcn compare`` does: F1 overall, on each kind of post (F1 on the kind's target
+names: ``image_decided``, ``conflicting_image``, ...) and on the entities outside every
+target (``other``); scores it again with every test image removed (``drop_images``, the
+modality-missing setting); records seconds per epoch and tagging posts/s. Adds
+``photo_knn``, the text head's predictions with every target name retyped by the vote of
+its photo's nearest training images (:mod:`retrieval.photo_baseline`): the baseline that
+types every ambiguous name by its photo alone, right where the photo decides and wrong
+where it contradicts the sentence. Reports the mean and spread (sample standard deviation,
+min, max) over seeds of every column.
+
+A head is run with ``configs/<prefix>_<head>.yaml`` when that file exists, otherwise with
+the text config ``configs/<prefix>_text.yaml`` and ``head.name=<head>``; a head whose class
+says ``reads_index = True`` also gets ``head.options.index=<--index>``. Every run takes the
+encoder and batch size of the text config. So a newly registered head joins the board with
+no change here (its own config, if it needs options, is the one file to add).
+
+    python benchmarks/heads.py --threads 1    # needs data/demo and .cache/demo/index (make demo makes both)
+    python benchmarks/heads.py --seeds 13 --heads text rgcn --epochs 2 --output /tmp/heads.json
+
+Writes ``benchmarks/results/heads_<prefix>.json`` (``--output``) through
+``benchmarks/provenance.py`` with every seed's rows, a bar chart of mean F1 per kind and
+head beside it (``.png``; ``--chart``, ``--no-chart``), and prints the table. Run folders
+go to ``--out-dir``/<head>/seed<N>. Paths given are read from where the command runs; the
+defaults, and the configs, from the repository root. Each run's console output is held
+back (its ``train.log`` keeps it; ``-v`` shows it), warnings and errors excepted.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import statistics
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import train  # noqa: E402
+from benchmarks.provenance import RESULTS, write_result  # noqa: E402
+from data.corpus import drop_images, read_corpus, read_predictions  # noqa: E402
+from data.logs import setup_logging  # noqa: E402
+from index.artifact import load_index  # noqa: E402
+from retrieval.photo_baseline import photo_knn_types, retype_targets  # noqa: E402
+from retrieval.search import RetrievalError  # noqa: E402
+from rgcn.__main__ import OTHER, score_by_kind  # noqa: E402
+from rgcn.config import load_config  # noqa: E402
+
+CONFIGS = ROOT / "configs"
+TEXT = "text"
+PHOTO_KNN = "photo_knn"
+NO_IMAGES = "{} (no test images)"
+TIMING = ("seconds_per_epoch", "tagging_posts_per_second")
+
+
+def parse_args(argv=None):
+    from rgcn.heads import list_heads
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--dataset-prefix", default="demo",
+                   help="names the configs (configs/PREFIX_HEAD.yaml), the default data (data/PREFIX/), "
+                        "index (.cache/PREFIX/index) and result (heads_PREFIX.json); default demo")
+    p.add_argument("--heads", nargs="+", choices=list_heads(), help="default: every registered head")
+    p.add_argument("--seeds", type=int, nargs="+", default=[13, 14, 15], help="train every head once per seed")
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    for split in ("train", "valid", "test"):
+        p.add_argument(f"--{split}", help=f"{split} split (default data/PREFIX/{split}.jsonl)")
+    p.add_argument("--images", help="image folder (default data/PREFIX/images)")
+    p.add_argument("--index", help="index artifact of the images, for the heads that read one and for "
+                   "photo_knn (default .cache/PREFIX/index)")
+    p.add_argument("--knn-k", type=int, default=5, help="neighbour photos that vote in photo_knn (default 5)")
+    p.add_argument("--set", nargs="+", default=[], metavar="[HEAD:]KEY=VALUE",
+                   help="config overrides for every run, or for one head's runs with HEAD: "
+                        "(e.g. train.lr=1e-4 rgcn:head.options.k=3)")
+    p.add_argument("--out-dir", default="runs/heads", help="run folders: OUT_DIR/<head>/seed<N>")
+    p.add_argument("--output", help="result JSON (default benchmarks/results/heads_PREFIX.json)")
+    p.add_argument("--chart", help="bar chart (default: the result JSON with .png)")
+    p.add_argument("--no-chart", action="store_true", help="write no chart")
+    p.add_argument("-v", "--verbose", action="store_true", help="show each run's console output")
+    a = p.parse_args(argv)
+    a.heads = a.heads or list_heads()
+    prefix = a.dataset_prefix
+    defaults = {"train": f"data/{prefix}/train.jsonl", "valid": f"data/{prefix}/valid.jsonl",
+                "test": f"data/{prefix}/test.jsonl", "images": f"data/{prefix}/images",
+                "index": f".cache/{prefix}/index", "output": RESULTS / f"heads_{prefix}.json"}
+    for key, default in defaults.items():                       # given: from here; default: from the root
+        setattr(a, key, str(Path(getattr(a, key)).resolve() if getattr(a, key) else ROOT / default))
+    a.out_dir = str(Path(a.out_dir).resolve())
+    a.chart = None if a.no_chart else str(Path(a.chart).resolve() if a.chart else Path(a.output).with_suffix(".png"))
+    for item in a.set:
+        key = item.partition("=")[0]
+        if "=" not in item or (":" in key and key.split(":")[0] not in a.heads):
+            p.error(f"--set {item!r}: expected KEY=VALUE or HEAD:KEY=VALUE with HEAD one of {', '.join(a.heads)}")
+    return a
+
+
+# --------------------------------------------------------------------------- configs
+def head_args(head: str, prefix: str, index: str, config_dir: Path = CONFIGS) -> list[str]:
+    """``train.py`` arguments that pick ``head``'s config: ``configs/<prefix>_<head>.yaml``
+    when it exists, else the text config with ``head.name=<head>``; plus
+    ``head.options.index=<index>`` when the head class reads the index."""
+    from rgcn.heads import head_class
+
+    own = config_dir / f"{prefix}_{head}.yaml"
+    if own.is_file():
+        args = ["--config", str(own)]
+    else:
+        args = ["--config", str(text_config(prefix, config_dir)), f"head.name={head}"]
+    if head_class(head).reads_index:
+        args.append(f"head.options.index={index}")
+    return args
+
+
+def text_config(prefix: str, config_dir: Path = CONFIGS) -> Path:
+    path = config_dir / f"{prefix}_{TEXT}.yaml"
+    if not path.is_file():
+        raise SystemExit(f"{path} not found: the board runs every head without its own config "
+                         f"({config_dir}/{prefix}_<head>.yaml) from the text config, and takes the shared "
+                         "encoder and batch size from it")
+    return path
+
+
+def overrides_for(head: str, sets: list[str]) -> list[str]:
+    """The ``--set`` items for ``head``'s runs: the plain ones and those prefixed ``head:``."""
+    out = []
+    for item in sets:
+        key, _, value = item.partition("=")
+        only, colon, key = key.rpartition(":")
+        if not colon or only == head:
+            out.append(f"{key}={value}")
+    return out
+
+
+@contextlib.contextmanager
+def quiet(on: bool = True):
+    """Hold back what a run prints (its log file keeps it); let its warnings and errors
+    through, and everything when it fails."""
+    if not on:
+        yield
+        return
+    out, err = io.StringIO(), io.StringIO()
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            yield
+    except BaseException:
+        sys.stderr.write(out.getvalue() + err.getvalue())
+        raise
+    for line in err.getvalue().splitlines():
+        if line.startswith(("warning:", "error:")):
+            print(line, file=sys.stderr)
+
+
+# --------------------------------------------------------------------------- runs
+def run_seed(a, seed: int, shared: list[str], gold, photo_types) -> dict:
+    """Train every head with ``seed`` and score it on ``gold`` (the test corpus), with and
+    without the test images; ``photo_knn`` from the text head's predictions when
+    ``photo_types`` is given. Returns ``{"rows": {name: score_by_kind row}, "timing": ...}``."""
+    rows, timing, dropped_rows, runs = {}, {}, {}, {}
+    for head in a.heads:
+        run = Path(a.out_dir) / head / f"seed{seed}"
+        argv = [*head_args(head, a.dataset_prefix, a.index), "--no-progress",
+                f"data.train={a.train}", f"data.valid={a.valid}", f"data.test={a.test}", f"data.images={a.images}",
+                *shared, f"train.epochs={a.epochs}", f"train.seed={seed}", f"train.threads={a.threads}",
+                f"out_dir={run.parent}", f"name={run.name}", *overrides_for(head, a.set)]
+        with quiet(not a.verbose):
+            res = train.main(argv)
+        hist = res["history"]
+        timing[head] = {"seconds_per_epoch": round(statistics.fmean(h["train_seconds"] for h in hist), 2),
+                        "tagging_posts_per_second": res.get("test_posts_per_second")}
+        pred, _ = read_predictions(run / "test_predictions.conll")
+        rows[head], runs[head] = score_by_kind(gold.samples, pred, where=a.test), pred
+        with quiet(not a.verbose):
+            dropped_rows[NO_IMAGES.format(head)] = score_by_kind(gold.samples, predict_without_images(run, a),
+                                                                 where=a.test)
+        print(f"seed {seed} {head}: test F1 {100 * rows[head]['f1']:.2f} "
+              f"(no test images {100 * dropped_rows[NO_IMAGES.format(head)]['f1']:.2f}), "
+              f"{timing[head]['seconds_per_epoch']} s/epoch", flush=True)
+    if photo_types is not None and TEXT in runs:
+        rows[PHOTO_KNN] = score_by_kind(gold.samples, retype_targets(gold.samples, runs[TEXT], photo_types),
+                                        where=a.test)
+    return {"rows": {**rows, **dropped_rows}, "timing": timing}
+
+
+def predict_without_images(run: Path, a) -> list[list[str]]:
+    """The run's tags for the test split with every image removed."""
+    from rgcn.training import load_for_corpus
+
+    corpus = read_corpus(a.test, a.images, require_tags=True)
+    drop_images(corpus.samples)
+    model, _, _ = load_for_corpus(run, corpus)
+    return model.predict(corpus.samples).tags
+
+
+def photo_knn_setup(a, gold) -> tuple[list | None, str | None]:
+    """The photo vote for each test post, or ``None`` and why not (no text head, no index,
+    no training post with a target and an indexed image)."""
+    if TEXT not in a.heads:
+        return None, "photo_knn retypes the text head's predictions: add text to --heads"
+    if not (Path(a.index) / "manifest.json").is_file():
+        return None, f"photo_knn needs an index: none at {a.index} (--index)"
+    train_corpus = read_corpus(a.train, a.images, require_tags=True)
+    try:
+        return photo_knn_types(load_index(a.index), train_corpus.samples, gold.samples, k=a.knn_k), None
+    except RetrievalError as e:
+        return None, f"photo_knn: {e}"
+
+
+# --------------------------------------------------------------------------- summary
+def spread(values: list[float]) -> dict:
+    """Mean, sample standard deviation (None for one value), min and max of ``values``."""
+    return {"mean": statistics.fmean(values), "sd": statistics.stdev(values) if len(values) > 1 else None,
+            "min": min(values), "max": max(values), "n": len(values)}
+
+
+def summarise(per_seed: dict) -> dict:
+    """``{row: {"f1", "precision", "recall", "kinds": {kind: spread}, "other", timings}}``:
+    the spread over seeds of each row's overall scores, of its F1 on each kind's target names
+    and outside them, and of the timings a row has in every seed (``per_seed``:
+    ``{seed: {"rows": {row: score_by_kind dict}, "timing": {head: ...}}}``)."""
+    seeds = list(per_seed.values())
+    out = {}
+    for name in seeds[0]["rows"]:
+        rows = [s["rows"][name] for s in seeds]
+        col = {k: spread([r[k] for r in rows]) for k in ("f1", "precision", "recall")}
+        col["kinds"] = {k: spread([r["kinds"][k]["f1"] for r in rows]) for k in rows[0]["kinds"]}
+        col[OTHER] = spread([r[OTHER]["f1"] for r in rows])
+        times = [s["timing"].get(name, {}) for s in seeds]
+        col.update({k: spread([t[k] for t in times]) for k in TIMING if all(t.get(k) is not None for t in times)})
+        out[name] = col
+    return out
+
+
+def gold_counts(row: dict) -> dict:
+    """Gold target names and posts per kind, and the gold entities outside every target."""
+    return {"kinds": {k: {"gold": v["gold"], "posts": v["posts"]} for k, v in row["kinds"].items()},
+            OTHER: row[OTHER]["gold"]}
+
+
+def columns(summary: dict) -> list[tuple]:
+    """Table columns: ``(header, row spreads -> the column's spread or None, scale)``."""
+    first = next(iter(summary.values()))
+    cols = [("overall", lambda s: s["f1"], 100)]
+    cols += [(k, lambda s, k=k: s["kinds"].get(k), 100) for k in first["kinds"]]
+    cols.append((OTHER, lambda s: s[OTHER], 100))
+    cols += [("s/epoch", lambda s: s.get("seconds_per_epoch"), 1),
+             ("tagging posts/s", lambda s: s.get("tagging_posts_per_second"), 1)]
+    return cols
+
+
+def table(summary: dict) -> str:
+    """Mean ± sample sd over seeds: F1 in percent (overall, per kind on the target names,
+    other), then the timings."""
+    def cell(s: dict | None, scale: float) -> str:
+        if s is None:
+            return ""
+        mean = f"{scale * s['mean']:.2f}"
+        return mean if s["sd"] is None else f"{mean} ± {scale * s['sd']:.2f}"
+
+    cols = columns(summary)
+    width = max(len(n) for n in [*summary, "head"])
+    cw = [max(15, len(h)) for h, _, _ in cols]
+    lines = ["head".ljust(width) + "".join(f"  {h:>{w}}" for (h, _, _), w in zip(cols, cw))]
+    for name, s in summary.items():
+        cells = (cell(get(s), scale) for _, get, scale in cols)
+        lines.append(name.ljust(width) + "".join(f"  {c:>{w}}" for c, w in zip(cells, cw)))
+    n = next(iter(summary.values()))["f1"]["n"]
+    lines.append(f"mean ± sample standard deviation over {n} seed(s); F1 in percent, per kind on the "
+                 f"kind's target names, {OTHER}: the entities outside every target")
+    return "\n".join(lines)
+
+
+def chart(summary: dict, path: str | os.PathLike, title: str = "") -> None:
+    """Grouped bars: per column (overall, each kind, other) one bar per row, the mean F1
+    with the sample sd as error bar; a head's row without the test images in its colour,
+    hatched."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    groups = [(h, get) for h, get, scale in columns(summary) if scale == 100]
+    names = list(summary)
+    x = np.arange(len(groups))
+    width = 0.8 / len(names)
+    fig, ax = plt.subplots(figsize=(2.5 + max(6.0, 1.2 * len(groups) * max(1.0, len(names) / 3)), 4))
+    suffix = NO_IMAGES.format("")
+    bases = list(dict.fromkeys(n.removesuffix(suffix) for n in names))
+    for j, name in enumerate(names):
+        spreads = [get(summary[name]) for _, get in groups]
+        means = [100 * s["mean"] if s else 0.0 for s in spreads]
+        sds = [100 * (s["sd"] or 0.0) if s else 0.0 for s in spreads]
+        ax.bar(x - 0.4 + (j + 0.5) * width, means, width, yerr=sds, capsize=2, label=name,
+               color=f"C{bases.index(name.removesuffix(suffix)) % 10}",
+               hatch="//" if name.endswith(suffix) else None, edgecolor="white" if name.endswith(suffix) else None)
+    ax.set_xticks(x, [h for h, _ in groups], rotation=15)
+    ax.set_ylabel("test F1 (%)")
+    ax.set_ylim(0, 105)
+    ax.set_title(title)
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _rel(path: str) -> str:
+    p = Path(path)
+    return str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p)
+
+
+def main(argv=None) -> dict:
+    setup_logging(None)                     # before the heads' imports, so that their warnings are held back
+    from rgcn.heads import head_class
+
+    a = parse_args(argv)
+    data_overrides = [f"data.train={a.train}", f"data.valid={a.valid}"]
+    base = load_config(text_config(a.dataset_prefix), data_overrides)
+    shared = [f"encoder.name={base.encoder.name}", f"train.batch_size={base.train.batch_size}"]
+    readers = [h for h in a.heads if head_class(h).reads_index]
+    if readers and not (Path(a.index) / "manifest.json").is_file():
+        raise SystemExit(f"{', '.join(readers)} read(s) the image index, and there is none at {a.index}: "
+                         f"build it (python -m index build --data ... --images {_rel(a.images)} --out "
+                         f"{_rel(a.index)}) or pass --index")
+    print(f"heads {a.heads}, seeds {a.seeds}, {a.epochs} epochs, threads {a.threads}; every run: "
+          f"{' '.join(shared + a.set)}", flush=True)
+    cwd = Path.cwd()
+    os.chdir(ROOT)                                    # configs name paths from the repository root
+    try:
+        gold = read_corpus(a.test, a.images, require_tags=True)
+        photo_types, why_not = photo_knn_setup(a, gold)
+        if why_not:
+            print(f"no photo_knn row: {why_not}", flush=True)
+        per_seed = {str(seed): run_seed(a, seed, shared, gold, photo_types) for seed in a.seeds}
+    finally:
+        os.chdir(cwd)
+    summary = summarise(per_seed)
+    out = {"dataset_prefix": a.dataset_prefix, "heads": a.heads, "seeds": a.seeds, "epochs": a.epochs,
+           "threads": a.threads, "shared": shared, "set": a.set, "knn_k": a.knn_k,
+           "data": {k: _rel(getattr(a, k)) for k in ("train", "valid", "test", "images", "index")},
+           "configs": {h: [_rel(x) if x.startswith(str(ROOT)) else x
+                           for x in head_args(h, a.dataset_prefix, _rel(a.index))] for h in a.heads},
+           "gold": gold_counts(next(iter(per_seed.values()))["rows"][a.heads[0]]),
+           "summary": summary, "per_seed": per_seed}
+    write_result(a.output, out, __file__, argv)
+    if a.chart:
+        chart(summary, a.chart, f"{a.dataset_prefix}: test F1, mean ± sd over {len(a.seeds)} seed(s)")
+    print("\n" + table(summary))
+    print(f"written {a.output}" + (f" and {a.chart}" if a.chart else ""))
+    return out
+
+
+if __name__ == "__main__":
+    main()

