@@ -56,7 +56,8 @@ def test_clip_checkpoint_round_trip(tiny_clip_files):
     np.testing.assert_allclose(np.linalg.norm(t, axis=1), 1.0, rtol=1e-5)
     assert a.image_regions([img]).shape == (1, 4, 32)          # 2x2 patches, projected
     assert len(a.object_tags([img], k=2)[0]) == 2
-    assert a.tag == ckpt and a.config() == {"model": cfg, "pretrained": ckpt}
+    assert a.tag == ckpt and a.config() == {"model": cfg, "pretrained": ckpt, "tag_vocabulary": ["red", "blue"]}
+    assert b.config() == {"model": cfg, "pretrained": ckpt}               # ImageNet labels: not repeated
 
 
 def test_clip_random_weights_differ_from_checkpoint(tiny_clip_files):
