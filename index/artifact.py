@@ -116,8 +116,8 @@ def embed_collection(images: Sequence[tuple[str, str | None]], embedder: Embedde
     rows_all, embs, regs, tags, problems, texts, captions = [], [], [], [], [], [], []
     want_logits = tags_k > 0 and bool(embedder.tag_labels)
     t0 = time.perf_counter()
-    desc = " + ".join([f"embed {embedder.name}"] + (["ocr"] if ocr else []) + (["captions"] if captioner else []))
-    bar = tqdm(total=len(paths), unit="img", desc=desc, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(paths), unit="img", desc=_bar_label(embedder, ocr, captioner), disable=not progress,
+               dynamic_ncols=True)
     try:
         for rows, pixels, bad in loader:
             for r, why in bad:
@@ -148,6 +148,11 @@ def embed_collection(images: Sequence[tuple[str, str | None]], embedder: Embedde
         tags = [[] for _ in range(len(rows))]
     return EmbedResult([ids[r] for r in rows], emb, reg, tags, problems, seconds,
                        texts if ocr is not None else [], captions if captioner is not None else [])
+
+
+def _bar_label(embedder: Embedder, ocr: OcrEngine | None, captioner: Captioner | None) -> str:
+    """``embed efficientnet_lite0 + ocr + captions``: what a progress bar's images go through."""
+    return " + ".join([f"embed {embedder.name}"] + ["ocr"] * (ocr is not None) + ["captions"] * (captioner is not None))
 
 
 def _read_and_caption(image_id: str, path: str, ocr: OcrEngine | None, captioner: Captioner | None
@@ -194,8 +199,8 @@ def embed_resumable(images: Sequence[tuple[str, str | None]], embedder: Embedder
     key_file.write_text(key)
     parts: list[EmbedResult] = []
     done = 0
-    desc = " + ".join([f"embed {embedder.name}"] + (["ocr"] if ocr else []) + (["captions"] if captioner else []))
-    bar = tqdm(total=len(images), unit="img", desc=desc, disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(images), unit="img", desc=_bar_label(embedder, ocr, captioner), disable=not progress,
+               dynamic_ncols=True)
     try:
         for c, start in enumerate(range(0, len(images), chunk)):
             f = work_dir / f"chunk-{c:06d}.npz"
