@@ -8,14 +8,13 @@ from importlib import metadata
 import numpy as np
 import pytest
 
-import tests.colour  # noqa: F401 - registers the test_colour embedder
 from data.demo_photos import augment, draw_sign, encode_jpeg, load_sources
 from index.__main__ import main
 from index.artifact import add_images, build_index, context_info, load_index, visual_context_like_index
 from index.embedders import get_embedder
 from index.ocr import OcrEngine
 from index.visual_context import VisualContext, context_from_record, read_tag_vocabulary
-from tests.colour import colour_image
+from tests.colour import colour_image  # also registers the test_colour embedder
 
 
 def letters(text: str) -> str:
