@@ -1,10 +1,13 @@
-"""Reading the files of an artifact (index, graph cache, checkpoint) someone may have damaged.
+"""Reading the files of an artifact (index, graph cache, checkpoint) someone may have damaged,
+and the sha256 that manifests record of the files an artifact was made from.
 
     meta = read_or_damaged(path / "checkpoint.json", lambda f: json.loads(f.read_text()),
                            CheckpointDamaged, "train it again with ...")
 """
 from __future__ import annotations
 
+import hashlib
+import os
 from pathlib import Path
 from typing import Callable, TypeVar
 
@@ -19,3 +22,12 @@ def read_or_damaged(path: Path, read: Callable[[Path], T], error: type[Exception
     except Exception as e:  # noqa: BLE001 -- every reader's own error means the same: a damaged file
         why = (str(e).splitlines() or [""])[0][:200]
         raise error(f"{path} cannot be read ({type(e).__name__}: {why}): {remedy}") from None
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """The sha256 hex digest of a file's bytes (read in 1 MiB blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

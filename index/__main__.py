@@ -4,9 +4,13 @@
                           [--model ARCH] [--pretrained TAG|FILE] [--checkpoint FILE]
                           [--factory auto|Flat|IVF1024,Flat|HNSW32,Flat|...]
                           [--batch-size 32] [--workers 2] [--device auto] [--precision auto]
-                          [--no-tags] [--ocr] [--regions|--no-regions] [--overwrite]
-    python -m index add DIR --images DIR [--data FILE ...]
+                          [--no-tags] [--tags-k 5] [--tag-min-score 0.1] [--tag-vocabulary FILE]
+                          [--ocr] [--captions FILE] [--regions|--no-regions] [--overwrite]
+    python -m index add DIR --images DIR [--data FILE ...] [--captions FILE]
     python -m index info DIR
+
+Each image's visual context (object tags, OCR text, caption) is stored beside its vector
+(``tags.jsonl``), with each extractor and its version in the manifest.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import os
 import sys
 from pathlib import Path
 
+from data.corpus import CorpusError
 from data.logs import setup_logging
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -44,6 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
         sp.add_argument("--save-every", type=int, default=512, metavar="N",
                         help="save the embedding progress every N images: a killed run resumes from there")
+        sp.add_argument("--captions", default=None, metavar="FILE",
+                        help='captions of the images, JSONL: {"id": IMAGE_ID, "caption": TEXT} a line '
+                             "(no captioning model exists offline: write them, or run one elsewhere)")
 
     b = sub.add_parser("build", help="embed images and write a new index artifact")
     collection(b)
@@ -59,8 +67,14 @@ def parse_args(argv=None) -> argparse.Namespace:
                    "(Flat up to 50k images, IVF+PQ fast-scan with re-ranking above)")
     b.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (default by size)")
     b.add_argument("--tags-k", type=int, default=5, help="object tags kept per image")
+    b.add_argument("--tag-min-score", type=float, default=0.1, metavar="S",
+                   help="score a stored tag needs to be part of an image's visual context (default 0.1)")
+    b.add_argument("--tag-vocabulary", default=None, metavar="FILE",
+                   help="clip: labels for zero-shot object tags, one a line (default: ImageNet's with "
+                        "pretrained weights, none with random ones)")
     b.add_argument("--no-tags", action="store_true", help="do not store object tags")
-    b.add_argument("--ocr", action="store_true", help="OCR every image (needs rapidocr-onnxruntime)")
+    b.add_argument("--ocr", action="store_true", help="read the text in every image (rapidocr; "
+                   "needs rapidocr-onnxruntime); index add reads the new images too")
     g = b.add_mutually_exclusive_group()
     g.add_argument("--regions", dest="regions", action="store_true", default=None,
                    help="store region features (default: when the collection has <= 50k images)")
@@ -74,7 +88,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     i = sub.add_parser("info", help="print an artifact's manifest as a table")
     i.add_argument("dir")
     i.add_argument("--json", action="store_true", help="print the raw manifest")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.command == "build" and args.tag_vocabulary and args.embedder != "clip":
+        b.error(f"--tag-vocabulary is for --embedder clip (zero-shot labels); {args.embedder}'s tags are its "
+                "classifier's labels")
+    return args
 
 
 def _collection(args):
@@ -87,9 +105,13 @@ def _collection(args):
 
 
 def _embedder_kwargs(args) -> dict:
+    from .visual_context import read_tag_vocabulary
+
     kw: dict = {"device": args.device, "precision": args.precision}
     if args.embedder == "clip":
         kw.update(model=args.model or "ViT-B-32", pretrained=args.pretrained)
+        if args.tag_vocabulary:
+            kw["tag_vocabulary"] = read_tag_vocabulary(args.tag_vocabulary)
     elif args.embedder == "timm":
         kw.update(model=args.model or "efficientnet_lite0", checkpoint=args.checkpoint)
     elif args.embedder == "efficientnet_lite0" and args.checkpoint:
@@ -104,12 +126,32 @@ def main(argv=None) -> int:
     else:                       # the log is kept in the artifact folder (build.log) once it is written
         out = Path(args.out if args.command == "build" else args.dir)
         log_file = setup_logging(out.with_name(f".{out.name}.log"), args.verbose)
-    from .artifact import add_images, build_index, load_index, manifest_table, read_manifest
+    from .artifact import manifest_table, read_manifest
 
     if args.command == "info":
         m = read_manifest(args.dir)
         print(json.dumps(m, indent=2) if args.json else manifest_table(m))
         return 0
+    try:
+        art = _build_or_add(args)
+    except CorpusError as e:                      # a data, captions or vocabulary file that cannot be used
+        setup_logging(None, args.verbose)
+        log_file.unlink(missing_ok=True)
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    setup_logging(None, args.verbose)
+    with open(log_file, encoding="utf-8") as src, open(Path(art.path) / "build.log", "a", encoding="utf-8") as dst:
+        dst.write(src.read())
+    log_file.unlink()
+    c = art.manifest["counts"]
+    print(f"{art.path}: {c['embedded']} images embedded with {art.manifest['embedder']} "
+          f"(dim {art.manifest['dim']}, {art.manifest['factory']}); skipped {c['missing']} missing "
+          f"and {c['unreadable']} unreadable file(s)")
+    return 0
+
+
+def _build_or_add(args):
+    from .artifact import add_images, build_index, load_index
 
     images, posts = _collection(args)
     log.debug("%s: %d images (%d missing) from %s", args.command, len(images),
@@ -129,21 +171,15 @@ def main(argv=None) -> int:
                           num_workers=args.workers, with_tags=not args.no_tags, ocr=args.ocr,
                           progress=not args.quiet, with_regions=args.regions, tags_k=args.tags_k,
                           data_files=args.data, image_dir=args.images, overwrite=args.overwrite,
-                          search_params=params, posts=posts, save_every=args.save_every)
+                          search_params=params, posts=posts, save_every=args.save_every,
+                          min_tag_score=args.tag_min_score, captions=args.captions)
     else:
         load_index(args.dir, gpu=False)  # fails early on a broken artifact
         art = add_images(args.dir, images, batch_size=args.batch_size, num_workers=args.workers,
                          device=None if args.device == "auto" else args.device,
-                         progress=not args.quiet, data_files=args.data, posts=posts, save_every=args.save_every)
-    setup_logging(None, args.verbose)
-    with open(log_file, encoding="utf-8") as src, open(Path(art.path) / "build.log", "a", encoding="utf-8") as dst:
-        dst.write(src.read())
-    log_file.unlink()
-    c = art.manifest["counts"]
-    print(f"{art.path}: {c['embedded']} images embedded with {art.manifest['embedder']} "
-          f"(dim {art.manifest['dim']}, {art.manifest['factory']}); skipped {c['missing']} missing "
-          f"and {c['unreadable']} unreadable file(s)")
-    return 0
+                         progress=not args.quiet, data_files=args.data, posts=posts, save_every=args.save_every,
+                         captions=args.captions)
+    return art
 
 
 if __name__ == "__main__":

@@ -9,14 +9,14 @@ Layout of an artifact folder::
     posts.json      which post uses which image: post id -> image id (from the data files)
     embeddings.npy  float32 (N, dim), L2-normalised, row order
     regions.npy     float16 (N, R, dim_r) region/patch features (when the embedder has them)
-    tags.jsonl      per image: object tags and OCR text
+    tags.jsonl      per image: its visual context, object tags, OCR text and caption
+                    (:mod:`index.visual_context`)
 
 Written to a temporary sibling folder and renamed, so an interrupted build leaves nothing.
 """
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
@@ -30,13 +30,16 @@ from typing import Sequence
 
 import numpy as np
 
-from data.files import read_or_damaged
+from data.files import read_or_damaged, sha256_file
 
+from .captions import Captioner, FileCaptioner, get_captioner
 from .embedders import Embedder, get_embedder
 from .embedders.base import top_k_labels
 from .factory import (METRIC, as_float32, choose_factory, default_search_params, make_index,
                       search as faiss_search, set_search_params, to_gpu)
-from .text_from_images import OcrEngine, read_tags_jsonl, tag_record, write_tags_jsonl
+from .ocr import DEFAULT_OCR_ENGINE, OcrEngine, get_ocr_engine
+from .visual_context import (MIN_TAG_SCORE, VisualContext, context_from_record, context_record,
+                             read_context_jsonl, write_context_jsonl)
 
 log = logging.getLogger(__name__)
 
@@ -86,12 +89,17 @@ class EmbedResult:
     tags: list[list[tuple[str, float]]]          # per row, may be empty lists
     problems: list[dict] = field(default_factory=list)   # {"id", "path", "problem"}
     seconds: float = 0.0
+    ocr: list[str] = field(default_factory=list)         # per row when OCR ran, else empty
+    captions: list[str] = field(default_factory=list)    # per row when a captioner ran, else empty
 
 
 def embed_collection(images: Sequence[tuple[str, str | None]], embedder: Embedder,
                      batch_size: int = 32, num_workers: int = 0, with_regions: bool = False,
-                     tags_k: int = 0, progress: bool = True) -> EmbedResult:
-    """Embed ``(id, path)`` pairs through a DataLoader; bad or missing files become problems."""
+                     tags_k: int = 0, progress: bool = True, ocr: OcrEngine | None = None,
+                     captioner: Captioner | None = None) -> EmbedResult:
+    """Embed ``(id, path)`` pairs through a DataLoader; bad or missing files become problems.
+    With ``ocr`` and ``captioner``, each embedded image is also read and captioned (in the
+    main process, batch by batch)."""
     import torch
     from tqdm.auto import tqdm
 
@@ -105,10 +113,10 @@ def embed_collection(images: Sequence[tuple[str, str | None]], embedder: Embedde
         ImageDataset(paths, embedder.transform), batch_size=batch_size, num_workers=num_workers,
         collate_fn=collate, pin_memory=embedder.device.type == "cuda",
         persistent_workers=False)
-    rows_all, embs, regs, tags, problems = [], [], [], [], []
+    rows_all, embs, regs, tags, problems, texts, captions = [], [], [], [], [], [], []
     want_logits = tags_k > 0 and bool(embedder.tag_labels)
     t0 = time.perf_counter()
-    bar = tqdm(total=len(paths), unit="img", desc=f"embed {embedder.name}", disable=not progress,
+    bar = tqdm(total=len(paths), unit="img", desc=_bar_label(embedder, ocr, captioner), disable=not progress,
                dynamic_ncols=True)
     try:
         for rows, pixels, bad in loader:
@@ -122,6 +130,11 @@ def embed_collection(images: Sequence[tuple[str, str | None]], embedder: Embedde
                     regs.append(out.regions.astype(np.float16))
                 if want_logits:
                     tags += top_k_labels(out.logits, embedder.tag_labels, tags_k)
+                if ocr is not None or captioner is not None:
+                    for r in rows.tolist():
+                        o, c = _read_and_caption(ids[r], paths[r], ocr, captioner)
+                        texts.append(o)
+                        captions.append(c)
             bar.update(len(rows) + len(bad))
     finally:
         bar.close()
@@ -133,7 +146,30 @@ def embed_collection(images: Sequence[tuple[str, str | None]], embedder: Embedde
     reg = np.concatenate(regs) if with_regions else None
     if not want_logits:
         tags = [[] for _ in range(len(rows))]
-    return EmbedResult([ids[r] for r in rows], emb, reg, tags, problems, seconds)
+    return EmbedResult([ids[r] for r in rows], emb, reg, tags, problems, seconds,
+                       texts if ocr is not None else [], captions if captioner is not None else [])
+
+
+def _bar_label(embedder: Embedder, ocr: OcrEngine | None, captioner: Captioner | None) -> str:
+    """``embed efficientnet_lite0 + ocr + captions``: what a progress bar's images go through."""
+    return " + ".join([f"embed {embedder.name}"] + ["ocr"] * (ocr is not None) + ["captions"] * (captioner is not None))
+
+
+def _read_and_caption(image_id: str, path: str, ocr: OcrEngine | None, captioner: Captioner | None
+                      ) -> tuple[str, str]:
+    """``(OCR text, caption)`` of one image that was embedded (so it decodes). An OCR engine
+    that fails on one image gives it no text, with a warning, instead of ending the build."""
+    from .images import open_image
+
+    image = open_image(path)
+    text = ""
+    if ocr is not None:
+        try:
+            text = ocr.read(image)
+        except Exception as e:  # noqa: BLE001 - an engine's own error on one image
+            log.warning("OCR (%s) failed on image %s (%s): %s: %s; it gets no OCR text", ocr.name, image_id,
+                        path, type(e).__name__, e)
+    return text, captioner.caption(image_id, image) if captioner is not None else ""
 
 
 RESUME_CHUNK = 512  # images embedded between two saves of a build's progress
@@ -141,19 +177,21 @@ RESUME_CHUNK = 512  # images embedded between two saves of a build's progress
 
 def embed_resumable(images: Sequence[tuple[str, str | None]], embedder: Embedder, work_dir: Path,
                     batch_size: int = 32, num_workers: int = 0, with_regions: bool = False, tags_k: int = 0,
-                    progress: bool = True, chunk: int = RESUME_CHUNK) -> EmbedResult:
+                    progress: bool = True, chunk: int = RESUME_CHUNK, ocr: OcrEngine | None = None,
+                    captioner: Captioner | None = None) -> EmbedResult:
     """:func:`embed_collection` in chunks of ``chunk`` images, each saved to ``work_dir`` as it
     is done (written to a temporary name and renamed), so a build that is killed resumes from
-    the chunks already embedded. ``work_dir`` is keyed by the images and the embedder: a
-    different collection or embedder starts it afresh. The caller removes it once the
-    artifact is published."""
+    the chunks already embedded (and read by OCR, and captioned). ``work_dir`` is keyed by the
+    images, the embedder and the extractors: a different collection, embedder or extractor
+    starts it afresh. The caller removes it once the artifact is published."""
     import hashlib
 
     from tqdm.auto import tqdm
 
     images = list(images)
+    extractors = [x.describe() if x is not None else None for x in (ocr, captioner)]
     key = hashlib.sha256(json.dumps([embedder.name, embedder.tag, embedder.config(), with_regions, tags_k, chunk,
-                                     images], default=str).encode()).hexdigest()
+                                     extractors, images], default=str).encode()).hexdigest()
     key_file = work_dir / "key.txt"
     if work_dir.exists() and (not key_file.is_file() or key_file.read_text() != key):
         shutil.rmtree(work_dir)
@@ -161,7 +199,8 @@ def embed_resumable(images: Sequence[tuple[str, str | None]], embedder: Embedder
     key_file.write_text(key)
     parts: list[EmbedResult] = []
     done = 0
-    bar = tqdm(total=len(images), unit="img", desc=f"embed {embedder.name}", disable=not progress, dynamic_ncols=True)
+    bar = tqdm(total=len(images), unit="img", desc=_bar_label(embedder, ocr, captioner), disable=not progress,
+               dynamic_ncols=True)
     try:
         for c, start in enumerate(range(0, len(images), chunk)):
             f = work_dir / f"chunk-{c:06d}.npz"
@@ -170,7 +209,7 @@ def embed_resumable(images: Sequence[tuple[str, str | None]], embedder: Embedder
                 done += 1
             else:
                 res = embed_collection(images[start:start + chunk], embedder, batch_size, num_workers, with_regions,
-                                       tags_k, progress=False)
+                                       tags_k, progress=False, ocr=ocr, captioner=captioner)
                 _save_chunk(f, res)
                 parts.append(res)
             bar.update(len(images[start:start + chunk]))
@@ -185,12 +224,14 @@ def embed_resumable(images: Sequence[tuple[str, str | None]], embedder: Embedder
         np.concatenate([p.embeddings for p in kept]) if kept else np.zeros((0, dim), np.float32),
         np.concatenate([p.regions for p in kept]) if with_regions and kept else None,
         [t for p in parts for t in p.tags], [q for p in parts for q in p.problems],
-        sum(p.seconds for p in parts))
+        sum(p.seconds for p in parts), [t for p in parts for t in p.ocr], [c for p in parts for c in p.captions])
 
 
 def _save_chunk(f: Path, res: EmbedResult) -> None:
+    meta = {"tags": res.tags, "problems": res.problems, "seconds": res.seconds, "ocr": res.ocr,
+            "captions": res.captions}
     arrays = {"ids": np.asarray(res.ids, dtype=str), "embeddings": res.embeddings,
-              "meta": np.asarray(json.dumps({"tags": res.tags, "problems": res.problems, "seconds": res.seconds}))}
+              "meta": np.asarray(json.dumps(meta))}
     if res.regions is not None:
         arrays["regions"] = res.regions
     tmp = f.with_name(f".{f.name}.tmp")
@@ -203,7 +244,8 @@ def _load_chunk(f: Path) -> EmbedResult:
     z = np.load(f)
     meta = json.loads(str(z["meta"]))
     return EmbedResult([str(i) for i in z["ids"]], z["embeddings"], z["regions"] if "regions" in z.files else None,
-                       [[tuple(t) for t in row] for row in meta["tags"]], meta["problems"], meta["seconds"])
+                       [[tuple(t) for t in row] for row in meta["tags"]], meta["problems"], meta["seconds"],
+                       meta["ocr"], meta["captions"])
 
 
 def _work_dir(out: Path) -> Path:
@@ -240,9 +282,10 @@ class IndexArtifact:
     embeddings: np.ndarray
     faiss_index: object
     regions: np.ndarray | None = None
-    tags: dict = field(default_factory=dict)
-    ocr: dict = field(default_factory=dict)
+    tags: dict = field(default_factory=dict)        # image id -> [(label, score)], all k stored
+    ocr: dict = field(default_factory=dict)         # image id -> OCR text
     posts: dict = field(default_factory=dict)
+    captions: dict = field(default_factory=dict)    # image id -> caption
 
     def __post_init__(self):
         self.id_to_row = {i: r for r, i in enumerate(self.ids)}
@@ -251,6 +294,33 @@ class IndexArtifact:
         """The image id a post of the indexed data files uses (the post id itself when the
         artifact does not record it: the ``<id>.jpg`` convention)."""
         return self.posts.get(post_id, post_id)
+
+    @property
+    def min_tag_score(self) -> float:
+        """The score a stored tag needs to be part of an image's visual context."""
+        return float((context_info(self.manifest)["tags"] or {}).get("min_score", MIN_TAG_SCORE))
+
+    def visual_context(self, image_id: str, min_tag_score: float | None = None,
+                       max_tags: int | None = None) -> VisualContext:
+        """The visual context stored for ``image_id``: its tags scoring at least
+        ``min_tag_score`` (default :attr:`min_tag_score`, the build's ``--tag-min-score``),
+        at most ``max_tags`` of them, its OCR text and its caption.
+
+        Raises ``KeyError`` for an image the index does not hold; extract one with
+        :func:`visual_context_like_index`.
+        """
+        if image_id not in self.id_to_row:
+            raise KeyError(f"image {image_id!r} is not in the index {self.path}: extract its visual context "
+                           "with index.artifact.visual_context_like_index(artifact, [(id, path)])")
+        record = {"tags": self.tags.get(image_id, ()), "ocr": self.ocr.get(image_id, ""),
+                  "caption": self.captions.get(image_id, "")}
+        return context_from_record(record, self.min_tag_score if min_tag_score is None else min_tag_score,
+                                   max_tags)
+
+    def post_visual_context(self, post_id: str, min_tag_score: float | None = None,
+                            max_tags: int | None = None) -> VisualContext:
+        """:meth:`visual_context` of the image the post ``post_id`` uses (:meth:`image_of`)."""
+        return self.visual_context(self.image_of(post_id), min_tag_score, max_tags)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -264,14 +334,6 @@ class IndexArtifact:
 
     def vector(self, image_id: str) -> np.ndarray:
         return self.embeddings[self.id_to_row[image_id]]
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def library_versions() -> dict:
@@ -305,7 +367,7 @@ def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
 
 
 def _write_folder(tmp: Path, manifest: dict, ids: list[str], emb: np.ndarray, index,
-                  regions: np.ndarray | None, tag_rows: list[dict] | None, posts: dict | None = None) -> None:
+                  regions: np.ndarray | None, context_rows: list[dict] | None, posts: dict | None = None) -> None:
     import faiss
 
     tmp.mkdir(parents=True)
@@ -317,17 +379,85 @@ def _write_folder(tmp: Path, manifest: dict, ids: list[str], emb: np.ndarray, in
     np.save(tmp / "embeddings.npy", as_float32(emb))
     if regions is not None:
         np.save(tmp / "regions.npy", regions)
-    if tag_rows is not None:
-        write_tags_jsonl(tmp / "tags.jsonl", tag_rows)
+    if context_rows is not None:
+        write_context_jsonl(tmp / "tags.jsonl", context_rows)
     (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False), encoding="utf-8")
 
 
-def _ocr_rows(ids, paths_by_id, engine: OcrEngine | None, progress: bool) -> dict[str, str]:
-    if engine is None:
-        return {}
-    from tqdm.auto import tqdm
+def context_info(manifest: dict) -> dict:
+    """The manifest's ``visual_context`` block: ``{"tags", "ocr", "captions"}``, each the
+    extractor's description or ``None`` when it is off. Artifacts made before the block
+    existed recorded only ``tags: {k, vocabulary, ocr}``; they read as the same settings."""
+    info = manifest.get("visual_context")
+    if info is not None:
+        return info
+    old = manifest.get("tags") or {}
+    return {"tags": {"k": int(old["k"]), "vocabulary": old.get("vocabulary"), "min_score": MIN_TAG_SCORE}
+            if old.get("k") else None,
+            "ocr": {"engine": DEFAULT_OCR_ENGINE, "config": {}} if old.get("ocr") else None,
+            "captions": None}
 
-    return {i: engine.read(paths_by_id[i]) for i in tqdm(ids, desc="ocr", unit="img", disable=not progress)}
+
+def _tags_info(embedder: Embedder, tags_k: int, min_tag_score: float) -> dict | None:
+    """The ``visual_context.tags`` block: which labels, scored how, by which weights."""
+    if not (tags_k and embedder.tag_labels):
+        return None
+    import hashlib
+
+    labels = [str(lab) for lab in embedder.tag_labels]
+    return {"extractor": embedder.name, "method": embedder.tag_method, "weights": embedder.tag,
+            "library": embedder.library, "version": library_versions().get(embedder.library, "?"),
+            "vocabulary": embedder.describe().get("tag_vocabulary"), "labels": len(labels),
+            "labels_sha256": hashlib.sha256("\n".join(labels).encode("utf-8")).hexdigest(),
+            "k": int(tags_k), "min_score": float(min_tag_score)}
+
+
+def ocr_engine_of(artifact: IndexArtifact) -> OcrEngine | None:
+    """The OCR engine that read ``artifact``'s images, rebuilt from its manifest (``None``
+    when it was built without OCR); a different installed version is warned about."""
+    info = context_info(artifact.manifest)["ocr"]
+    if info is None:
+        return None
+    engine = get_ocr_engine(info["engine"], **(info.get("config") or {}))
+    now = engine.describe().get("version")
+    if info.get("version") and now != info["version"]:
+        log.warning("index %s was read by %s %s, this machine has %s: text read now may differ",
+                    artifact.path, info["engine"], info["version"], now)
+    return engine
+
+
+def captioner_of(artifact: IndexArtifact) -> Captioner | None:
+    """The captioner of ``artifact``, rebuilt from its manifest (``None`` when it has no
+    captions). A file captioner reads its files again: one that is gone raises
+    :class:`index.captions.CaptionsFileError` naming it."""
+    info = context_info(artifact.manifest)["captions"]
+    if info is None:
+        return None
+    return get_captioner(info["captioner"], **(info.get("config") or {}))
+
+
+def make_captioner(captions, known_ids=None) -> Captioner | None:
+    """``captions`` as a :class:`Captioner`: one already made, or a captions file (or a
+    list of them) read with :class:`index.captions.FileCaptioner`, its ids checked against
+    ``known_ids``; ``None`` stays ``None``."""
+    if captions is None or isinstance(captions, Captioner):
+        return captions
+    return FileCaptioner(captions, known_ids=None if known_ids is None else set(known_ids))
+
+
+def _merge_captions_info(old: dict | None, new: dict | None) -> dict | None:
+    """The captions block after ``index add``: the files of both when both are files."""
+    if old is None or new is None or old.get("captioner") != "file" or new.get("captioner") != "file":
+        return new or old
+    paths = list(old["config"]["paths"]) + [p for p in new["config"]["paths"] if p not in old["config"]["paths"]]
+    return {**new, "config": {**new["config"], "paths": paths}, "files": old.get("files", []) + new.get("files", [])}
+
+
+def _context_rows(res: EmbedResult) -> list[dict]:
+    n = len(res.ids)
+    ocr = res.ocr or [""] * n
+    captions = res.captions or [""] * n
+    return [context_record(i, t, o, c) for i, t, o, c in zip(res.ids, res.tags, ocr, captions)]
 
 
 def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | str, out_dir,
@@ -336,8 +466,10 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
                 progress: bool = True, with_regions: bool | None = None, tags_k: int = 5,
                 data_files: Sequence[str] = (), image_dir: str | None = None,
                 overwrite: bool = False, search_params: dict | None = None,
-                posts: dict[str, str] | None = None, save_every: int = RESUME_CHUNK) -> IndexArtifact:
-    """Embed ``images`` and write an index artifact folder at ``out_dir``.
+                posts: dict[str, str] | None = None, save_every: int = RESUME_CHUNK,
+                min_tag_score: float = MIN_TAG_SCORE, captions=None) -> IndexArtifact:
+    """Embed ``images`` and write an index artifact folder at ``out_dir``, with each image's
+    visual context (object tags, OCR text, caption: :mod:`index.visual_context`).
 
     Args:
         images: ``(id, path)`` pairs; ``path=None`` means the file is missing.
@@ -346,7 +478,12 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
         batch_size, num_workers: DataLoader settings (workers decode images in parallel).
         device: move the embedder there first (``None``: leave it where it is).
         with_tags: store top-``tags_k`` object tags when the embedder has a label vocabulary.
-        ocr: run OCR on every embedded image (needs rapidocr-onnxruntime).
+        ocr: read the text in every embedded image: ``True`` (the default engine, rapidocr:
+            needs rapidocr-onnxruntime), an engine name, or an :class:`index.ocr.OcrEngine`.
+        min_tag_score: the score a stored tag needs to be part of the visual context
+            (recorded in the manifest; all ``tags_k`` tags are stored).
+        captions: a captions JSONL file (or a list of them, or a :class:`index.captions.Captioner`);
+            every id in the files must be one of ``images``.
         with_regions: store region features; ``None``: when the embedder has them and the
             collection has at most 50k images.
         data_files, image_dir: recorded in the manifest (data files with their sha256).
@@ -374,13 +511,16 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
         with_regions = embedder.has_regions and len(images) <= REGIONS_AUTO_MAX
     with_regions = with_regions and embedder.has_regions
     tags_k = tags_k if with_tags else 0
-    engine = OcrEngine() if ocr else None
+    if not 0.0 <= min_tag_score <= 1.0:
+        raise ValueError(f"min_tag_score must be in [0, 1], found {min_tag_score!r}")
+    engine = _ocr_engine(ocr)
+    captioner = make_captioner(captions, [i for i, _ in images])
 
     if out.parent.is_dir():
         _remove_stale_temp_folders(out)
     work = _work_dir(out)
     res = embed_resumable(images, embedder, work, batch_size, num_workers, with_regions, tags_k, progress,
-                          save_every)
+                          save_every, engine, captioner)
     if not res.ids:
         raise EmptyCollectionError(f"none of the {len(images)} images could be embedded "
                                    f"({_problem_summary(res.problems)}): an empty index is not built")
@@ -395,16 +535,16 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
     set_search_params(index, params)
     index_seconds = time.perf_counter() - t0
 
-    paths_by_id = dict(images)
-    ocr_text = _ocr_rows(res.ids, paths_by_id, engine, progress)
-    tag_rows = [tag_record(i, t, ocr_text.get(i, "")) for i, t in zip(res.ids, res.tags)] \
-        if (tags_k or ocr) else None
-    manifest = _manifest(embedder, fac, params, res, len(images), with_regions, tags_k, ocr,
+    context = {"tags": _tags_info(embedder, tags_k, min_tag_score),
+               "ocr": engine.describe() if engine is not None else None,
+               "captions": captioner.describe() if captioner is not None else None}
+    rows = _context_rows(res) if any(context.values()) else None
+    manifest = _manifest(embedder, fac, params, res, len(images), with_regions, context,
                          data_files, image_dir, index_seconds)
     manifest["posts"] = len(posts or {})
     tmp = _tmp_sibling(out)
     try:
-        _write_folder(tmp, manifest, res.ids, res.embeddings, index, res.regions, tag_rows, posts)
+        _write_folder(tmp, manifest, res.ids, res.embeddings, index, res.regions, rows, posts)
         _publish(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -413,6 +553,14 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
     log.debug("index %s: %d images embedded, %d skipped (%s)", out, len(res.ids), len(res.problems),
              _problem_summary(res.problems))
     return load_index(out)
+
+
+def _ocr_engine(ocr) -> OcrEngine | None:
+    if ocr is None or ocr is False:
+        return None
+    if isinstance(ocr, OcrEngine):
+        return ocr
+    return get_ocr_engine(DEFAULT_OCR_ENGINE if ocr is True else str(ocr))
 
 
 def _problem_summary(problems: list[dict]) -> str:
@@ -426,7 +574,7 @@ def _problem_summary(problems: list[dict]) -> str:
 
 
 def _manifest(embedder: Embedder, fac, params, res: EmbedResult, n_requested, with_regions,
-              tags_k, ocr, data_files, image_dir, index_seconds, created=None) -> dict:
+              context: dict, data_files, image_dir, index_seconds, created=None) -> dict:
     missing = sum(p["problem"] == "missing file" for p in res.problems)
     return {
         "format_version": FORMAT_VERSION,
@@ -447,10 +595,10 @@ def _manifest(embedder: Embedder, fac, params, res: EmbedResult, n_requested, wi
         "regions": ({"shape": list(res.regions.shape), "dtype": str(res.regions.dtype),
                      "kind": embedder.describe().get("region_kind")} if with_regions and res.regions is not None
                     else None),
-        "tags": {"k": tags_k, "vocabulary": embedder.describe().get("tag_vocabulary"), "ocr": bool(ocr)},
+        "visual_context": context,
         "data_files": [{"path": str(f), "sha256": sha256_file(f)} for f in data_files],
         "image_dir": None if image_dir is None else str(image_dir),
-        "timing": {"embed_seconds": round(res.seconds, 3),
+        "timing": {"embed_seconds": round(res.seconds, 3),                 # OCR and captions included
                    "images_per_second": round(len(res.ids) / res.seconds, 2) if res.seconds else None,
                    "index_seconds": round(index_seconds, 3)},
         "versions": library_versions(),
@@ -508,12 +656,14 @@ def load_index(path, expect_embedder: str | None = None, expect_dim: int | None 
     if (path / "regions.npy").is_file():
         regions = _read_part(path, "regions.npy", lambda p: np.load(p, mmap_mode="r" if mmap_regions else None),
                              manifest)
-    tags, ocr = _read_part(path, "tags.jsonl", read_tags_jsonl, manifest)
+    records = _read_part(path, "tags.jsonl", read_context_jsonl, manifest)
+    tags = {i: r["tags"] for i, r in records.items()}
+    ocr = {i: r["ocr"] for i, r in records.items()}
+    captions = {i: r["caption"] for i, r in records.items() if r["caption"]}
     posts = (_read_part(path, "posts.json", lambda p: json.loads(p.read_text(encoding="utf-8")), manifest)
              if (path / "posts.json").is_file() else {})
-    tag_info = manifest.get("tags") or {}
-    if (tag_info.get("k") or tag_info.get("ocr")) and set(tags) != set(ids):
-        problems.append(f"tags.jsonl has records for {len(set(tags) & set(ids))} of the {len(ids)} images")
+    if any(context_info(manifest).values()) and set(records) != set(ids):
+        problems.append(f"tags.jsonl has records for {len(set(records) & set(ids))} of the {len(ids)} images")
     if problems:
         raise ArtifactDamaged(f"index {path} is inconsistent: " + "; ".join(problems)
                               + f"; rebuild it with `{rebuild_command(path, manifest)}`")
@@ -522,7 +672,7 @@ def load_index(path, expect_embedder: str | None = None, expect_dim: int | None 
         index = to_gpu(index)
         set_search_params(index, {k: v for k, v in (manifest.get("search_params") or {}).items()
                                   if k != "k_factor"})
-    return IndexArtifact(str(path), manifest, ids, emb, index, regions, tags, ocr, posts)
+    return IndexArtifact(str(path), manifest, ids, emb, index, regions, tags, ocr, posts, captions)
 
 
 # --------------------------------------------------------------------------- adding
@@ -542,19 +692,64 @@ def embed_like_index(artifact: IndexArtifact, images: Sequence[tuple[str, str | 
                      progress: bool = True, embedder: Embedder | None = None) -> EmbedResult:
     """Embed images that are not in ``artifact`` exactly as its own images were (same
     embedder, preprocessing, batching and object tags), without changing the artifact."""
-    tags_k = int((artifact.manifest.get("tags") or {}).get("k") or 0)
+    tags_k = int((context_info(artifact.manifest)["tags"] or {}).get("k") or 0)
     return embed_collection(images, embedder_of(artifact, embedder), batch_size, 0, False, tags_k, progress)
+
+
+def visual_context_like_index(artifact: IndexArtifact, images: Sequence[tuple[str, str | None]],
+                              batch_size: int = 32, progress: bool = True, embedder: Embedder | None = None,
+                              ocr: OcrEngine | None = None, captioner=None,
+                              min_tag_score: float | None = None, max_tags: int | None = None
+                              ) -> dict[str, VisualContext]:
+    """The visual context of images that are not in ``artifact`` (a new post's photo),
+    extracted as the artifact's own were: the same embedder and ``k`` for the tags, the same
+    OCR engine and settings, the same captioner (all rebuilt from the manifest unless given),
+    the same tag threshold; :meth:`IndexArtifact.visual_context` of an indexed image and this
+    function on the same file agree. The artifact is not changed.
+
+    Args:
+        images: ``(id, path)`` pairs (``path=None``: missing).
+        embedder, ocr: instead of rebuilding them from the manifest (the embedder is checked
+            against it).
+        captioner: a :class:`index.captions.Captioner` or captions file(s) for the new images;
+            default: the artifact's own (a file captioner reads its files again).
+        min_tag_score, max_tags: as for :meth:`IndexArtifact.visual_context`.
+
+    Returns:
+        image id -> :class:`VisualContext`, for the images that could be read (missing and
+        unreadable ones are left out: compare with the ids asked for).
+    """
+    info = context_info(artifact.manifest)
+    tags_k = int((info["tags"] or {}).get("k") or 0)
+    for part, given in (("ocr", ocr), ("captions", captioner)):
+        if info[part] is None and given is not None:
+            raise ValueError(f"index {artifact.path} was built without {part}: its own images have none, so new "
+                             f"ones get none either (rebuild it with --{'ocr' if part == 'ocr' else 'captions FILE'})")
+    if info["ocr"] is not None and ocr is None:
+        ocr = ocr_engine_of(artifact)
+    if info["captions"] is not None:
+        captioner = make_captioner(captioner) if captioner is not None else captioner_of(artifact)
+    res = embed_collection(images, embedder_of(artifact, embedder), batch_size, 0, False, tags_k, progress,
+                           ocr=ocr, captioner=captioner)
+    if res.problems:
+        log.debug("visual context: %d image(s) could not be read: %s", len(res.problems),
+                  _problem_summary(res.problems))
+    score = artifact.min_tag_score if min_tag_score is None else min_tag_score
+    return {r["id"]: context_from_record(r, score, max_tags) for r in _context_rows(res)}
 
 
 def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedder | None = None,
                batch_size: int = 32, num_workers: int = 0, device: str | None = None,
-               progress: bool = True, ocr: bool | None = None,
-               data_files: Sequence[str] = (), posts: dict[str, str] | None = None,
-               save_every: int = RESUME_CHUNK) -> IndexArtifact:
+               progress: bool = True, data_files: Sequence[str] = (), posts: dict[str, str] | None = None,
+               save_every: int = RESUME_CHUNK, captions=None) -> IndexArtifact:
     """Add the images whose ids are not yet in the artifact, without re-embedding the others.
 
-    The embedder is rebuilt from the manifest unless given (and then checked against it).
-    Trained indexes (IVF) keep their training; the folder is rewritten via a temporary sibling.
+    The embedder, the OCR engine and the captioner are rebuilt from the manifest (the
+    embedder may be given, and is then checked against it), so the new images' visual
+    context is extracted as the others' was. ``captions``: a captions file (or files), added
+    to the artifact's captioner's files; its ids must be images of the artifact or of
+    ``images``, and images already in the artifact that it names get its caption. Trained indexes (IVF) keep their training; the folder is
+    rewritten via a temporary sibling.
     """
     path = Path(path)
     art = load_index(path, gpu=False, mmap_regions=False)
@@ -563,15 +758,20 @@ def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedde
     new = [(i, p) for i, p in images if i not in art.id_to_row]
     new = list(dict(new).items())
     all_posts = {**art.posts, **(posts or {})}
-    if not new and all_posts == art.posts:
+    info = context_info(m)
+    known = set(art.ids) | {p["id"] for p in m.get("problems", [])} | {i for i, _ in images}
+    new_captioner = make_captioner(captions, known)
+    if not new and all_posts == art.posts and new_captioner is None:
         log.info("index %s: nothing to add (all %d ids present)", path, len(images))
         return art
     with_regions = art.regions is not None
-    tags_k = int(m.get("tags", {}).get("k") or 0)
-    ocr = bool(m.get("tags", {}).get("ocr")) if ocr is None else ocr
+    tags_k = int((info["tags"] or {}).get("k") or 0)
+    ocr = ocr_engine_of(art)
+    captioner = new_captioner or captioner_of(art)
     _remove_stale_temp_folders(path)
     work = _work_dir(path)
-    res = embed_resumable(new, embedder, work, batch_size, num_workers, with_regions, tags_k, progress, save_every)
+    res = embed_resumable(new, embedder, work, batch_size, num_workers, with_regions, tags_k, progress, save_every,
+                          ocr, captioner)
     ids = art.ids + res.ids
     emb = np.concatenate([art.embeddings, res.embeddings]) if res.ids else art.embeddings
     regions = None
@@ -582,16 +782,19 @@ def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedde
     if res.ids:
         index.add(as_float32(res.embeddings))
     index_seconds = time.perf_counter() - t0
-    ocr_text = _ocr_rows(res.ids, dict(new), OcrEngine() if ocr else None, progress)
-    tag_rows = None
-    if tags_k or ocr:
-        tag_rows = [tag_record(i, art.tags.get(i, []), art.ocr.get(i, "")) for i in art.ids]
-        tag_rows += [tag_record(i, t, ocr_text.get(i, "")) for i, t in zip(res.ids, res.tags)]
-    known = {p["id"] for p in res.problems}
-    old_problems = [p for p in m.get("problems", []) if p["id"] not in known and p["id"] not in set(res.ids)]
+    context = {"tags": info["tags"], "ocr": info["ocr"],
+               "captions": _merge_captions_info(info["captions"], captioner.describe() if new_captioner else None)}
+    rows = None
+    if any(context.values()):
+        recaption = new_captioner.captions if isinstance(new_captioner, FileCaptioner) else {}
+        rows = [context_record(i, art.tags.get(i, []), art.ocr.get(i, ""), recaption.get(i, art.captions.get(i, "")))
+                for i in art.ids]
+        rows += _context_rows(res)
+    known_problems = {p["id"] for p in res.problems}
+    old_problems = [p for p in m.get("problems", []) if p["id"] not in known_problems and p["id"] not in set(res.ids)]
     merged = EmbedResult(ids, emb, regions, [], old_problems + res.problems, res.seconds)
     manifest = _manifest(embedder, m["factory"], m.get("search_params") or {}, merged,
-                         m["counts"]["requested"] + len(new), with_regions, tags_k, ocr,
+                         m["counts"]["requested"] + len(new), with_regions, context,
                          list(data_files), m.get("image_dir"), index_seconds, created=m.get("created"))
     manifest["data_files"] = m.get("data_files", []) + manifest["data_files"]
     manifest["added"] = m.get("added", []) + [{"at": manifest["updated"], "embedded": len(res.ids),
@@ -599,7 +802,7 @@ def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedde
     manifest["posts"] = len(all_posts)
     tmp = _tmp_sibling(path)
     try:
-        _write_folder(tmp, manifest, ids, emb, index, regions, tag_rows, all_posts)
+        _write_folder(tmp, manifest, ids, emb, index, regions, rows, all_posts)
         if (path / "build.log").is_file():
             shutil.copy2(path / "build.log", tmp / "build.log")
         _publish(tmp, path, overwrite=True)
@@ -625,8 +828,10 @@ def manifest_table(manifest: dict) -> str:
         elif prefix == "data_files" and isinstance(v, list):
             for f in v:
                 rows.append(("data_file", f"{f['path']}  sha256:{f['sha256'][:12]}"))
+        elif isinstance(v, list) and len(v) > 8:               # a tag vocabulary: its size and first labels
+            rows.append((prefix, f"{len(v)} items: {json.dumps(v[:3], ensure_ascii=False)[:-1]}, ...]"))
         else:
-            rows.append((prefix, json.dumps(v) if isinstance(v, (list, dict)) else str(v)))
+            rows.append((prefix, json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else str(v)))
 
     walk("", manifest)
     width = max(len(k) for k, _ in rows)

@@ -57,6 +57,9 @@ class Embedder(abc.ABC):
         has_regions: whether :meth:`encode` can return per-image regions.
         has_images: whether :meth:`embed_images` works.
         tag_labels: labels of the logits :meth:`encode` returns (empty: no object tags).
+        tag_method: how those logits are made: ``"classifier"`` (a trained classification
+            head) or ``"zero-shot"`` (image-text similarity to a prompt per label).
+        library: the package whose version the manifest records beside the weights.
         transform: PIL image -> (3, H, W) float tensor (picklable, used in DataLoader workers).
     """
 
@@ -67,6 +70,8 @@ class Embedder(abc.ABC):
     has_images: bool = True
     has_regions: bool = False
     tag_labels: Sequence[str] = ()
+    tag_method: str = "classifier"
+    library: str = "torch"
     transform: Callable | None = None
     device: torch.device = torch.device("cpu")
     precision: str = "fp32"

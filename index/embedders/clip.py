@@ -102,12 +102,15 @@ class ClipEmbedder(Embedder):
         model: an open_clip architecture (``open_clip.list_models()``), or a path to a JSON
             model config in open_clip's format (registered under the file stem).
         pretrained: ``None`` (random weights), a pretrained tag, or a checkpoint file.
-        tag_vocabulary: labels for CLIP zero-shot object tags (default: ImageNet-1k when
-            ``pretrained`` is given; random weights give no tags).
+        tag_vocabulary: labels for CLIP zero-shot object tags, each scored by the image's
+            similarity to the prompt "a photo of a {label}." (default: ImageNet-1k when
+            ``pretrained`` is given; random weights give no tags unless a vocabulary is given).
         device, precision: as for every embedder.
     """
 
     name = "clip"
+    library = "open_clip"
+    tag_method = "zero-shot"
 
     def __init__(self, model: str = "ViT-B-32", pretrained: str | None = None,
                  tag_vocabulary: list[str] | None = None, device: str | None = "auto",
@@ -145,12 +148,13 @@ class ClipEmbedder(Embedder):
         self.net.to(self.device)
         self.tag_labels: list[str] = []
         self._label_matrix = None
+        self.user_vocabulary = bool(tag_vocabulary)
         if tag_vocabulary is None and pretrained is not None:
             from .timm_backbone import imagenet_labels
 
             tag_vocabulary = imagenet_labels()
         if tag_vocabulary:
-            self.tag_labels = list(tag_vocabulary)
+            self.tag_labels = [str(lab) for lab in tag_vocabulary]
 
     def to(self, device):
         self.device = torch.device(device)
@@ -200,8 +204,12 @@ class ClipEmbedder(Embedder):
     def describe(self) -> dict:
         d = super().describe()
         d.update(model=self.model_name, region_kind="projected patch tokens" if self.has_regions else None,
-                 tag_vocabulary=("imagenet-1k" if len(self.tag_labels) == 1000 else len(self.tag_labels)) or None)
+                 tag_vocabulary=(None if not self.tag_labels else "user" if self.user_vocabulary
+                                 else "imagenet-1k"))
         return d
 
     def config(self) -> dict:
-        return {"model": self.model_arg, "pretrained": self.tag}
+        cfg = {"model": self.model_arg, "pretrained": self.tag}
+        if self.user_vocabulary:
+            cfg["tag_vocabulary"] = list(self.tag_labels)
+        return cfg

@@ -67,6 +67,7 @@ class TimmEmbedder(Embedder):
     """
 
     name = "timm"
+    library = "timm"
 
     def __init__(self, model: str = "efficientnet_lite0", checkpoint: str | None = None,
                  labels: str | list[str] | None = None, device: str | None = "auto",

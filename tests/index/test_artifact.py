@@ -76,7 +76,7 @@ def test_write_failure_removes_temp_folder(image_dir, tmp_path, effnet, monkeypa
     def boom(*a, **kw):
         raise OSError("disk full")
 
-    monkeypatch.setattr(A, "write_tags_jsonl", boom)
+    monkeypatch.setattr(A, "write_context_jsonl", boom)
     with pytest.raises(OSError, match="disk full"):
         build_index(images_in_dir(image_dir), effnet, tmp_path / "idx", progress=False, with_regions=False)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".idx.partial", "images"]

@@ -56,7 +56,8 @@ def test_clip_checkpoint_round_trip(tiny_clip_files):
     np.testing.assert_allclose(np.linalg.norm(t, axis=1), 1.0, rtol=1e-5)
     assert a.image_regions([img]).shape == (1, 4, 32)          # 2x2 patches, projected
     assert len(a.object_tags([img], k=2)[0]) == 2
-    assert a.tag == ckpt and a.config() == {"model": cfg, "pretrained": ckpt}
+    assert a.tag == ckpt and a.config() == {"model": cfg, "pretrained": ckpt, "tag_vocabulary": ["red", "blue"]}
+    assert b.config() == {"model": cfg, "pretrained": ckpt}               # ImageNet labels: not repeated
 
 
 def test_clip_random_weights_differ_from_checkpoint(tiny_clip_files):
@@ -108,3 +109,21 @@ def test_sentence_embedder():
     assert v[0] @ v[1] > v[0] @ v[2]
     with pytest.raises(TypeError, match="no image tower"):
         s.embed_images([Image.new("RGB", (8, 8))])
+
+
+def test_clip_zero_shot_tags_pick_the_label_whose_prompt_matches_the_image(tiny_clip_files, monkeypatch):
+    cfg, ckpt = tiny_clip_files
+    clip = get_embedder("clip", model=cfg, pretrained=ckpt, device="cpu", tag_vocabulary=["dog", "sign", "cat"])
+    img = Image.new("RGB", (40, 30), (200, 10, 10))
+    v = clip.embed_images([img])[0]
+    other = np.linalg.qr(np.stack([v, *np.random.default_rng(0).normal(size=(2, v.size))]).T)[0].T[1:]
+    prompts = {}
+
+    def texts(batch):                                  # "sign" is the image itself, the others orthogonal to it
+        prompts["seen"] = list(batch)
+        return np.stack([other[0], v, other[1]]).astype(np.float32)
+
+    monkeypatch.setattr(clip, "embed_texts", texts)
+    (top, p), *_ = clip.object_tags([img], k=3)[0]
+    assert top == "sign" and p > 0.99                 # logit scale (1/0.07 at init) x cosine 1, vs 0
+    assert prompts["seen"] == ["a photo of a dog.", "a photo of a sign.", "a photo of a cat."]

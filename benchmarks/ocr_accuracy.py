@@ -1,0 +1,194 @@
+"""OCR character accuracy on the demo's signs, and the object tags of the demo's photos.
+
+The demo's ``visual_text`` posts carry a sign drawn onto a real packaged photo
+(``data.demo_photos.draw_sign``), its text in the post's ``sign`` field. Each image is
+read by the index's OCR engine (``index.ocr``, as ``python -m index build --ocr`` reads
+it) and compared with the sign, both normalised: upper-case, the " / " line separator a
+space, whitespace collapsed.
+
+* character accuracy = 1 - (Levenshtein distance) / (reference length), summed over the
+  images (micro) and averaged per image; also with every space removed from both texts,
+  which separates reading the letters from finding the gaps between words;
+* name read = the post's name (its target entity) appears in the text read, exactly, and
+  with the spaces removed;
+* seconds per image (the engine's start-up apart).
+
+Object tags: EfficientNet-Lite0's ImageNet top tags (through the index's embedding path)
+of one demo view per source photo (``data.demo_photos.augment``, no sign), and the most
+frequent top tag of the sign images.
+
+    python benchmarks/ocr_accuracy.py                       # a fresh demo of 100 sign posts
+    python benchmarks/ocr_accuracy.py --demo data/demo      # the visual_text posts of a demo
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from benchmarks.provenance import write_result  # noqa: E402
+
+
+def normalise(text: str) -> str:
+    """Upper-case, the line separator " / " as a space, whitespace collapsed.
+
+    >>> normalise("Zelby /  inc.")
+    'ZELBY INC.'
+    """
+    return " ".join(text.replace(" / ", " ").upper().split())
+
+
+def character_accuracy(reference: str, hypothesis: str) -> float:
+    """1 - Levenshtein(reference, hypothesis) / len(reference), on the texts as given
+    (normalise them first); can fall below 0 when the hypothesis is much longer."""
+    from rapidfuzz.distance import Levenshtein
+
+    if not reference:
+        raise ValueError("empty reference text")
+    return 1.0 - Levenshtein.distance(reference, hypothesis) / len(reference)
+
+
+def score_reads(rows: list[dict]) -> dict:
+    """Aggregate ``[{"reference", "read", "name"}]`` into the benchmark's figures."""
+    from rapidfuzz.distance import Levenshtein
+
+    def figures(strip_spaces: bool) -> dict:
+        def prep(t: str) -> str:
+            t = normalise(t)
+            return t.replace(" ", "") if strip_spaces else t
+        refs, hyps = [prep(r["reference"]) for r in rows], [prep(r["read"]) for r in rows]
+        dist = [Levenshtein.distance(a, b) for a, b in zip(refs, hyps)]
+        return {"char_accuracy_micro": 1.0 - sum(dist) / sum(len(a) for a in refs),
+                "char_accuracy_mean": statistics.fmean(1.0 - d / len(a) for d, a in zip(dist, refs)),
+                "exact_text_rate": statistics.fmean(a == b for a, b in zip(refs, hyps)),
+                "name_read_rate": statistics.fmean(prep(r["name"]) in h for r, h in zip(rows, hyps))}
+
+    return {"images": len(rows), "as_read": figures(False), "spaces_ignored": figures(True)}
+
+
+def sign_posts(demo: Path, splits: list[str]) -> list[dict]:
+    posts = []
+    for split in splits:
+        f = demo / f"{split}.jsonl"
+        if not f.is_file():
+            continue
+        for line in f.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            if r.get("kind") == "visual_text" and r.get("sign") and r.get("image"):
+                a, b = r["target"][0]
+                posts.append({"id": r["id"], "image": str(demo / "images" / r["image"]), "sign": r["sign"],
+                              "name": " ".join(r["tokens"][a:b]), "source_photo": r.get("source_photo")})
+    return posts
+
+
+def photo_views(folder: Path, seed: int) -> list[tuple[str, str]]:
+    """One demo view (augmented, no sign) of every source photo, saved as the demo saves it."""
+    import numpy as np
+
+    from data.demo_photos import SOURCE_PHOTOS, augment, encode_jpeg, load_sources
+
+    sources = load_sources(list(SOURCE_PHOTOS))
+    out = []
+    for k, name in enumerate(SOURCE_PHOTOS):
+        view = augment(sources[name], np.random.default_rng([seed, k]))
+        path = folder / f"{name}.jpg"
+        path.write_bytes(encode_jpeg(view))
+        out.append((name, str(path)))
+    return out
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--demo", default=None, help="a demo folder (data/demo); default: generate one")
+    p.add_argument("--splits", nargs="+", default=["train", "valid", "test"], help="with --demo: splits read")
+    p.add_argument("--n", type=int, default=100, help="without --demo: visual_text posts generated (test split)")
+    p.add_argument("--seed", type=int, default=0, help="demo generation and photo views")
+    p.add_argument("--limit", type=int, default=None, help="read at most this many sign images")
+    p.add_argument("--tags-k", type=int, default=3)
+    p.add_argument("--out", default="benchmarks/results/ocr_accuracy.json")
+    args = p.parse_args(argv)
+
+    import torch
+
+    from index.artifact import embed_collection
+    from index.embedders import get_embedder
+    from index.images import open_image
+    from index.ocr import get_ocr_engine
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        if args.demo is None:
+            from data.demo import generate
+
+            demo = tmp / "demo"
+            generate(demo, seed=args.seed, n_train=0, n_valid=0, n_test=args.n, mix={"visual_text": 1.0})
+            source = {"generated": {"seed": args.seed, "n_test": args.n, "mix": {"visual_text": 1.0}}}
+        else:
+            demo = Path(args.demo)
+            source = {"demo": str(demo), "splits": args.splits,
+                      "manifest_seed": json.loads((demo / "manifest.json").read_text()).get("seed")}
+        posts = sign_posts(demo, args.splits if args.demo else ["test"])[: args.limit]
+        if not posts:
+            print(f"error: no visual_text post with an image in {demo}", file=sys.stderr)
+            return 2
+
+        t0 = time.perf_counter()
+        engine = get_ocr_engine("rapidocr")
+        start_seconds = time.perf_counter() - t0
+        rows, seconds = [], []
+        for q in posts:
+            image = open_image(q["image"])
+            t = time.perf_counter()
+            read = engine.read(image)
+            seconds.append(time.perf_counter() - t)
+            rows.append({"id": q["id"], "source_photo": q["source_photo"], "reference": q["sign"], "read": read,
+                         "name": q["name"], "char_accuracy": round(character_accuracy(normalise(q["sign"]),
+                                                                                    normalise(read)), 4)})
+        ocr = {"engine": engine.describe(), **score_reads(rows),
+               "seconds_per_image": statistics.fmean(seconds), "seconds_per_image_median": statistics.median(seconds),
+               "engine_start_seconds": start_seconds,
+               "misread": [{k: r[k] for k in ("id", "reference", "read", "char_accuracy")}
+                           for r in rows if normalise(r["read"]) != normalise(r["reference"])][:15]}
+
+        embedder = get_embedder("efficientnet_lite0", device="cpu")
+        views = photo_views(tmp, args.seed)
+        res = embed_collection(views, embedder, batch_size=16, tags_k=args.tags_k, progress=False)
+        photo_tags = {i: [{"label": lab, "score": round(s, 4)} for lab, s in t] for i, t in zip(res.ids, res.tags)}
+        signs = embed_collection([(q["id"], q["image"]) for q in posts], embedder, batch_size=32, tags_k=1,
+                                 progress=False)
+        top1 = Counter(t[0][0] for t in signs.tags)
+        tags = {"embedder": embedder.name, "weights": embedder.tag,
+                "photos": "one view per source photo: data.demo_photos.augment (the demo's photo pipeline), "
+                          f"seed {args.seed}, no sign",
+                "top_tags": photo_tags,
+                "sign_images_top1": [{"label": lab, "images": n} for lab, n in top1.most_common(8)]}
+
+    payload = {"source": source, "normalisation": "upper-case; ' / ' -> ' '; whitespace collapsed",
+               "ocr": ocr, "tags": tags, "per_image": rows, "torch_threads": torch.get_num_threads()}
+    write_result(args.out, payload, __file__, argv)
+
+    a, s = ocr["as_read"], ocr["spaces_ignored"]
+    print(f"OCR ({engine.name}) on {ocr['images']} sign images: {ocr['seconds_per_image']:.2f} s/image")
+    print(f"{'':<16} {'char acc':>9} {'exact text':>11} {'name read':>10}")
+    for label, f in (("as read", a), ("spaces ignored", s)):
+        print(f"{label:<16} {f['char_accuracy_micro']:>9.3f} {f['exact_text_rate']:>11.3f} {f['name_read_rate']:>10.3f}")
+    print("\ntop tags of one demo view per source photo:")
+    for name, t in photo_tags.items():
+        print(f"  {name:<22} " + ", ".join(f"{x['label'].split(',')[0]} {x['score']:.2f}" for x in t))
+    print("most frequent top tag on the sign images: "
+          + ", ".join(f"{x['label'].split(',')[0]} ({x['images']})" for x in tags["sign_images_top1"][:5]))
+    print(f"written {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
