@@ -265,6 +265,17 @@ def compare_runs(runs, gold_path, subset_field=None, kind_field="kind", target_f
     return rows
 
 
+def run_names(runs: list[str]) -> list[str]:
+    """The shortest trailing parts of the run paths that tell them apart:
+    ``runs/a/text/seed13``, ``runs/a/rgcn/seed13`` -> ``text/seed13``, ``rgcn/seed13``."""
+    parts = [Path(r).parts or (str(r),) for r in runs]
+    for n in range(1, max(len(p) for p in parts) + 1):
+        names = ["/".join(p[-n:]) for p in parts]
+        if len(set(names)) == len(names):
+            return names
+    return [str(r) for r in runs]
+
+
 def compare_table(rows: list[dict]) -> str:
     """The rows of :func:`compare_runs` as a table, F1/P/R in percent: the overall scores,
     the subset columns, then one F1 column per kind (headed by the kind's name) and
@@ -276,10 +287,11 @@ def compare_table(rows: list[dict]) -> str:
     if "kinds" in first:
         cols += [(k, lambda r, k=k: r["kinds"][k]["f1"]) for k in kinds]
         cols.append((OTHER, lambda r: r[OTHER]["f1"]))
-    name_w = max(len("run"), *(len(Path(r["run"]).name) for r in rows))
+    names = run_names([r["run"] for r in rows])
+    name_w = max(len("run"), *(len(n) for n in names))
     lines = ["run".ljust(name_w) + "".join(f"  {k:>{max(8, len(k))}}" for k, _ in cols)]
-    for r in rows:
-        lines.append(Path(r["run"]).name.ljust(name_w)
+    for r, name in zip(rows, names):
+        lines.append(name.ljust(name_w)
                      + "".join(f"  {100 * get(r):>{max(8, len(k))}.2f}" for k, get in cols))
     counts = [f"{k[:-len('_gold')]} {first[k]}" for k in first if k.endswith("_gold")]
     if counts:

@@ -218,3 +218,11 @@ def test_compare_reports_a_kinded_post_without_target(tmp_path, capsys):
     assert main(["compare", str(tmp_path / "a"), "--gold", str(gold)]) == 2
     err = capsys.readouterr().err
     assert f"{gold}: post 'bad' has a 'kind' ('no_image') but no 'target' field" in err
+
+
+def test_run_names_tell_runs_apart():
+    from rgcn.__main__ import run_names
+
+    assert run_names(["runs/a/text/seed13", "runs/a/rgcn/seed13"]) == ["text/seed13", "rgcn/seed13"]
+    assert run_names(["runs/demo_text", "runs/demo_rgcn"]) == ["demo_text", "demo_rgcn"]
+    assert run_names(["x/r", "x/r"]) == ["x/r", "x/r"]
