@@ -20,6 +20,10 @@ no change here (its own config, if it needs options, is the one file to add).
 
     python benchmarks/heads.py --threads 1    # needs data/demo and .cache/demo/index (make demo makes both)
     python benchmarks/heads.py --seeds 13 --heads text rgcn --epochs 2 --output /tmp/heads.json
+    python benchmarks/heads.py --heads text rgcn --variant rgcn_no_intra rgcn 'head.options.relations=[inter]'
+
+``--variant NAME HEAD KEY=VALUE...`` adds a row: a head trained with its config and these
+overrides (an ablation), in ``--out-dir``/NAME/seed<N>.
 
 Writes ``benchmarks/results/heads_<prefix>.json`` (``--output``) through
 ``benchmarks/provenance.py`` with every seed's rows, a bar chart of mean F1 per kind and
@@ -79,13 +83,24 @@ def parse_args(argv=None):
     p.add_argument("--set", nargs="+", default=[], metavar="[HEAD:]KEY=VALUE",
                    help="config overrides for every run, or for one head's runs with HEAD: "
                         "(e.g. train.lr=1e-4 rgcn:head.options.k=3)")
-    p.add_argument("--out-dir", default="runs/heads", help="run folders: OUT_DIR/<head>/seed<N>")
+    p.add_argument("--variant", nargs="+", action="append", default=[], metavar="NAME HEAD [KEY=VALUE ...]",
+                   help="one more row: HEAD trained with these config overrides under NAME, e.g. "
+                        "--variant rgcn_no_intra rgcn 'head.options.relations=[inter]' (repeatable)")
+    p.add_argument("--out-dir", default="runs/heads", help="run folders: OUT_DIR/<name>/seed<N>")
     p.add_argument("--output", help="result JSON (default benchmarks/results/heads_PREFIX.json)")
     p.add_argument("--chart", help="bar chart (default: the result JSON with .png)")
     p.add_argument("--no-chart", action="store_true", help="write no chart")
     p.add_argument("-v", "--verbose", action="store_true", help="show each run's console output")
     a = p.parse_args(argv)
     a.heads = a.heads or list_heads()
+    a.rows = [(head, head, []) for head in a.heads]             # (row name, head, overrides)
+    for v in a.variant:
+        if len(v) < 2 or v[1] not in list_heads() or any("=" not in x for x in v[2:]):
+            p.error(f"--variant {' '.join(v)}: expected NAME HEAD [KEY=VALUE ...] with HEAD one of "
+                    f"{', '.join(list_heads())}")
+        if v[0] in {r[0] for r in a.rows}:
+            p.error(f"--variant {v[0]}: the name is taken")
+        a.rows.append((v[0], v[1], v[2:]))
     prefix = a.dataset_prefix
     defaults = {"train": f"data/{prefix}/train.jsonl", "valid": f"data/{prefix}/valid.jsonl",
                 "test": f"data/{prefix}/test.jsonl", "images": f"data/{prefix}/images",
@@ -96,8 +111,9 @@ def parse_args(argv=None):
     a.chart = None if a.no_chart else str(Path(a.chart).resolve() if a.chart else Path(a.output).with_suffix(".png"))
     for item in a.set:
         key = item.partition("=")[0]
-        if "=" not in item or (":" in key and key.split(":")[0] not in a.heads):
-            p.error(f"--set {item!r}: expected KEY=VALUE or HEAD:KEY=VALUE with HEAD one of {', '.join(a.heads)}")
+        trained = sorted({h for _, h, _ in a.rows})
+        if "=" not in item or (":" in key and key.split(":")[0] not in trained):
+            p.error(f"--set {item!r}: expected KEY=VALUE or HEAD:KEY=VALUE with HEAD one of {', '.join(trained)}")
     return a
 
 
@@ -163,25 +179,25 @@ def run_seed(a, seed: int, shared: list[str], gold, photo_types) -> dict:
     without the test images; ``photo_knn`` from the text head's predictions when
     ``photo_types`` is given. Returns ``{"rows": {name: score_by_kind row}, "timing": ...}``."""
     rows, timing, dropped_rows, runs = {}, {}, {}, {}
-    for head in a.heads:
-        run = Path(a.out_dir) / head / f"seed{seed}"
+    for name, head, extra in a.rows:
+        run = Path(a.out_dir) / name / f"seed{seed}"
         argv = [*head_args(head, a.dataset_prefix, a.index), "--no-progress",
                 f"data.train={a.train}", f"data.valid={a.valid}", f"data.test={a.test}", f"data.images={a.images}",
                 *shared, f"train.epochs={a.epochs}", f"train.seed={seed}", f"train.threads={a.threads}",
-                f"out_dir={run.parent}", f"name={run.name}", *overrides_for(head, a.set)]
+                f"out_dir={run.parent}", f"name={run.name}", *overrides_for(head, a.set), *extra]
         with quiet(not a.verbose):
             res = train.main(argv)
         hist = res["history"]
-        timing[head] = {"seconds_per_epoch": round(statistics.fmean(h["train_seconds"] for h in hist), 2),
+        timing[name] = {"seconds_per_epoch": round(statistics.fmean(h["train_seconds"] for h in hist), 2),
                         "tagging_posts_per_second": res.get("test_posts_per_second")}
         pred, _ = read_predictions(run / "test_predictions.conll")
-        rows[head], runs[head] = score_by_kind(gold.samples, pred, where=a.test), pred
+        rows[name], runs[name] = score_by_kind(gold.samples, pred, where=a.test), pred
         with quiet(not a.verbose):
-            dropped_rows[NO_IMAGES.format(head)] = score_by_kind(gold.samples, predict_without_images(run, a),
+            dropped_rows[NO_IMAGES.format(name)] = score_by_kind(gold.samples, predict_without_images(run, a),
                                                                  where=a.test)
-        print(f"seed {seed} {head}: test F1 {100 * rows[head]['f1']:.2f} "
-              f"(no test images {100 * dropped_rows[NO_IMAGES.format(head)]['f1']:.2f}), "
-              f"{timing[head]['seconds_per_epoch']} s/epoch", flush=True)
+        print(f"seed {seed} {name}: test F1 {100 * rows[name]['f1']:.2f} "
+              f"(no test images {100 * dropped_rows[NO_IMAGES.format(name)]['f1']:.2f}), "
+              f"{timing[name]['seconds_per_epoch']} s/epoch", flush=True)
     if photo_types is not None and TEXT in runs:
         rows[PHOTO_KNN] = score_by_kind(gold.samples, retype_targets(gold.samples, runs[TEXT], photo_types),
                                         where=a.test)
@@ -324,12 +340,12 @@ def main(argv=None) -> dict:
     data_overrides = [f"data.train={a.train}", f"data.valid={a.valid}"]
     base = load_config(text_config(a.dataset_prefix), data_overrides)
     shared = [f"encoder.name={base.encoder.name}", f"train.batch_size={base.train.batch_size}"]
-    readers = [h for h in a.heads if head_class(h).reads_index]
+    readers = sorted({h for _, h, _ in a.rows if head_class(h).reads_index})
     if readers and not (Path(a.index) / "manifest.json").is_file():
         raise SystemExit(f"{', '.join(readers)} read(s) the image index, and there is none at {a.index}: "
                          f"build it (python -m index build --data ... --images {_rel(a.images)} --out "
                          f"{_rel(a.index)}) or pass --index")
-    print(f"heads {a.heads}, seeds {a.seeds}, {a.epochs} epochs, threads {a.threads}; every run: "
+    print(f"heads {a.heads}" + (f", variants {[v[0] for v in a.variant]}" if a.variant else "") + f", seeds {a.seeds}, {a.epochs} epochs, threads {a.threads}; every run: "
           f"{' '.join(shared + a.set)}", flush=True)
     cwd = Path.cwd()
     os.chdir(ROOT)                                    # configs name paths from the repository root
@@ -343,6 +359,7 @@ def main(argv=None) -> dict:
         os.chdir(cwd)
     summary = summarise(per_seed)
     out = {"dataset_prefix": a.dataset_prefix, "heads": a.heads, "seeds": a.seeds, "epochs": a.epochs,
+           "variants": {name: {"head": head, "overrides": extra} for name, head, extra in a.rows[len(a.heads):]},
            "threads": a.threads, "shared": shared, "set": a.set, "knn_k": a.knn_k,
            "data": {k: _rel(getattr(a, k)) for k in ("train", "valid", "test", "images", "index")},
            "configs": {h: [_rel(x) if x.startswith(str(ROOT)) else x

@@ -217,3 +217,21 @@ def test_real_runs_feed_the_board(kinds_data, tiny_encoder, tmp_path):
     assert rows["text (no test images)"] == rows["text"]            # the text head never sees an image
     assert out["summary"]["rgcn"]["seconds_per_epoch"]["n"] == 1
     assert not (tmp_path / "heads.png").exists()
+
+
+def test_a_variant_is_its_head_with_overrides(kinds_data, fake_training, tmp_path):
+    root, splits = kinds_data
+    out = heads.main(_args(root, splits, tmp_path, "--heads", "text", "--seeds", "13", "--no-chart",
+                           "--variant", "rgcn_k3", "rgcn", "head.options.k=3", "--set", "rgcn:head.options.gcn_hidden=8"))
+    assert list(out["summary"]) == ["text", "rgcn_k3", "photo_knn", "text (no test images)",
+                                    "rgcn_k3 (no test images)"]
+    assert out["variants"] == {"rgcn_k3": {"head": "rgcn", "overrides": ["head.options.k=3"]}}
+    argv = next(a for a in fake_training if any(x.endswith("/rgcn_k3") for x in a))
+    opt = dict(x.split("=", 1) for x in argv if "=" in x)
+    assert argv[:2] == ["--config", str(heads.CONFIGS / "demo_rgcn.yaml")]
+    assert opt["head.options.k"] == "3" and opt["head.options.gcn_hidden"] == "8" and "head.options.index" in opt
+    assert opt["out_dir"] == str(tmp_path / "runs" / "rgcn_k3")
+    with pytest.raises(SystemExit):
+        heads.parse_args(["--variant", "x", "nohead"])
+    with pytest.raises(SystemExit):
+        heads.parse_args(["--heads", "text", "--variant", "text", "rgcn"])
