@@ -247,6 +247,20 @@ class MAFHead(FusionHead):
         """
         return self.W_c(torch.cat([masked_mean(T, word_mask), masked_mean(C, word_mask)], dim=-1))
 
+    def match_probability(self, states: torch.Tensor, word_mask: torch.Tensor, inputs: dict) -> torch.Tensor:
+        """p(match) (4) of each post and the image in ``inputs["regions"]`` (a post without
+        an image gets the probability of its words alone, which means nothing: filter by
+        ``inputs["present"]``).
+
+        Shapes: ``states (B, W, D)``, ``word_mask (B, W)`` -> ``(B,)``.
+        """
+        if not self.opts.matching:
+            raise ValueError("maf head: this model was trained without the matching module (matching: false)")
+        V = self.W_v(inputs["regions"].to(states.dtype))              # (B, R, D)
+        mask = inputs["present"].bool().unsqueeze(1).expand(-1, V.shape[1])
+        C = self.interaction(states, V, mask)                         # (B, W, D)
+        return self.matcher(states, C, word_mask).float().softmax(dim=-1)[:, 1]
+
     @property
     def crf_weight(self) -> float:
         """``1 - alpha - beta`` (7), leaving out the weight of a module that is off."""

@@ -218,3 +218,16 @@ def test_options_are_checked():
     with pytest.raises(ValueError, match="trained on region features of width 1280, but the index gives 3"):
         build_head("maf", D, {}, {"regions": hand_regions(), "head_state": {"region_dim": 1280}})
     assert maf().extra_state() == {"region_dim": D_R}
+
+
+def test_match_probability_of_the_image_a_post_is_shown():
+    head = maf().eval()
+    states, mask = torch.randn(4, 4, D), word_mask()
+    inputs = head.prepare(posts(), training=False)
+    p = head.match_probability(states, mask, inputs)
+    C = head.interaction(states, head.W_v(inputs["regions"]), inputs["present"].unsqueeze(1).expand(-1, R))
+    assert torch.allclose(p, head.matcher(states, C, mask).softmax(-1)[:, 1])
+    other = head.match_probability(states, mask, {**inputs, "regions": inputs["regions"][[1, 0, 2, 3]]})
+    assert not torch.allclose(p[:2], other[:2]) and torch.allclose(p[2:], other[2:])
+    with pytest.raises(ValueError, match="without the matching module"):
+        maf(matching=False).match_probability(states, mask, inputs)
