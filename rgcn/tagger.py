@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from .batching import BucketSampler, TaggingDataset
 from data.corpus import ENTITY_TYPES, Sample
 from .encoder import TextBatch, WordEncoder, WordTokenizer
-from .heads import FusionHead
+from .heads import FusionHead, HeadOutput
 from .metrics import Scores, score
 
 
@@ -95,24 +95,32 @@ class Tagger(nn.Module):
         batch.extras = self.head.prepare([dataset.samples[i] for i in indices], training)
         return batch
 
-    def emissions(self, batch: TextBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Emission scores in fp32 (the encoder and head may run under bf16 autocast)."""
+    def head_output(self, batch: TextBatch) -> tuple[torch.Tensor, HeadOutput]:
+        """Emission scores in fp32 (the encoder and head may run under bf16 autocast) and
+        what the head returned."""
         with torch.autocast(self.device.type, dtype=self.autocast_dtype or torch.float32,
                             enabled=self.autocast_dtype is not None):
             states = self.encoder(batch)  # (B, W, D)
             out = self.head(states, batch.word_mask, batch.extras)
             em = self.emission(out.states)  # (B, W, n_labels)
-        aux = out.aux_loss.float() if out.aux_loss is not None else None
-        return em.float(), aux
+        return em.float(), out
+
+    def emissions(self, batch: TextBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Emission scores in fp32 and the head's auxiliary loss (``None`` when it has none)."""
+        em, out = self.head_output(batch)
+        return em, out.aux_loss.float() if out.aux_loss is not None else None
 
     # ------------------------------------------------------------------ verbs
     def forward_loss(self, batch: TextBatch) -> torch.Tensor:
-        """Mean negative log-likelihood of the gold tags, plus the head's auxiliary loss."""
+        """Mean negative log-likelihood of the gold tags, weighted and joined by the head's
+        auxiliary loss as the head says (:class:`rgcn.heads.HeadOutput`)."""
         if batch.tag_ids is None:
             raise ValueError("forward_loss needs a labelled batch")
-        emissions, aux = self.emissions(batch)
+        emissions, out = self.head_output(batch)
         loss = -self.crf(emissions, batch.tag_ids, mask=batch.word_mask, reduction="mean")
-        return loss + aux if aux is not None else loss
+        if out.crf_weight != 1.0:
+            loss = out.crf_weight * loss
+        return loss + out.aux_loss.float() if out.aux_loss is not None else loss
 
     @torch.inference_mode()
     def decode(self, batch: TextBatch) -> list[list[str]]:

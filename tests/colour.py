@@ -1,7 +1,8 @@
 """Test resources: a colour embedder and an image-decided dataset it separates perfectly.
 
 ``ColourEmbedder`` (registered as ``test_colour``) embeds an image as its mean colour,
-centred and L2-normalised (3-d), with object tags ``red``/``green``/``blue``: it runs the
+centred and L2-normalised (3-d), its regions as the centred mean colours of a 2x2 grid
+(4 regions, 3-d), with object tags ``red``/``green``/``blue``: it runs the
 real index, retrieval and prediction code paths in milliseconds. ``write_image_decided``
 writes posts whose one name is typed by the colour of the post's photo alone (red: PER,
 blue: LOC): the text says nothing about it, so a text-only tagger is at chance on the
@@ -37,6 +38,7 @@ def _to_tensor(im: Image.Image) -> torch.Tensor:
 class ColourEmbedder(Embedder):
     name = "test_colour"
     dim = 3
+    has_regions = True
     tag_labels = ("red", "green", "blue")
 
     def __init__(self, **_):
@@ -44,7 +46,12 @@ class ColourEmbedder(Embedder):
 
     def encode(self, pixels, regions=False, logits=False):
         mean = pixels.mean(dim=(2, 3)).numpy()                           # (B, 3)
-        return EncodeOutput(l2_normalise(mean - 0.45), None, 10 * mean if logits else None)
+        cells = None
+        if regions:                                                      # a 2x2 grid of mean colours
+            B = pixels.shape[0]
+            cells = pixels.reshape(B, 3, 2, 4, 2, 4).mean(dim=(3, 5)).flatten(2).transpose(1, 2)  # (B, 4, 3)
+            cells = cells.numpy() - 0.45
+        return EncodeOutput(l2_normalise(mean - 0.45), cells, 10 * mean if logits else None)
 
 
 if "test_colour" not in EMBEDDERS:

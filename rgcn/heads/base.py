@@ -12,11 +12,24 @@ _REGISTRY: dict[str, type["FusionHead"]] = {}
 
 @dataclass
 class HeadOutput:
-    """What a head returns: word states for the emission layer and, optionally, an
-    auxiliary loss the trainer adds to the CRF loss (e.g. contrastive alignment)."""
+    """What a head returns: word states for the emission layer and, optionally, what it
+    adds to the training loss. The tagger trains on
+
+        loss = crf_weight * L_crf + aux_loss
+
+    so a head whose method weighs its own losses against the CRF's (e.g. MAF's
+    ``alpha L_ca + beta L_cm + (1 - alpha - beta) L_crf``) says so here, and the trainer
+    needs to know nothing about it.
+
+    Attributes:
+        states: ``(B, W, out_dim)`` word states for the emission layer.
+        aux_loss: a scalar added to the loss (e.g. contrastive alignment), or ``None``.
+        crf_weight: the weight of the CRF's negative log-likelihood (default 1).
+    """
 
     states: torch.Tensor  # (B, W, out_dim)
     aux_loss: torch.Tensor | None = None
+    crf_weight: float = 1.0
 
 
 class FusionHead(nn.Module):

@@ -22,8 +22,6 @@ own image (its centre is the sentence, see :mod:`retrieval.relations`), so the
 """
 from __future__ import annotations
 
-import math
-import random
 from pathlib import Path
 from typing import Sequence
 
@@ -38,6 +36,7 @@ from retrieval.cache import GraphSettings, load_or_build
 from retrieval.graphs import relation_graph, relation_id
 
 from .base import FusionHead, HeadOutput, register_head
+from .blocks import attend, fit_heads, gated_fusion, images_dropped
 
 
 class RelationGCN(nn.Module):
@@ -69,17 +68,6 @@ class RelationGCN(nn.Module):
             if i < len(self.convs) - 1:
                 x = self.dropout(torch.relu(x))
         return x[ptr[:-1]], x  # (B, hidden), (N, hidden)
-
-
-def gated_fusion(h: torch.Tensor, v: torch.Tensor, gate_h: nn.Linear, gate_v: nn.Linear,
-                 present: torch.Tensor) -> torch.Tensor:
-    """``H + sigmoid(W_h H + W_v V) * V`` with ``V`` broadcast over the words.
-
-    Shapes: ``h (B, W, D)``, ``v (B, D)``, ``present (B,)`` -> ``(B, W, D)``.
-    """
-    v = v * present.unsqueeze(-1).to(v.dtype)                   # (B, D)
-    g = torch.sigmoid(gate_h(h) + gate_v(v).unsqueeze(1))        # (B, W, D)
-    return h + g * v.unsqueeze(1)
 
 
 def without_own_image(data):
@@ -141,9 +129,7 @@ class RGCNHead(FusionHead):
         if not self.relations:
             raise ValueError("rgcn head: options.relations is empty; use head.name=text for no fusion")
         hidden = int(o.get("gcn_hidden", 256))
-        heads = int(o.get("heads", 4))
-        if in_dim % heads:
-            heads = math.gcd(in_dim, heads) or 1
+        heads = fit_heads(in_dim, int(o.get("heads", 4)))
         dropout = float(o.get("dropout", 0.1))
         self.image_dropout = float(o.get("image_dropout", 0.0))
         if not 0 <= self.image_dropout < 1:
@@ -191,9 +177,7 @@ class RGCNHead(FusionHead):
         if self.graphs is None:
             raise RuntimeError("rgcn head has no relation graphs: pass the graphs when loading "
                                "(rgcn.heads.rgcn needs context['graphs'])")
-        dropped = [bool(s.meta.get("image_dropped")) for s in samples]
-        if training and self.image_dropout > 0:
-            dropped = [d or random.random() < self.image_dropout for d in dropped]
+        dropped = images_dropped(samples, training, self.image_dropout)
         out = {}
         for r in self.relations:
             data = [self.graphs.graph(s.id, r) for s in samples]
@@ -218,10 +202,6 @@ class RGCNHead(FusionHead):
         h = self.norm1(h + self.dropout(a))
         nodes = torch.cat(node_states, dim=1)        # (B, n_all, D)
         nmask = torch.cat(node_masks, dim=1)         # (B, n_all)
-        has_any = nmask.any(dim=1)                   # (B,)
-        # posts with no visual node attend to nothing: give them one dummy key, then zero the result
-        nmask = nmask | (~has_any).unsqueeze(1) & (torch.arange(nmask.shape[1], device=h.device) == 0)
-        c, _ = self.cross_attn(h, nodes, nodes, key_padding_mask=~nmask, need_weights=False)
-        c = c * has_any.view(-1, 1, 1).to(c.dtype)
+        c = attend(self.cross_attn, h, nodes, nmask)  # posts with no visual node get zeros
         h = self.norm2(h + self.dropout(c))
         return HeadOutput(h)

@@ -26,3 +26,25 @@ def test_registering_a_new_head_needs_no_trainer_change():
     assert "_test_scale" in list_heads()
     out = build_head("_test_scale", 4)(torch.ones(1, 2, 4), None, {})
     assert out.states.sum().item() == 16 and out.aux_loss.item() == 1.0
+
+
+def test_the_tagger_trains_on_crf_weight_times_the_crf_loss_plus_the_heads_loss(tiny_encoder):
+    from data.corpus import Sample
+    from rgcn.batching import TaggingDataset
+    from rgcn.encoder import WordEncoder, WordTokenizer, load_backbone
+    from rgcn.tagger import Tagger
+
+    class Weighted(FusionHead):
+        def forward(self, states, word_mask, inputs):
+            return HeadOutput(states, aux_loss=states.new_tensor(1.5), crf_weight=0.25)
+
+    backbone, tok = load_backbone(tiny_encoder)
+    encoder = WordEncoder(backbone, casing_dim=0)
+    labels = ["O", "B-PER", "I-PER"]
+    text = Tagger(encoder, WordTokenizer(tok), build_head("text", encoder.out_dim), labels).eval()
+    weighted = Tagger(encoder, WordTokenizer(tok), Weighted(encoder.out_dim), labels).eval()
+    weighted.load_state_dict(text.state_dict())
+    data = TaggingDataset([Sample("a", ["Zelby", "here"], ["B-PER", "O"])], text.tokenizer, labels)
+    nll = text.forward_loss(text.make_batch(data, [0], training=True))
+    loss = weighted.forward_loss(weighted.make_batch(data, [0], training=True))
+    assert loss.item() == pytest.approx(0.25 * nll.item() + 1.5, rel=1e-6)

@@ -1,9 +1,9 @@
-"""The R-GCN head's multimodal claims, each guarded on a tiny image-decided dataset.
+"""The multimodal heads' claims (R-GCN, MAF), each guarded on a tiny image-decided dataset.
 
 Every post names one invented word typed by the colour of its photo alone (red: PER, blue:
-LOC; :mod:`tests.colour`), the index is built by a mean-colour embedder, and the encoder is
-a tiny random BERT: text and rgcn train in seconds, and only a head that uses the image
-can type the names.
+LOC; :mod:`tests.colour`), the index is built by a mean-colour embedder (regions: the mean
+colours of a 2x2 grid), and the encoder is a tiny random BERT: text, rgcn and maf train in
+seconds, and only a head that uses the image can type the names.
 """
 import contextlib
 import io
@@ -30,7 +30,7 @@ def _train(root, splits, tiny_encoder, name, *head):
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_encoder):
-    """text and rgcn runs on the same data, encoder, seed and budget."""
+    """text, rgcn and maf runs on the same data, encoder, seed and budget."""
     root = tmp_path_factory.mktemp("image_decided")
     splits = write_image_decided(root / "data")
     assert index_main(["build", "--quiet", "--embedder", "test_colour", "--images", str(root / "data" / "images"),
@@ -38,8 +38,12 @@ def trained(tmp_path_factory, tiny_encoder):
     _train(root, splits, tiny_encoder, "text", "head.name=text")
     _train(root, splits, tiny_encoder, "rgcn", "head.name=rgcn", f"head.options.index={root / 'index'}",
            "head.options.k=3", "head.options.gcn_hidden=16", "head.options.dropout=0.0")
+    # the text never says whether a photo matches here, so the matching task's swapped posts
+    # would be label noise for the tags: they train the matcher only (tags_on_swapped=false)
+    _train(root, splits, tiny_encoder, "maf", "head.name=maf", f"head.options.index={root / 'index'}",
+           "head.options.dropout=0.0", "head.options.tags_on_swapped=false")
     rows = {r["run"].rsplit("/", 1)[-1]: r for r in
-            compare_runs([root / "runs" / "text", root / "runs" / "rgcn"], splits["test"], "image_decided")}
+            compare_runs([root / "runs" / n for n in ("text", "rgcn", "maf")], splits["test"], "image_decided")}
     return root, splits, rows
 
 
@@ -75,9 +79,17 @@ def test_rgcn_beats_text_on_the_image_decided_entities(trained):
     assert rgcn["image_decided_f1"] - text["image_decided_f1"] >= 0.3
 
 
-def test_the_photo_decides_and_dropping_it_removes_every_image_signal(trained, tmp_path):
+def test_maf_beats_text_on_the_image_decided_entities(trained):
+    _, _, rows = trained
+    text, maf = rows["text"], rows["maf"]
+    assert maf["image_decided_f1"] >= 0.9
+    assert maf["image_decided_f1"] - text["image_decided_f1"] >= 0.3
+
+
+@pytest.mark.parametrize("head", ["rgcn", "maf"])
+def test_the_photo_decides_and_dropping_it_removes_every_image_signal(trained, tmp_path, head):
     root, splits, _ = trained
-    run = root / "runs" / "rgcn"
+    run = root / "runs" / head
     swapped = _swap_images(splits["test"], tmp_path / "swapped.jsonl")
     images = root / "data" / "images"
     kept = _evaluate("--run", run, "--split", splits["test"], "--images", images)
@@ -91,11 +103,12 @@ def test_the_photo_decides_and_dropping_it_removes_every_image_signal(trained, t
     assert outs[0] == outs[1]                                    # with images dropped, the photo changes nothing
 
 
-def test_new_posts_keep_their_images_whatever_the_files_are_called(trained, tmp_path):
-    """Posts whose photos are not in the index are embedded on the fly, and an image is found
-    by the post's ``image`` field, not by its post id."""
+@pytest.mark.parametrize("head", ["rgcn", "maf"])
+def test_new_posts_keep_their_images_whatever_the_files_are_called(trained, tmp_path, head):
+    """Posts whose photos are not in the index are embedded on the fly (maf: their regions
+    too), and an image is found by the post's ``image`` field, not by its post id."""
     root, splits, _ = trained
-    run = root / "runs" / "rgcn"
+    run = root / "runs" / head
     results = []
     for n, layout in enumerate(("{id}.png", "photo-{i}.png")):
         fresh = tmp_path / f"layout{n}"
@@ -109,13 +122,14 @@ def test_new_posts_keep_their_images_whatever_the_files_are_called(trained, tmp_
     assert right >= 36                                           # new photos type the names as well
 
 
-def test_missing_images_are_counted_and_named(trained, tmp_path):
+@pytest.mark.parametrize("head", ["rgcn", "maf"])
+def test_missing_images_are_counted_and_named(trained, tmp_path, head):
     root, splits, _ = trained
     fresh = tmp_path / "fresh"
     new = write_image_decided(fresh, sizes=(("test", 6),), seed=1, prefix="new-")["test"]
     for p in sorted((fresh / "images").iterdir())[:2]:
         p.unlink()
-    _, said = _predict(root / "runs" / "rgcn", new, fresh / "images", tmp_path / "pred.jsonl")
+    _, said = _predict(root / "runs" / head, new, fresh / "images", tmp_path / "pred.jsonl")
     assert "4 of 6 posts used their image (0 from the index, 4 embedded now)" in said
     assert "2 named an image that is missing, e.g. new-test-000 (new-test-000), new-test-001 (new-test-001)" in said
 
