@@ -9,5 +9,6 @@ Importing this package registers the built-in heads.
 """
 from .base import FusionHead, HeadOutput, build_head, head_class, list_heads, register_head
 from . import rgcn, text  # noqa: F401  (register "rgcn" and "text")
+from . import ita  # noqa: F401  (registers "ita")
 
 __all__ = ["FusionHead", "HeadOutput", "build_head", "head_class", "list_heads", "register_head"]
