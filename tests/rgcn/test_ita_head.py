@@ -124,3 +124,44 @@ def test_a_dropped_image_gives_an_empty_context():
     samples = _samples()
     drop_images(samples)
     assert head.context_words(samples, "multimodal") == [[], [], []]
+
+
+def _tagger(tiny_encoder, head_name, options=None, context=None):
+    from transformers import AutoModel, AutoTokenizer
+
+    from rgcn.encoder import WordEncoder, WordTokenizer
+    from rgcn.tagger import Tagger
+
+    torch.manual_seed(0)
+    enc = WordEncoder(AutoModel.from_pretrained(tiny_encoder), casing_dim=4, dropout=0.0)
+    head = build_head(head_name, enc.out_dim, options, context)
+    return Tagger(enc, WordTokenizer(AutoTokenizer.from_pretrained(tiny_encoder)), head, ["O", "B-PER", "I-PER"])
+
+
+def test_the_tagger_reads_both_views_and_adds_the_views_loss(tiny_encoder):
+    from rgcn.batching import TaggingDataset
+
+    samples = _samples()
+    for s in samples:
+        s.tags = ["O"] * (len(s.tokens) - 1) + ["B-PER"]
+    ita = _tagger(tiny_encoder, "ita", {}, {"visual_contexts": CONTEXTS})
+    text = _tagger(tiny_encoder, "text")
+    data = TaggingDataset(samples, ita.tokenizer, ita.labels)
+    batch = ita.make_batch(data, [0, 1, 2], training=True)
+    plain = text.make_batch(data, [0, 1, 2], training=True)
+    assert list(batch.views) == ["text"]
+    assert torch.equal(batch.views["text"].input_ids, plain.input_ids)      # the text view is the text head's input
+    assert batch.input_ids.shape[1] > plain.input_ids.shape[1]              # the multimodal view reads more
+    T = plain.input_ids.shape[1]                                             # posts with no image: no context
+    assert torch.equal(batch.input_ids[1:, :T], plain.input_ids[1:]) and not batch.attention_mask[1:, T:].any()
+    ita.eval()                                                               # no dropout: the same emissions twice
+    em, _ = ita.emissions(batch)
+    em_text, _ = ita.emissions(batch.views["text"])
+    crf = -ita.crf(em, batch.tag_ids, mask=batch.word_mask, reduction="mean")
+    tie = ita.head.views_loss({"multimodal": em, "text": em_text}, batch.word_mask, ita.crf)
+    assert tie.item() > 0
+    torch.testing.assert_close(ita.forward_loss(batch), crf + tie)
+    assert [len(t) for t in ita.predict(samples).tags] == [3, 2, 2]         # the post's words only are tagged
+    # tagging with the text view reads exactly what the text head reads
+    ita.head.opts.view = "text"
+    assert torch.equal(ita.make_batch(data, [0, 1, 2], training=False).input_ids, plain.input_ids)
