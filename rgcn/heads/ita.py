@@ -233,19 +233,19 @@ class ITAHead(FusionHead):
 
     def visual_context(self, sample) -> VisualContext:
         """The sample's visual context (empty without an image or with it dropped)."""
-        key = sample.image_key
-        if key is None or sample.meta.get("image_dropped"):
+        if sample.image_key is None or sample.meta.get("image_dropped"):
             return VisualContext()
-        if key not in self._tried and self.artifact is not None and sample.image is not None:
-            self._tried.add(key)
-            self.contexts.update(read_contexts(self.artifact, [sample], self.opts)[0])
-        return self.contexts.get(key, VisualContext())
+        return self.contexts.get(sample.image_key, VisualContext())
 
     def context_words(self, samples: Sequence, view: str) -> list[list[str]] | None:
         if view == TEXT:
             return None
         if view != MULTIMODAL:
             raise ValueError(f"ita head: unknown view {view!r}; views: {', '.join(VIEWS)}")
+        unseen = [s for s in samples if s.image_key is not None and s.image_key not in self._tried]
+        if unseen and self.artifact is not None:      # posts setup() did not see: read their photos now
+            self._tried.update(s.image_key for s in unseen)
+            self.contexts.update(read_contexts(self.artifact, unseen, self.opts)[0])
         return [self.visual_context(s).text(self.opts.order).split()[: self.opts.max_context_words]
                 for s in samples]
 

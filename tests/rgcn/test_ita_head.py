@@ -165,3 +165,21 @@ def test_the_tagger_reads_both_views_and_adds_the_views_loss(tiny_encoder):
     # tagging with the text view reads exactly what the text head reads
     ita.head.opts.view = "text"
     assert torch.equal(ita.make_batch(data, [0, 1, 2], training=False).input_ids, plain.input_ids)
+
+
+def test_posts_setup_did_not_see_have_their_photos_read_once(tmp_path, monkeypatch):
+    import rgcn.heads.ita as ita
+
+    calls = []
+
+    def fake_read(artifact, samples, opts, progress=False):
+        calls.append([s.id for s in samples])
+        return {s.image_key: VisualContext((("red", 0.9),)) for s in samples if s.image}, {}
+
+    monkeypatch.setattr(ita, "read_contexts", fake_read)
+    head = build_head("ita", 8, {}, {"visual_contexts": CONTEXTS, "index_artifact": object()})
+    new = [Sample("n1", ["x"], image="n1.png", image_key="n1"), Sample("n2", ["y"], image="n2.png", image_key="n2")]
+    samples = _samples() + new
+    assert head.context_words(samples, "multimodal")[3:] == [["red"], ["red"]]
+    assert head.context_words(samples, "multimodal")[0][0] == "tabby,"
+    assert calls == [["c", "n1", "n2"]]                           # one read for the batch, then never again
