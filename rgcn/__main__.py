@@ -1,12 +1,15 @@
 """Command line: score a predictions file, tag new posts.
 
     python -m rgcn score GOLD PRED [--json]
-    python -m rgcn predict --run RUN_DIR --input FILE [--output FILE] [--format conll|jsonl]
-    python -m rgcn evaluate --run RUN_DIR --split FILE [--drop-images]
+    python -m rgcn predict --run RUN_DIR --input FILE [--output FILE] [--format conll|jsonl] [--view text]
+    python -m rgcn evaluate --run RUN_DIR --split FILE [--drop-images] [--head-option KEY=VALUE]
     python -m rgcn compare RUN... --gold TEST [--subset-field image_decided]
 
 ``compare`` scores each kind of post apart (F1 on its target names) whenever the gold
-posts carry a ``kind`` field, as the demo's do.
+posts carry a ``kind`` field, as the demo's do. ``predict`` and ``evaluate`` take
+``--head-option KEY=VALUE`` for the options a trained head lets change (its
+``inference_options``, e.g. the ita head's ``view``); ``--view NAME`` is short for
+``--head-option view=NAME``.
 """
 from __future__ import annotations
 
@@ -56,7 +59,11 @@ def _predict(args) -> int:
     except CorpusError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    model, cfg, meta = load_for_corpus(args.run, corpus, args.device)
+    try:
+        model, cfg, meta = load_for_corpus(args.run, corpus, args.device, head_options=head_options(args))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if meta.get("image_summary"):
         print(meta["image_summary"])
     pred = model.predict(corpus.samples, args.batch_size, progress=True)
@@ -71,6 +78,29 @@ def _predict(args) -> int:
     if corpus.skipped_empty:
         print(f"skipped {corpus.skipped_empty} empty post(s)")
     return 0
+
+
+def head_options(args) -> dict:
+    """``--head-option KEY=VALUE`` (values read as YAML) and ``--view NAME`` as a dict."""
+    import yaml
+
+    out = {}
+    for item in args.head_option or ():
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ValueError(f"--head-option {item!r}: expected KEY=VALUE, e.g. view=text")
+        out[key.strip()] = yaml.safe_load(value) if value else None
+    if args.view:
+        out["view"] = args.view
+    return out
+
+
+def add_head_option_args(p) -> None:
+    p.add_argument("--head-option", action="append", metavar="KEY=VALUE",
+                   help="change an option the trained head allows to change (its inference_options), "
+                        "e.g. view=text for the ita head; repeatable")
+    p.add_argument("--view", help="the view to tag with, for heads with more than one (ita: multimodal "
+                   "or text); short for --head-option view=NAME")
 
 
 def marked_text(tokens, tags) -> str:
@@ -94,7 +124,11 @@ def _evaluate(args) -> int:
         return 2
     if args.drop_images:
         drop_images(corpus.samples)
-    model, cfg, meta = load_for_corpus(args.run, corpus, args.device)
+    try:
+        model, cfg, meta = load_for_corpus(args.run, corpus, args.device, head_options=head_options(args))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if meta.get("image_summary"):
         print(meta["image_summary"], file=sys.stderr if args.json else sys.stdout)
     scores, pred = model.evaluate(corpus.samples, args.batch_size, progress=True)
@@ -340,6 +374,7 @@ def main(argv=None) -> int:
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true")
     e.add_argument("--encoding", default="utf-8", help="text encoding of the split (default utf-8)")
+    add_head_option_args(e)
     e.set_defaults(fn=_evaluate)
     c = sub.add_parser("compare", help="entity F1 of several runs' test predictions: overall, per kind "
                        "on the target names when the gold posts have a 'kind' (and 'target') field, and "
@@ -363,6 +398,7 @@ def main(argv=None) -> int:
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--device", default="auto")
     t.add_argument("--encoding", default="utf-8", help="text encoding of the input (default utf-8)")
+    add_head_option_args(t)
     t.set_defaults(fn=_predict)
     args = p.parse_args(argv)
     run = getattr(args, "run", None)

@@ -15,9 +15,9 @@ from safetensors.torch import load_model, save_model
 
 from data.files import read_or_damaged
 
-from .config import RunConfig, config_from_dict
+from .config import RunConfig, config_from_dict, replace
 from .encoder import WordEncoder, WordTokenizer, load_backbone
-from .heads import build_head
+from .heads import build_head, head_class
 from .tagger import Tagger, resolve_precision
 
 FORMAT = "rgcn-mner-checkpoint/1"
@@ -91,14 +91,29 @@ def read_meta(path: str | Path) -> dict:
     return meta
 
 
+def with_head_options(cfg: RunConfig, head_options: dict | None) -> RunConfig:
+    """``cfg`` with ``head.options`` updated by ``head_options``, which may only name the
+    head's :attr:`~rgcn.heads.FusionHead.inference_options` (the others shape the weights or
+    what the head was trained on)."""
+    if not head_options:
+        return cfg
+    allowed = head_class(cfg.head.name).inference_options
+    bad = sorted(set(head_options) - set(allowed))
+    if bad:
+        raise ValueError(f"head option(s) {', '.join(bad)} cannot be changed for a trained {cfg.head.name!r} head; "
+                         f"it allows: {', '.join(allowed) or 'none'}")
+    return replace(cfg, head=replace(cfg.head, options={**cfg.head.options, **head_options}))
+
+
 def load_checkpoint(path: str | Path, device: str | torch.device = "cpu",
-                    context: dict | None = None) -> tuple[Tagger, RunConfig, dict]:
-    """Rebuild a tagger from a checkpoint folder (or a run folder: its ``best/``)."""
+                    context: dict | None = None, head_options: dict | None = None) -> tuple[Tagger, RunConfig, dict]:
+    """Rebuild a tagger from a checkpoint folder (or a run folder: its ``best/``), with the
+    head's inference options changed by ``head_options`` (see :func:`with_head_options`)."""
     path = Path(path)
     if not (path / "checkpoint.json").exists() and (path / "best" / "checkpoint.json").exists():
         path = path / "best"
     meta = read_meta(path)
-    cfg = config_from_dict(meta["config"], str(path / "checkpoint.json"))
+    cfg = with_head_options(config_from_dict(meta["config"], str(path / "checkpoint.json")), head_options)
     ctx = dict(context or {})
     ctx["head_state"] = meta.get("head_state", {})
     model = build_tagger(cfg, meta["labels"], ctx, pretrained=False, encoder_dir=str(path / "encoder"))

@@ -98,6 +98,16 @@ def plan_windows(word_lengths: Sequence[int], max_subwords: int) -> tuple[list[t
     return windows, owner
 
 
+def fit_context(word_pieces: Sequence[Sequence[int]], room: int) -> list[int]:
+    """The sub-words of the context's first whole words that fit in ``room`` sub-words."""
+    out: list[int] = []
+    for pieces in word_pieces:
+        if len(out) + len(pieces) > room:
+            break
+        out.extend(pieces)
+    return out
+
+
 @dataclass
 class EncodedPost:
     """A post's words as sub-word ids, computed once and reused every epoch."""
@@ -125,12 +135,14 @@ class TextBatch:
     shape_ids: torch.Tensor
     tag_ids: torch.Tensor | None = None
     extras: dict = field(default_factory=dict)
+    #: other views of the same posts (same words, other context), by name; see ``FusionHead.views``
+    views: dict[str, "TextBatch"] = field(default_factory=dict)
 
     def to(self, device) -> "TextBatch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v)
-                 for k, v in self.__dict__.items() if k != "extras"}
+                 for k, v in self.__dict__.items() if k not in ("extras", "views")}
         extras = {k: (v.to(device) if hasattr(v, "to") else v) for k, v in self.extras.items()}
-        return TextBatch(**moved, extras=extras)
+        return TextBatch(**moved, extras=extras, views={k: v.to(device) for k, v in self.views.items()})
 
 
 class WordTokenizer:
@@ -147,6 +159,8 @@ class WordTokenizer:
         self.unk_id = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else self.pad_id
 
     def encode(self, words: Sequence[str]) -> EncodedPost:
+        if not words:
+            return EncodedPost([], [])
         enc = self.tok(list(words), is_split_into_words=True, add_special_tokens=False)
         pieces: list[list[int]] = [[] for _ in words]
         for piece, w in zip(enc["input_ids"], enc.word_ids()):
@@ -155,10 +169,17 @@ class WordTokenizer:
         pieces = [p[: self.max_subwords] or [self.unk_id] for p in pieces]
         return EncodedPost(pieces, [word_shape(w) for w in words])
 
-    def collate(self, posts: Sequence[EncodedPost], tag_ids: Sequence[Sequence[int]] | None = None) -> TextBatch:
+    def collate(self, posts: Sequence[EncodedPost], tag_ids: Sequence[Sequence[int]] | None = None,
+                contexts: Sequence[EncodedPost | None] | None = None) -> TextBatch:
+        """A batch of posts; ``contexts`` (one per post, ``None`` or empty: none) are read
+        after each window of their post behind a separator, ``[CLS] post [SEP] context
+        [SEP]``: encoded, never tagged. The windows are planned on the post's words alone, so
+        the context only fills what room a window has left (whole context words, in order):
+        it is cut before any word of the post is."""
         rows, word_window, word_pos = [], [], []
-        for post in posts:
+        for n_post, post in enumerate(posts):
             windows, owner = plan_windows([len(p) for p in post.word_pieces], self.max_subwords)
+            context = contexts[n_post] if contexts is not None else None
             first_row = len(rows)
             positions = {}
             for wi, (a, b) in enumerate(windows):
@@ -168,6 +189,10 @@ class WordTokenizer:
                         positions[w] = len(ids)
                     ids.extend(post.word_pieces[w])
                 ids.append(self.sep_id)
+                if context is not None:
+                    # a row holds max_subwords + 2 ids; the context's closing separator takes one
+                    extra = fit_context(context.word_pieces, self.max_subwords + 1 - len(ids))
+                    ids.extend(extra + [self.sep_id] if extra else [])
                 rows.append(ids)
             word_window.append([first_row + owner[w] for w in range(len(post.word_pieces))])
             word_pos.append([positions[w] for w in range(len(post.word_pieces))])

@@ -89,11 +89,22 @@ class Tagger(nn.Module):
 
     # ------------------------------------------------------------------ batches
     def make_batch(self, dataset: TaggingDataset, indices: Sequence[int], training: bool) -> TextBatch:
+        """The batch of the head's first view; its other views (:meth:`FusionHead.views`) in
+        ``batch.views``, each with the context the head gives it and the same ``extras``."""
         posts = [dataset.encoded[i] for i in indices]
         tags = [dataset.tag_ids[i] for i in indices] if dataset.tag_ids is not None else None
-        batch = self.tokenizer.collate(posts, tags)
-        batch.extras = self.head.prepare([dataset.samples[i] for i in indices], training)
-        return batch
+        samples = [dataset.samples[i] for i in indices]
+        extras = self.head.prepare(samples, training)
+        batches = []
+        for view in self.head.views(training):
+            words = self.head.context_words(samples, view)
+            contexts = None if words is None else [self.tokenizer.encode(w) for w in words]
+            batch = self.tokenizer.collate(posts, tags, contexts)
+            batch.extras = extras
+            batches.append((view, batch))
+        first = batches[0][1]
+        first.views = dict(batches[1:])
+        return first
 
     def head_output(self, batch: TextBatch) -> tuple[torch.Tensor, HeadOutput]:
         """Emission scores in fp32 (the encoder and head may run under bf16 autocast) and
@@ -120,6 +131,11 @@ class Tagger(nn.Module):
         loss = -self.crf(emissions, batch.tag_ids, mask=batch.word_mask, reduction="mean")
         if out.crf_weight != 1.0:
             loss = out.crf_weight * loss
+        if batch.views:                  # the head's other views: their emissions go to its views_loss
+            names = self.head.views(training=True)
+            per_view = {names[0]: emissions, **{v: self.emissions(b)[0] for v, b in batch.views.items()}}
+            tie = self.head.views_loss(per_view, batch.word_mask, self.crf)
+            loss = loss + tie if tie is not None else loss
         return loss + out.aux_loss.float() if out.aux_loss is not None else loss
 
     @torch.inference_mode()

@@ -258,21 +258,23 @@ class Trainer:
         plot_curve(history, self.run_dir / "curve.png")
 
 
-def load_for_corpus(run_dir: str | Path, corpus: Corpus, device: str = "auto", progress: bool = False):
+def load_for_corpus(run_dir: str | Path, corpus: Corpus, device: str = "auto", progress: bool = False,
+                    head_options: dict | None = None):
     """Load a run's best checkpoint with whatever its head needs for ``corpus`` (e.g. relation
-    graphs over the training split and these posts)."""
-    from .checkpoint import read_meta
+    graphs over the training split and these posts); ``head_options`` changes the head's
+    inference options (e.g. ``{"view": "text"}``, see :func:`rgcn.checkpoint.with_head_options`)."""
+    from .checkpoint import read_meta, with_head_options
     from .config import config_from_dict
 
     path = Path(run_dir)
     ckpt = path / "best" if (path / "best" / "checkpoint.json").exists() else path
-    cfg = config_from_dict(read_meta(ckpt)["config"])
+    cfg = with_head_options(config_from_dict(read_meta(ckpt)["config"]), head_options)
     splits = {"train": read_corpus(cfg.data.train, cfg.data.images, cfg.data.format, encoding=cfg.data.encoding)}
     name = "train"
     if Path(corpus.path).resolve() != Path(cfg.data.train).resolve():
         name, splits["predict"] = "predict", corpus
     context = head_class(cfg.head.name).setup(cfg.head.options, splits, str(path), progress)
-    model, cfg, meta = load_checkpoint(ckpt, resolve_device(device), context)
+    model, cfg, meta = load_checkpoint(ckpt, resolve_device(device), context, head_options)
     if context.get("image_summary"):
         meta["image_summary"] = context["image_summary"][name]   # what the head made of the posts' images
     return model, cfg, meta

@@ -77,6 +77,31 @@ class FusionHead(nn.Module):
     def forward(self, states: torch.Tensor, word_mask: torch.Tensor, inputs: dict) -> HeadOutput:
         raise NotImplementedError
 
+    # -- views: what the encoder reads besides the post's words -------------------------
+    inference_options: tuple[str, ...] = ()
+    """Options that may be changed when a trained run is loaded to tag posts
+    (``python -m rgcn predict/evaluate --head-option KEY=VALUE``), e.g. the view to tag with."""
+
+    def views(self, training: bool) -> tuple[str, ...]:
+        """Names of the views of a batch the tagger reads. The first is the one whose emissions
+        are tagged and carry the CRF loss; in training, every view's emissions also go to
+        :meth:`views_loss`. Default: one view, the post's words alone."""
+        return ("main",)
+
+    def context_words(self, samples: Sequence[Any], view: str) -> list[list[str]] | None:
+        """Words the encoder reads after each post in ``view`` (behind a separator, cut first
+        when the window is full), never tagged or scored; ``None``: no context."""
+        return None
+
+    def views_loss(self, emissions: dict[str, torch.Tensor], word_mask: torch.Tensor,
+                   crf: nn.Module) -> torch.Tensor | None:
+        """The loss that ties the views of a training batch together, added to the first
+        view's CRF loss; ``None``: nothing to add. Only called with more than one view.
+
+        Shapes: ``emissions``: view name -> ``(B, W, n_labels)``; ``word_mask (B, W)``.
+        """
+        return None
+
     def extra_state(self) -> dict:
         """JSON-able state needed to rebuild the head for prediction (saved with checkpoints)."""
         return {}

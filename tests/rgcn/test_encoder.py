@@ -91,3 +91,43 @@ def test_casing_changes_the_states_of_an_uncased_encoder(tiny_encoder):
     b = enc(tok.collate([tok.encode(["Apple"])]))
     assert torch.allclose(a[..., :32], b[..., :32])        # the encoder lowercases
     assert not torch.allclose(a[..., 32:], b[..., 32:])    # the casing embedding tells them apart
+
+
+# ----------------------------------------------------------------------------- context
+def _rows(batch):
+    return [r[m.bool()].tolist() for r, m in zip(batch.input_ids, batch.attention_mask)]
+
+
+def test_context_is_read_after_the_post_and_never_tagged(tiny_encoder):
+    tok = WordTokenizer(AutoTokenizer.from_pretrained(tiny_encoder), max_subwords=16)
+    posts = [tok.encode(["look", "at", "Zelby"]), tok.encode(["hi"])]
+    contexts = [tok.encode(["red", "sign"]), None]
+    plain = tok.collate(posts, [[0, 0, 1], [0]])
+    batch = tok.collate(posts, [[0, 0, 1], [0]], contexts)
+    c, s = tok.cls_id, tok.sep_id
+    post_ids = [p for w in posts[0].word_pieces for p in w]
+    ctx_ids = [p for w in contexts[0].word_pieces for p in w]
+    assert _rows(batch) == [[c, *post_ids, s, *ctx_ids, s], _rows(plain)[1]]
+    # the words, their tags and where they are read are those of the post alone
+    for name in ("word_window", "word_pos", "word_mask", "shape_ids", "tag_ids"):
+        assert torch.equal(getattr(batch, name), getattr(plain, name)), name
+    assert batch.word_pos.max().item() <= len(post_ids)       # every read position is a post word
+
+
+def test_a_full_window_cuts_the_context_before_any_post_word(tiny_encoder):
+    tok = WordTokenizer(AutoTokenizer.from_pretrained(tiny_encoder), max_subwords=8)
+    ctx = tok.encode(["red", "blue", "green"])                 # one sub-word a word
+    six = tok.encode("one two three four five six".split())
+    # 6 post sub-words + [CLS] [SEP] leave room for 1 context word and its [SEP]
+    (row,) = _rows(tok.collate([six], None, [ctx]))
+    assert row == [tok.cls_id, *[p for (p,) in six.word_pieces], tok.sep_id, ctx.word_pieces[0][0], tok.sep_id]
+    eight = tok.encode("one two three four five six seven eight".split())
+    (row,) = _rows(tok.collate([eight], None, [ctx]))          # a full window: no context at all
+    assert row == [tok.cls_id, *[p for (p,) in eight.word_pieces], tok.sep_id]
+    # a post longer than the window is read in the same windows, each word from the same place
+    long = tok.encode([f"w{i}" for i in range(30)])
+    plain, batch = tok.collate([long]), tok.collate([long], None, [ctx])
+    assert torch.equal(plain.word_window, batch.word_window) and torch.equal(plain.word_pos, batch.word_pos)
+    assert batch.input_ids.shape[1] <= 10
+    for got, want in zip(_rows(batch), _rows(plain)):
+        assert got[: len(want)] == want                         # every post word kept, context only after
