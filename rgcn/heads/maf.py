@@ -4,6 +4,7 @@ General Matching and Alignment Framework for Multimodal Named Entity Recognition
 Text: the encoder's word states ``T`` and a sentence vector ``s``. Image: the post's own
 photo as a grid of region features (the index's ``regions.npy``: EfficientNet-Lite0's 7x7
 feature-map cells, or a CLIP ViT's patch tokens), projected to the text width as ``V``.
+The steps, numbered here in the order of the paper's method section:
 
     (1) s = tanh(W_s mean_w T),  v = mean_r regions                 sentence, image vectors
     (2) L_ca = lambda_c NCE(z_t -> z_v) + (1 - lambda_c) NCE(z_v -> z_t)
@@ -45,7 +46,9 @@ Where this differs from the authors' code, on purpose:
   the last quarter of a shuffled batch), and two posts that share one image are never
   paired.
 - Evaluation images are never augmented, and an image that cannot be read counts as
-  missing (no fixed substitute image).
+  missing (no fixed substitute image). The image encoder stays frozen (the index's
+  features), which is also what the authors' flag to fine-tune their CNN amounts to, as
+  it does nothing.
 """
 from __future__ import annotations
 

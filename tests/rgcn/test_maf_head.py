@@ -257,7 +257,7 @@ def test_the_matcher_learns_to_spot_swapped_pairs_when_the_text_can_tell():
     mask = torch.ones(n, 3, dtype=torch.bool)
     train, held_out = list(range(0, 64)), list(range(64, n))
     random.seed(0)
-    for step in range(150):
+    for step in range(80):
         batch = random.sample(train, 32)
         inputs = head.prepare([samples[i] for i in batch], training=True)
         loss = head(states[batch], mask[batch], inputs).aux_loss
