@@ -5,7 +5,9 @@ same encoder, batch size, epochs and seeds; scores its test predictions as
 ``python -m rgcn compare`` does: F1 overall, on each kind of post (F1 on the kind's target
 names: ``image_decided``, ``conflicting_image``, ...) and on the entities outside every
 target (``other``); scores it again with every test image removed (``drop_images``, the
-modality-missing setting); records seconds per epoch and tagging posts/s. Adds
+modality-missing setting), and in every other view its head can tag with
+(``tagging_views``, e.g. ita's text-only view: row ``ita (text view)``); records seconds per
+epoch and tagging posts/s. Adds
 ``photo_knn``, the text head's predictions with every target name retyped by the vote of
 its photo's nearest training images (:mod:`retrieval.photo_baseline`): the baseline that
 types every ambiguous name by its photo alone, right where the photo decides and wrong
@@ -60,6 +62,7 @@ CONFIGS = ROOT / "configs"
 TEXT = "text"
 PHOTO_KNN = "photo_knn"
 NO_IMAGES = "{} (no test images)"
+OTHER_VIEW = "{} ({} view)"
 TIMING = ("seconds_per_epoch", "tagging_posts_per_second")
 
 
@@ -193,8 +196,11 @@ def run_seed(a, seed: int, shared: list[str], gold, photo_types) -> dict:
         pred, _ = read_predictions(run / "test_predictions.conll")
         rows[name], runs[name] = score_by_kind(gold.samples, pred, where=a.test), pred
         with quiet(not a.verbose):
-            dropped_rows[NO_IMAGES.format(name)] = score_by_kind(gold.samples, predict_without_images(run, a),
+            dropped_rows[NO_IMAGES.format(name)] = score_by_kind(gold.samples, predict_test(run, a, drop=True),
                                                                  where=a.test)
+            for view in other_views(head, run):
+                pred = predict_test(run, a, head_options={"view": view})
+                rows[OTHER_VIEW.format(name, view)] = score_by_kind(gold.samples, pred, where=a.test)
         print(f"seed {seed} {name}: test F1 {100 * rows[name]['f1']:.2f} "
               f"(no test images {100 * dropped_rows[NO_IMAGES.format(name)]['f1']:.2f}), "
               f"{timing[name]['seconds_per_epoch']} s/epoch", flush=True)
@@ -204,13 +210,29 @@ def run_seed(a, seed: int, shared: list[str], gold, photo_types) -> dict:
     return {"rows": {**rows, **dropped_rows}, "timing": timing}
 
 
-def predict_without_images(run: Path, a) -> list[list[str]]:
-    """The run's tags for the test split with every image removed."""
+def other_views(head: str, run: Path) -> list[str]:
+    """The views ``head``'s trained run can also tag with (:attr:`FusionHead.tagging_views`),
+    besides the one it was trained to tag with (its config's ``view``, else the default)."""
+    from rgcn.checkpoint import read_meta
+    from rgcn.heads import head_class
+
+    views = head_class(head).tagging_views
+    if not views:
+        return []
+    ckpt = run / "best" if (run / "best" / "checkpoint.json").exists() else run
+    own = (read_meta(ckpt)["config"]["head"].get("options") or {}).get("view", views[0])
+    return [v for v in views if v != own]
+
+
+def predict_test(run: Path, a, drop: bool = False, head_options: dict | None = None) -> list[list[str]]:
+    """The run's tags for the test split, with every image removed (``drop``) and/or other
+    inference options of its head (e.g. ``{"view": "text"}``)."""
     from rgcn.training import load_for_corpus
 
     corpus = read_corpus(a.test, a.images, require_tags=True)
-    drop_images(corpus.samples)
-    model, _, _ = load_for_corpus(run, corpus)
+    if drop:
+        drop_images(corpus.samples)
+    model, _, _ = load_for_corpus(run, corpus, head_options=head_options)
     return model.predict(corpus.samples).tags
 
 

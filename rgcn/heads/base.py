@@ -82,6 +82,11 @@ class FusionHead(nn.Module):
     """Options that may be changed when a trained run is loaded to tag posts
     (``python -m rgcn predict/evaluate --head-option KEY=VALUE``), e.g. the view to tag with."""
 
+    tagging_views: tuple[str, ...] = ()
+    """The values of the ``view`` inference option a trained run can tag with, its default
+    first (e.g. ita: ``multimodal``, ``text``); empty: the head tags one way. Tools that score
+    every view of a run (``benchmarks/heads.py``) read it."""
+
     def views(self, training: bool) -> tuple[str, ...]:
         """Names of the views of a batch the tagger reads. The first is the one whose emissions
         are tagged and carry the CRF loss; in training, every view's emissions also go to

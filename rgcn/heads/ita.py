@@ -204,6 +204,7 @@ class ITAHead(FusionHead):
 
     reads_index = True
     inference_options = ("view",)
+    tagging_views = VIEWS
 
     def __init__(self, in_dim: int, options: dict | None = None, context: dict | None = None):
         super().__init__(in_dim, options, context)

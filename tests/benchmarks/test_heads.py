@@ -48,9 +48,10 @@ def text_tags(sample, seed):
     return tags
 
 
-def scripted(head, seed, sample):
-    """rgcn: the gold tags with the images, the text head's tags (seed 13) without."""
-    if head == "rgcn" and not sample.meta.get("image_dropped"):
+def scripted(head, seed, sample, view=None):
+    """rgcn: the gold tags with the images, the text head's tags (seed 13) without; the
+    ``viewer`` row: the gold tags in its own view, the text head's in its view ``b``."""
+    if head == "rgcn" and not sample.meta.get("image_dropped") or head == "viewer" and view != "b":
         return list(sample.tags)
     return text_tags(sample, 13 if head == "rgcn" else seed)
 
@@ -71,9 +72,10 @@ def fake_training(monkeypatch):
         return {"history": [{"train_seconds": 2.0 + seed - 13}, {"train_seconds": 4.0 + seed - 13}],
                 "test_posts_per_second": 100.0 * (seed - 12) if head == "text" else 50.0}
 
-    def fake_load(run, corpus, device="auto"):
+    def fake_load(run, corpus, device="auto", head_options=None):
         head, seed = run.parent.name, int(run.name[len("seed"):])
-        predict = lambda samples: SimpleNamespace(tags=[scripted(head, seed, s) for s in samples])  # noqa: E731
+        view = (head_options or {}).get("view")
+        predict = lambda samples: SimpleNamespace(tags=[scripted(head, seed, s, view) for s in samples])  # noqa: E731
         return SimpleNamespace(predict=predict), None, None
 
     monkeypatch.setattr(heads.train, "main", fake_main)
@@ -136,6 +138,25 @@ def test_the_board_by_hand(kinds_data, fake_training, tmp_path, capsys):
                               "s/epoch", "tagging", "posts/s"]
     photo = next(line for line in printed.splitlines() if line.startswith("photo_knn "))
     assert photo.split()[4:10] == ["0.00", "±", "0.00", "100.00", "±", "0.00"]
+
+
+def test_a_head_with_views_is_scored_in_each(kinds_data, fake_training, tmp_path, monkeypatch):
+    """A head that tags several ways (``tagging_views``) gets a row per view besides the one
+    its run was trained to tag with."""
+    from rgcn.heads import FusionHead, base
+
+    monkeypatch.setitem(base._REGISTRY, "viewer", type("Viewer", (FusionHead,), {"tagging_views": ("a", "b")}))
+    monkeypatch.setattr("rgcn.checkpoint.read_meta", lambda path: {"config": {"head": {"options": {}}}})
+    root, splits = kinds_data
+    s = heads.main(_args(root, splits, tmp_path, "--heads", "text", "viewer", "--seeds", "13"))["summary"]
+    assert list(s) == ["text", "viewer", "viewer (b view)", "photo_knn", "text (no test images)",
+                       "viewer (no test images)"]
+    assert s["viewer"]["kinds"]["image_decided"]["mean"] == 1.0
+    assert s["viewer (b view)"]["kinds"]["image_decided"]["mean"] == pytest.approx(0.5)   # the text head's tags
+    assert "seconds_per_epoch" not in s["viewer (b view)"]
+    monkeypatch.setattr("rgcn.checkpoint.read_meta", lambda path: {"config": {"head": {"options": {"view": "b"}}}})
+    s = heads.main(_args(root, splits, tmp_path, "--heads", "viewer", "--seeds", "13", "--no-chart"))["summary"]
+    assert list(s) == ["viewer", "viewer (a view)", "viewer (no test images)"]
 
 
 def test_summarise_keeps_each_kind_in_its_column():
