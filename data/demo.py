@@ -60,9 +60,9 @@ from PIL import Image
 from .demo_photos import (AUGMENTATION, JPEG_QUALITY, PHOTO_CLASSES, SHORT_SIDE, SIGNS, SOURCE_MAX_SHORT_SIDE,
                           SOURCE_PHOTOS, UNRELATED, PhotoClass, augment, draw_sign, encode_jpeg,
                           load_sources)
-from .demo_text import (AMBIGUOUS_NAMES, CUE_TEMPLATES, ENTITY_TYPES, NEUTRAL_TEMPLATES, TWO_WORD_P,
-                        entity_spans, make_post)
+from .demo_text import AMBIGUOUS_NAMES, CUE_TEMPLATES, ENTITY_TYPES, NEUTRAL_TEMPLATES, TWO_WORD_P, make_post
 from .logs import setup_logging
+from .spans import get_spans
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +218,7 @@ def kind_ceilings(records: Sequence[dict]) -> dict:
 
 def _target_type(record: dict) -> str:
     (s, e), = record["target"]
-    return {(a, b): t for a, b, t in entity_spans(record["tags"])}[(s, e)]
+    return {(a, b): t for t, a, b in get_spans(record["tags"])}[(s, e)]
 
 
 def _class_type(name: str | None) -> str | None:
@@ -368,7 +368,7 @@ def _split_stats(split: str, records: list[dict], text: str) -> dict:
     image_types: Counter = Counter()
     for r in records:
         target = {tuple(s) for s in r["target"]}
-        for s, e, t in entity_spans(r["tags"]):
+        for t, s, e in get_spans(r["tags"]):
             if (s, e) in target:
                 stats["target"][t] += 1
                 if r["image_decided"]:

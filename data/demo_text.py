@@ -181,16 +181,3 @@ def _spans(words):
     return out
 
 
-def entity_spans(tags: Sequence[str]) -> list[tuple[int, int, str]]:
-    """BIO tags -> [(start, end, type)], end exclusive; a span may open with ``I-``."""
-    out, start, etype = [], None, None
-    for i, tag in enumerate(list(tags) + ["O"]):
-        inside = tag.startswith("I-") and start is not None and tag[2:] == etype
-        if start is not None and not inside:
-            out.append((start, i, etype))
-            start = None
-        if tag != "O" and not inside:
-            start, etype = i, tag[2:]
-    return out
-
-

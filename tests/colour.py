@@ -166,3 +166,56 @@ def slow_down_from_env() -> None:
             return encode(self, pixels, regions, logits)
 
         ColourEmbedder.encode = slow
+
+
+# --------------------------------------------------------------------------- runs on the colour data
+def image_decided_with_index(root: Path) -> dict[str, str]:
+    """:func:`write_image_decided` under ``root/data`` and its mean-colour index at
+    ``root/index``; returns the split files."""
+    from index.__main__ import main as index_main
+
+    splits = write_image_decided(Path(root) / "data")
+    assert index_main(["build", "--quiet", "--embedder", "test_colour", "--images", str(Path(root) / "data" / "images"),
+                       "--data", *splits.values(), "--out", str(Path(root) / "index")]) == 0
+    return splits
+
+
+def train_colour_run(root: Path, splits: dict, encoder: str, name: str, epochs: int, *overrides: str) -> dict:
+    """``train.py`` on the colour splits with a tiny encoder, batch 8, lr 1e-3, seed 0: the
+    same budget for every head a test compares; the run goes to ``root/runs/<name>``."""
+    import train
+
+    return train.main(["--no-progress", f"data.train={splits['train']}", f"data.valid={splits['valid']}",
+                       f"data.test={splits['test']}", f"data.images={Path(root) / 'data' / 'images'}",
+                       f"encoder.name={encoder}", f"train.epochs={epochs}", "train.batch_size=8",
+                       "train.lr=1e-3", "train.seed=0", f"out_dir={Path(root) / 'runs'}", f"name={name}", *overrides])
+
+
+def run_cli(*args) -> tuple[int, str]:
+    """``python -m rgcn ARGS``: its exit code and what it printed."""
+    import contextlib
+    import io
+
+    from rgcn.__main__ import main as cli
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        rc = cli([*map(str, args)])
+    return rc, buf.getvalue()
+
+
+def evaluate_json(*args) -> dict:
+    """``python -m rgcn evaluate ARGS --json``, parsed."""
+    rc, out = run_cli("evaluate", *args, "--json")
+    assert rc == 0
+    return json.loads(out)
+
+
+def swap_images(src, dst: Path) -> Path:
+    """The posts of ``src`` with each red post's photo swapped with the next blue post's
+    (posts alternate red, blue): the photos now contradict the gold types."""
+    rows = [json.loads(line) for line in open(src)]
+    for a, b in zip(rows[0::2], rows[1::2]):
+        a["image"], b["image"] = b["image"], a["image"]
+    Path(dst).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return Path(dst)

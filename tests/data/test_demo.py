@@ -7,6 +7,7 @@ import pytest
 
 import data.demo as demo
 from data.corpus import read_corpus, tokenize_post
+from data.spans import get_spans
 
 SIZES = dict(n_train=20, n_valid=10, n_test=20)
 TYPE_OF_CLASS = {c.name: c.entity_type for c in demo.PHOTO_CLASSES}
@@ -29,7 +30,7 @@ def _all_records(out):
 
 def _target_type(r):
     (s, e), = r["target"]
-    return {(a, b): t for a, b, t in demo.entity_spans(r["tags"])}[(s, e)]
+    return {(a, b): t for t, a, b in get_spans(r["tags"])}[(s, e)]
 
 
 def test_every_split_reads_with_its_images(tiny_demo):
@@ -85,7 +86,7 @@ def test_each_kind_follows_its_rule(tiny_demo):
             # only the image decides image_decided and visual_text names; a cue decides the others
             assert r["image_decided"] == (r["target"] if r["kind"] in ("image_decided", "visual_text") else [])
             assert tokenize_post(" ".join(r["tokens"])) == r["tokens"]   # tokens as the reader splits them
-            ordered = sorted((a, b) for a, b, _ in demo.entity_spans(r["tags"]))
+            ordered = sorted((a, b) for _, a, b in get_spans(r["tags"]))
             for (_, end), (start, _) in zip(ordered, ordered[1:]):       # two names never touch
                 assert start > end or r["tokens"][start].startswith("#")
     assert seen == set(demo.KIND_NAMES)
@@ -153,11 +154,6 @@ def test_neutral_text_ignores_the_type_and_cue_text_tells_it():
     assert all(p[0] == posts[0][0] and p[2] == posts[0][2] for p in posts)
     cued = [demo.make_post(np.random.default_rng(7), t, cue=True) for t in demo.ENTITY_TYPES]
     assert len({tuple(p[0]) for p in cued}) == len(demo.ENTITY_TYPES)
-
-
-def test_entity_spans():
-    assert demo.entity_spans(["B-PER", "I-PER", "O", "I-LOC", "B-ORG", "I-MISC"]) == [
-        (0, 2, "PER"), (3, 4, "LOC"), (4, 5, "ORG"), (5, 6, "MISC")]
 
 
 def test_deterministic_for_a_seed(tmp_path, tiny_demo):

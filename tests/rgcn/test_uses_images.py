@@ -5,70 +5,41 @@ LOC; :mod:`tests.colour`), the index is built by a mean-colour embedder (regions
 colours of a 2x2 grid), and the encoder is a tiny random BERT: text, rgcn and maf train in
 seconds, and only a head that uses the image can type the names.
 """
-import contextlib
-import io
 import json
 
 import pytest
 
-import train
 from data.corpus import read_corpus
-from index.__main__ import main as index_main
 from rgcn.__main__ import compare_runs
-from rgcn.__main__ import main as cli
-from tests.colour import write_image_decided
+from tests.colour import (evaluate_json, image_decided_with_index, run_cli, swap_images, train_colour_run,
+                          write_image_decided)
 
 EPOCHS = 8
-
-
-def _train(root, splits, tiny_encoder, name, *head):
-    return train.main(["--no-progress", f"data.train={splits['train']}", f"data.valid={splits['valid']}",
-                       f"data.test={splits['test']}", f"data.images={root / 'data' / 'images'}",
-                       f"encoder.name={tiny_encoder}", f"train.epochs={EPOCHS}", "train.batch_size=8",
-                       "train.lr=1e-3", "train.seed=0", f"out_dir={root / 'runs'}", f"name={name}", *head])
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_encoder):
     """text, rgcn and maf runs on the same data, encoder, seed and budget."""
     root = tmp_path_factory.mktemp("image_decided")
-    splits = write_image_decided(root / "data")
-    assert index_main(["build", "--quiet", "--embedder", "test_colour", "--images", str(root / "data" / "images"),
-                       "--data", *splits.values(), "--out", str(root / "index")]) == 0
-    _train(root, splits, tiny_encoder, "text", "head.name=text")
-    _train(root, splits, tiny_encoder, "rgcn", "head.name=rgcn", f"head.options.index={root / 'index'}",
-           "head.options.k=3", "head.options.gcn_hidden=16", "head.options.dropout=0.0")
+    splits = image_decided_with_index(root)
+    index = f"head.options.index={root / 'index'}"
+    train_colour_run(root, splits, tiny_encoder, "text", EPOCHS, "head.name=text")
+    train_colour_run(root, splits, tiny_encoder, "rgcn", EPOCHS, "head.name=rgcn", index, "head.options.k=3",
+                     "head.options.gcn_hidden=16", "head.options.dropout=0.0")
     # the text never says whether a photo matches here, so the matching task's swapped posts
     # would be label noise for the tags: they train the matcher only (tags_on_swapped=false)
-    _train(root, splits, tiny_encoder, "maf", "head.name=maf", f"head.options.index={root / 'index'}",
-           "head.options.dropout=0.0", "head.options.tags_on_swapped=false")
+    train_colour_run(root, splits, tiny_encoder, "maf", EPOCHS, "head.name=maf", index, "head.options.dropout=0.0",
+                     "head.options.tags_on_swapped=false")
     rows = {r["run"].rsplit("/", 1)[-1]: r for r in
             compare_runs([root / "runs" / n for n in ("text", "rgcn", "maf")], splits["test"], "image_decided")}
     return root, splits, rows
 
 
-def _evaluate(*args) -> dict:
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        assert cli(["evaluate", *map(str, args), "--json"]) == 0
-    return json.loads(buf.getvalue())
-
-
-def _predict(run, posts, images, out) -> list[list[str]]:
-    buf = io.StringIO()
-    with contextlib.redirect_stdout(buf):
-        assert cli(["predict", "--run", str(run), "--input", str(posts), "--images", str(images),
-                    "--output", str(out), "--format", "jsonl"]) == 0
-    return [json.loads(line)["tags"] for line in open(out)], buf.getvalue()
-
-
-def _swap_images(src, dst):
-    """The same posts with each red post's photo swapped with the next blue post's."""
-    rows = [json.loads(line) for line in open(src)]
-    for a, b in zip(rows[0::2], rows[1::2]):
-        a["image"], b["image"] = b["image"], a["image"]
-    dst.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return dst
+def _predict(run, posts, images, out) -> tuple[list[list[str]], str]:
+    rc, said = run_cli("predict", "--run", run, "--input", posts, "--images", images, "--output", out,
+                       "--format", "jsonl")
+    assert rc == 0
+    return [json.loads(line)["tags"] for line in open(out)], said
 
 
 def test_rgcn_beats_text_on_the_image_decided_entities(trained):
@@ -90,15 +61,15 @@ def test_maf_beats_text_on_the_image_decided_entities(trained):
 def test_the_photo_decides_and_dropping_it_removes_every_image_signal(trained, tmp_path, head):
     root, splits, _ = trained
     run = root / "runs" / head
-    swapped = _swap_images(splits["test"], tmp_path / "swapped.jsonl")
+    swapped = swap_images(splits["test"], tmp_path / "swapped.jsonl")
     images = root / "data" / "images"
-    kept = _evaluate("--run", run, "--split", splits["test"], "--images", images)
-    flipped = _evaluate("--run", run, "--split", swapped, "--images", images)
+    kept = evaluate_json("--run", run, "--split", splits["test"], "--images", images)
+    flipped = evaluate_json("--run", run, "--split", swapped, "--images", images)
     assert kept["micro"]["f1"] - flipped["micro"]["f1"] >= 30    # the other colour's photo flips the type
     outs = []
     for split in (splits["test"], swapped):
         out = tmp_path / f"dropped-{len(outs)}.conll"
-        _evaluate("--run", run, "--split", split, "--images", images, "--drop-images", "--output", out)
+        evaluate_json("--run", run, "--split", split, "--images", images, "--drop-images", "--output", out)
         outs.append([line.split("\t")[-1] for line in out.read_text().splitlines()])
     assert outs[0] == outs[1]                                    # with images dropped, the photo changes nothing
 
