@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.index_synthetic import clustered_unit_vectors  # noqa: E402
 from benchmarks.provenance import write_result  # noqa: E402
-from index.factory import (choose_factory, default_search_params, drop_self, make_index, recall_at_k,  # noqa: E402
+from index.factory import (choose_factory, drop_self, make_index, recall_at_k,  # noqa: E402
                            search, self_knn, set_search_params)
 
 K = 10

@@ -20,10 +20,12 @@ import abc
 import json
 import os
 from pathlib import Path
-from typing import Callable, Collection, Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 from data.corpus import CorpusError, file_lines, read_text
 from data.files import sha256_file
+
+from .registry import Registry
 
 
 class CaptionsFileError(CorpusError):
@@ -147,25 +149,7 @@ class FileCaptioner(Captioner):
         return {**super().describe(), "files": self.files}
 
 
-CAPTIONERS: dict[str, Callable[..., Captioner]] = {"file": FileCaptioner}
-
-
-def list_captioners() -> list[str]:
-    """Registered captioner names, sorted."""
-    return sorted(CAPTIONERS)
-
-
-def register_captioner(name: str, make: Callable[..., Captioner]) -> None:
-    """Add a captioner constructor under ``name`` (refuses to overwrite)."""
-    if name in CAPTIONERS:
-        raise ValueError(f"captioner {name!r} is already registered")
-    CAPTIONERS[name] = make
-
-
-def get_captioner(name: str = "file", **kwargs) -> Captioner:
-    """Build the captioner registered as ``name``; an unknown name lists the valid ones."""
-    try:
-        make = CAPTIONERS[name]
-    except KeyError:
-        raise KeyError(f"unknown captioner {name!r}: valid names are {', '.join(list_captioners())}") from None
-    return make(**kwargs)
+CAPTIONERS: Registry[Captioner] = Registry("captioner", {"file": FileCaptioner}, default="file")
+list_captioners = CAPTIONERS.names
+register_captioner = CAPTIONERS.register
+get_captioner = CAPTIONERS.build      # get_captioner(name="file", **constructor_kwargs)

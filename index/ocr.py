@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import abc
 from importlib import metadata
-from typing import Callable
+from .registry import Registry
 
 LINE_SEPARATOR = " / "
 
@@ -87,26 +87,8 @@ class RapidOcr(OcrEngine):
                 "onnxruntime": metadata.version("onnxruntime"), "models": "PP-OCRv4 det + rec, bundled"}
 
 
-OCR_ENGINES: dict[str, Callable[..., OcrEngine]] = {"rapidocr": RapidOcr}
 DEFAULT_OCR_ENGINE = "rapidocr"
-
-
-def list_ocr_engines() -> list[str]:
-    """Registered OCR engine names, sorted."""
-    return sorted(OCR_ENGINES)
-
-
-def register_ocr_engine(name: str, make: Callable[..., OcrEngine]) -> None:
-    """Add an OCR engine constructor under ``name`` (refuses to overwrite)."""
-    if name in OCR_ENGINES:
-        raise ValueError(f"OCR engine {name!r} is already registered")
-    OCR_ENGINES[name] = make
-
-
-def get_ocr_engine(name: str = DEFAULT_OCR_ENGINE, **kwargs) -> OcrEngine:
-    """Build the OCR engine registered as ``name``; an unknown name lists the valid ones."""
-    try:
-        make = OCR_ENGINES[name]
-    except KeyError:
-        raise KeyError(f"unknown OCR engine {name!r}: valid names are {', '.join(list_ocr_engines())}") from None
-    return make(**kwargs)
+OCR_ENGINES: Registry[OcrEngine] = Registry("OCR engine", {"rapidocr": RapidOcr}, default=DEFAULT_OCR_ENGINE)
+list_ocr_engines = OCR_ENGINES.names
+register_ocr_engine = OCR_ENGINES.register
+get_ocr_engine = OCR_ENGINES.build    # get_ocr_engine(name="rapidocr", **constructor_kwargs)

@@ -30,7 +30,6 @@ from .checkpoint import build_tagger, load_checkpoint, save_checkpoint
 from .config import RunConfig
 from data.corpus import Corpus, check_entity_types, drop_images, read_corpus, write_conll
 from .heads import head_class
-from .metrics import Scores
 from .tagger import Tagger, label_set, resolve_precision
 
 log = logging.getLogger(__name__)

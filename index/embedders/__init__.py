@@ -6,8 +6,8 @@
 """
 from __future__ import annotations
 
-from typing import Callable
 
+from ..registry import Registry
 from .base import Embedder, EncodeOutput, NoImageTowerError, NoTextTowerError, l2_normalise, top_k_labels
 
 DEFAULT_EMBEDDER = "efficientnet_lite0"
@@ -33,36 +33,15 @@ def _sentence(**kw):
     return SentenceEmbedder(**kw)
 
 
-EMBEDDERS: dict[str, Callable[..., Embedder]] = {
+EMBEDDERS: Registry[Embedder] = Registry("embedder", {
     "efficientnet_lite0": _efficientnet,
     "clip": _clip,
     "timm": _timm,
     "sentence": _sentence,
-}
-
-
-def list_embedders() -> list[str]:
-    """Registered embedder names, sorted."""
-    return sorted(EMBEDDERS)
-
-
-def register_embedder(name: str, make: Callable[..., Embedder]) -> None:
-    """Add an embedder constructor under ``name`` (refuses to overwrite)."""
-    if name in EMBEDDERS:
-        raise ValueError(f"embedder {name!r} is already registered")
-    EMBEDDERS[name] = make
-
-
-def get_embedder(name: str = DEFAULT_EMBEDDER, **kwargs) -> Embedder:
-    """Build the embedder registered as ``name``; ``kwargs`` go to its constructor.
-
-    An unknown name raises ``KeyError`` listing the valid ones.
-    """
-    try:
-        make = EMBEDDERS[name]
-    except KeyError:
-        raise KeyError(f"unknown embedder {name!r}: valid names are {', '.join(list_embedders())}") from None
-    return make(**kwargs)
+}, default=DEFAULT_EMBEDDER)
+list_embedders = EMBEDDERS.names
+register_embedder = EMBEDDERS.register
+get_embedder = EMBEDDERS.build        # get_embedder(name=DEFAULT_EMBEDDER, **constructor_kwargs)
 
 
 __all__ = ["Embedder", "EncodeOutput", "NoImageTowerError", "NoTextTowerError", "DEFAULT_EMBEDDER",

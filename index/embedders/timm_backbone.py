@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections import OrderedDict
 
-import numpy as np
 import torch
 
 from .base import Embedder, EncodeOutput, autocast_context, l2_normalise, resolve_device, resolve_precision

@@ -3,7 +3,6 @@ import datetime as dt
 import json
 import os
 import re
-from pathlib import Path
 
 import pytest
 import torch

@@ -119,7 +119,6 @@ def test_train_rgcn_end_to_end_on_a_tiny_demo(tmp_path, tiny_encoder):
     graphs = list((tmp_path / "graphs").glob("*/manifest.json"))
     assert len(graphs) == 1                                     # the graph cache was written
     run = tmp_path / "runs" / "r"
-    out = tmp_path / "eval.json"
     import contextlib
     import io
     buf = io.StringIO()
