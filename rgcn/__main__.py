@@ -50,22 +50,32 @@ def _score(args) -> int:
     return 0
 
 
-def _predict(args) -> int:
-    from data.corpus import CorpusError, read_corpus, write_conll, write_jsonl
+def _load_run(args, path, drop: bool = False, **read):
+    """The posts at ``path`` and the run ``args.run`` set up to tag them, or ``None`` after
+    printing why not (a bad corpus file, a run that cannot be loaded for these posts)."""
+    from data.corpus import CorpusError, drop_images, read_corpus
     from .training import load_for_corpus
 
     try:
-        corpus = read_corpus(args.input, args.images, args.input_format, encoding=args.encoding)
-    except CorpusError as e:
+        corpus = read_corpus(path, args.images, encoding=args.encoding, **read)
+        if drop:
+            drop_images(corpus.samples)
+        model, _, meta = load_for_corpus(args.run, corpus, args.device, head_options=head_options(args))
+    except (CorpusError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    try:
-        model, cfg, meta = load_for_corpus(args.run, corpus, args.device, head_options=head_options(args))
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        return None
     if meta.get("image_summary"):
-        print(meta["image_summary"])
+        print(meta["image_summary"], file=sys.stderr if getattr(args, "json", False) else sys.stdout)
+    return corpus, model
+
+
+def _predict(args) -> int:
+    from data.corpus import write_conll, write_jsonl
+
+    loaded = _load_run(args, args.input, fmt=args.input_format)
+    if loaded is None:
+        return 2
+    corpus, model = loaded
     pred = model.predict(corpus.samples, args.batch_size, progress=True)
     fmt = args.format or ("jsonl" if str(args.output).endswith(".jsonl") else "conll")
     out = Path(args.output or Path(args.input).with_suffix(f".pred.{fmt}"))
@@ -114,23 +124,12 @@ def marked_text(tokens, tags) -> str:
 
 
 def _evaluate(args) -> int:
-    from data.corpus import CorpusError, drop_images, read_corpus, write_conll
-    from .training import load_for_corpus
+    from data.corpus import write_conll
 
-    try:
-        corpus = read_corpus(args.split, args.images, require_tags=True, encoding=args.encoding)
-    except CorpusError as e:
-        print(f"error: {e}", file=sys.stderr)
+    loaded = _load_run(args, args.split, drop=args.drop_images, require_tags=True)
+    if loaded is None:
         return 2
-    if args.drop_images:
-        drop_images(corpus.samples)
-    try:
-        model, cfg, meta = load_for_corpus(args.run, corpus, args.device, head_options=head_options(args))
-    except ValueError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if meta.get("image_summary"):
-        print(meta["image_summary"], file=sys.stderr if args.json else sys.stdout)
+    corpus, model = loaded
     scores, pred = model.evaluate(corpus.samples, args.batch_size, progress=True)
     if args.output:
         write_conll(args.output, corpus.samples, pred.tags)
