@@ -28,8 +28,10 @@ no change here (its own config, if it needs options, is the one file to add).
 overrides (an ablation), in ``--out-dir``/NAME/seed<N>.
 
 Writes ``benchmarks/results/heads_<prefix>.json`` (``--output``) through
-``benchmarks/provenance.py`` with every seed's rows, a bar chart of mean F1 per kind and
-head beside it (``.png``; ``--chart``, ``--no-chart``), and prints the table. Run folders
+``benchmarks/provenance.py`` with every seed's rows, the table as Markdown beside it
+(``.md``, headed by the command) and a bar chart of mean F1 per kind and head (``.png``;
+``--chart``, ``--no-chart``), and prints the table. ``--render RESULT.json`` redraws the
+Markdown and chart of a result without training anything. Run folders
 go to ``--out-dir``/<head>/seed<N>. Paths given are read from where the command runs; the
 defaults, and the configs, from the repository root. Each run's console output is held
 back (its ``train.log`` keeps it; ``-v`` shows it), warnings and errors excepted.
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
 import statistics
 import sys
@@ -94,6 +97,8 @@ def parse_args(argv=None):
     p.add_argument("--chart", help="bar chart (default: the result JSON with .png)")
     p.add_argument("--no-chart", action="store_true", help="write no chart")
     p.add_argument("-v", "--verbose", action="store_true", help="show each run's console output")
+    p.add_argument("--render", metavar="RESULT.json", help="train nothing: print the table of this result and "
+                   "write its Markdown (.md) and chart (.png) again")
     a = p.parse_args(argv)
     a.heads = a.heads or list_heads()
     a.rows = [(head, head, []) for head in a.heads]             # (row name, head, overrides)
@@ -111,7 +116,8 @@ def parse_args(argv=None):
     for key, default in defaults.items():                       # given: from here; default: from the root
         setattr(a, key, str(Path(getattr(a, key)).resolve() if getattr(a, key) else ROOT / default))
     a.out_dir = str(Path(a.out_dir).resolve())
-    a.chart = None if a.no_chart else str(Path(a.chart).resolve() if a.chart else Path(a.output).with_suffix(".png"))
+    beside = Path(a.render or a.output)                          # the chart goes beside the result by default
+    a.chart = None if a.no_chart else str(Path(a.chart).resolve() if a.chart else beside.with_suffix(".png"))
     for item in a.set:
         key = item.partition("=")[0]
         trained = sorted({h for _, h, _ in a.rows})
@@ -314,6 +320,27 @@ def table(summary: dict) -> str:
     return "\n".join(lines)
 
 
+def markdown(summary: dict, command: str) -> str:
+    """The table as Markdown, mean ± sample sd over seeds, headed by the command that made it
+    (what the README's tables are copied from)."""
+    def cell(s: dict | None, scale: float) -> str:
+        if s is None:
+            return ""
+        digits = 2 if scale == 100 else 1
+        mean = f"{scale * s['mean']:.{digits}f}"
+        return mean if s["sd"] is None else f"{mean} ± {scale * s['sd']:.{digits}f}"
+
+    cols = columns(summary)
+    n = next(iter(summary.values()))["f1"]["n"]
+    lines = [f"`{command}`", "",
+             f"Test F1 (%), mean ± sample standard deviation over {n} seed(s); per kind on the kind's target "
+             f"names; {OTHER}: the entities outside every target.", "",
+             "| head | " + " | ".join(h for h, _, _ in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+    for name, s in summary.items():
+        lines.append(f"| {name} | " + " | ".join(cell(get(s), scale) for _, get, scale in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def chart(summary: dict, path: str | os.PathLike, title: str = "") -> None:
     """Grouped bars: per column (overall, each kind, other) one bar per row, the mean F1
     with the sample sd as error bar; a head's row without the test images in its colour,
@@ -359,6 +386,10 @@ def main(argv=None) -> dict:
     from rgcn.heads import head_class
 
     a = parse_args(argv)
+    if a.render:                            # redraw a result: its table, Markdown and chart, no training
+        result = json.loads(Path(a.render).read_text())
+        render(result, a.render, a.chart)
+        return result
     data_overrides = [f"data.train={a.train}", f"data.valid={a.valid}"]
     base = load_config(text_config(a.dataset_prefix), data_overrides)
     shared = [f"encoder.name={base.encoder.name}", f"train.batch_size={base.train.batch_size}"]
@@ -388,12 +419,21 @@ def main(argv=None) -> dict:
                            for x in head_args(h, a.dataset_prefix, _rel(a.index))] for h in a.heads},
            "gold": gold_counts(next(iter(per_seed.values()))["rows"][a.heads[0]]),
            "summary": summary, "per_seed": per_seed}
-    write_result(a.output, out, __file__, argv)
-    if a.chart:
-        chart(summary, a.chart, f"{a.dataset_prefix}: test F1, mean ± sd over {len(a.seeds)} seed(s)")
-    print("\n" + table(summary))
-    print(f"written {a.output}" + (f" and {a.chart}" if a.chart else ""))
+    written = write_result(a.output, out, __file__, argv)
+    render(written, a.output, a.chart)
     return out
+
+
+def render(result: dict, output: str, chart_path: str | None) -> None:
+    """Print the table of a result and write its Markdown (``output`` with ``.md``) and chart."""
+    summary = result["summary"]
+    Path(output).with_suffix(".md").write_text(markdown(summary, result["provenance"]["command"]))
+    if chart_path:
+        chart(summary, chart_path, f"{result['dataset_prefix']}: test F1, mean ± sd over {len(result['seeds'])} "
+                                   "seed(s)")
+    print("\n" + table(summary))
+    print(f"written {output}, its table {Path(output).with_suffix('.md').name}"
+          + (f" and chart {Path(chart_path).name}" if chart_path else ""))
 
 
 if __name__ == "__main__":

@@ -139,6 +139,16 @@ def test_the_board_by_hand(kinds_data, fake_training, tmp_path, capsys):
     photo = next(line for line in printed.splitlines() if line.startswith("photo_knn "))
     assert photo.split()[4:10] == ["0.00", "±", "0.00", "100.00", "±", "0.00"]
 
+    # the Markdown table beside the result, headed by its command; --render writes it again
+    md = (tmp_path / "heads.md").read_text()
+    assert md.startswith(f"`{written['provenance']['command']}`")
+    assert "| photo_knn | 76.03 ± 2.47 | 0.00 ± 0.00 | 100.00 ± 0.00 |" in md
+    (tmp_path / "heads.md").unlink()
+    (tmp_path / "heads.png").unlink()
+    heads.main(["--render", str(tmp_path / "heads.json")])
+    assert (tmp_path / "heads.md").read_text() == md and (tmp_path / "heads.png").stat().st_size > 1000
+    assert len(fake_training) == 4                                # rendering trains nothing
+
 
 def test_a_head_with_views_is_scored_in_each(kinds_data, fake_training, tmp_path, monkeypatch):
     """A head that tags several ways (``tagging_views``) gets a row per view besides the one
