@@ -74,15 +74,15 @@ and no photo is ever looked up (``view: real`` is refused).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FusionHead, HeadOutput, register_head
-from .blocks import CrossAttention, PostRegions, fit_heads, images_dropped, load_post_regions, masked_mean
+from .base import FusionHead, HeadOutput, parse_options, register_head
+from .blocks import CrossAttention, PostRegions, fit_heads, images_dropped, masked_mean, post_regions_context
 
 GENERATED, REAL = "generated", "real"
 VIEWS = (GENERATED, REAL)
@@ -268,11 +268,7 @@ class BGAOptions:
 
     @classmethod
     def parse(cls, options: dict | None) -> "BGAOptions":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options or {}) - known)
-        if unknown:
-            raise ValueError(f"bga head: unknown option(s) {unknown}; valid options: {sorted(known)}")
-        return cls(**(options or {}))
+        return parse_options(cls, options, "bga")
 
 
 class BGALayer(nn.Module):
@@ -333,11 +329,7 @@ class BGAHead(FusionHead):
         """Each post's own image as region features, from the index named by ``options.index``
         (images of posts that are not in it are embedded now)."""
         o = BGAOptions.parse(options)
-        if not o.index:
-            ids = [s.id for split in splits.values() for s in split]
-            return {"regions": PostRegions.without_images(ids, o.region_dim, GRID)}
-        regions = load_post_regions(o.index, splits, progress)
-        return {"regions": regions, "image_summary": regions.summaries}
+        return post_regions_context(o.index, o.region_dim, splits, progress, GRID)
 
     def extra_state(self) -> dict:
         return {"region_dim": self.regions.region_dim, "n_regions": self.regions.n_regions}

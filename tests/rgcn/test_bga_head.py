@@ -2,7 +2,6 @@
 generated token, the generation losses (zero on identical features, posts without an image
 left out), the views (the generated one reads no photo), the ablations, the options, and
 the head training end to end inside the tagger."""
-import numpy as np
 import pytest
 import torch
 
@@ -14,30 +13,12 @@ from rgcn.heads.bga import BGAOptions, ContextSampler, Generator, generation_kl,
 from rgcn.heads.blocks import CrossAttention, PostRegions
 from rgcn.tagger import Tagger
 
-D, R, D_R = 8, 4, 3
-
-
-def hand_regions(n=4, without=("p3",)):
-    """Posts p0..p(n-1), each with its own 4x3 random regions, except those in ``without``."""
-    rng = np.random.default_rng(0)
-    ids = [f"p{i}" for i in range(n)]
-    rows = np.asarray([-1 if p in without else i for i, p in enumerate(ids)])
-    status = ["none" if p in without else "index" for p in ids]
-    return PostRegions(ids, rows, status, rng.normal(size=(n, R, D_R)).astype(np.float16),
-                       np.zeros((0, R, D_R), np.float16), D_R, R)
+from tests.rgcn.test_maf_head import D, D_R, R, hand_regions, posts, word_mask   # the same hand-made posts
 
 
 def bga(regions=None, **options):
     torch.manual_seed(0)
     return build_head("bga", D, {"heads": 2, "dropout": 0.0, **options}, {"regions": regions or hand_regions()})
-
-
-def posts(n=4):
-    return [Sample(f"p{i}", ["w"] * (i + 1)) for i in range(n)]
-
-
-def word_mask(n=4):
-    return torch.arange(n).unsqueeze(0) < torch.arange(1, n + 1).unsqueeze(1)    # post i has i + 1 words
 
 
 def run(head, states, inputs, seed=3):
