@@ -8,6 +8,6 @@ states for the emission layer. Heads are chosen by name from a registry::
 Importing this package registers the built-in heads.
 """
 from .base import FusionHead, HeadOutput, build_head, head_class, list_heads, register_head
-from . import ita, maf, rgcn, text  # noqa: F401  (register "ita", "maf", "rgcn" and "text")
+from . import bga, ita, maf, rgcn, text  # noqa: F401  (register "bga", "ita", "maf", "rgcn" and "text")
 
 __all__ = ["FusionHead", "HeadOutput", "build_head", "head_class", "list_heads", "register_head"]

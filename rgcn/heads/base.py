@@ -1,7 +1,7 @@
 """The fusion-head interface and its name registry."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Callable, Sequence
 
 import torch
@@ -110,6 +110,16 @@ class FusionHead(nn.Module):
     def extra_state(self) -> dict:
         """JSON-able state needed to rebuild the head for prediction (saved with checkpoints)."""
         return {}
+
+
+def parse_options(cls: type, options: dict | None, head: str):
+    """``cls(**options)`` for a head's options dataclass, refusing a name it does not have with
+    the list of those it has (``head``: the head's name, for the message)."""
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(options or {}) - known)
+    if unknown:
+        raise ValueError(f"{head} head: unknown option(s) {unknown}; valid options: {sorted(known)}")
+    return cls(**(options or {}))
 
 
 def register_head(name: str) -> Callable[[type[FusionHead]], type[FusionHead]]:

@@ -6,7 +6,8 @@ How a post's own image reaches a head
     (``--drop-images``, or image dropout while training); :class:`PostRegions` holds each
     post's image as a grid of region features from the index artifact (``regions.npy``),
     with the images of posts that are not in the index embedded on the fly by the index's
-    own embedder; :func:`load_post_regions` builds it in a head's ``setup``.
+    own embedder; :func:`load_post_regions` builds it, and :func:`post_regions_context` is a
+    head's whole ``setup`` for it (no index: every post without an image).
 
 Gates
     :func:`gate` is ``sigmoid(W_h H + W_v V)``; :func:`gated_fusion` is R-GCN's residual
@@ -161,6 +162,18 @@ def load_post_regions(index_path, splits: dict, progress: bool = True) -> PostRe
     summaries = {name: pi.summary([s.id for s in split]) for name, split in splits.items()}
     return PostRegions(pi.post_ids, pi.rows, list(pi.status), artifact.regions, new_regions, region_dim, n_regions,
                        summaries)
+
+
+def post_regions_context(index_path, region_dim: int, splits: dict, progress: bool = True,
+                         n_regions: int = 1) -> dict:
+    """A head's ``setup`` result for the posts' own images: ``{"regions": PostRegions}`` from
+    the index at ``index_path`` with its ``image_summary``, or, with no index (``None``), every
+    post without an image, with ``n_regions`` regions of width ``region_dim``."""
+    if not index_path:
+        ids = [s.id for split in splits.values() for s in split]
+        return {"regions": PostRegions.without_images(ids, region_dim, n_regions)}
+    regions = load_post_regions(index_path, splits, progress)
+    return {"regions": regions, "image_summary": regions.summaries}
 
 
 # --------------------------------------------------------------------------- gates

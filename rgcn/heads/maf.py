@@ -53,15 +53,15 @@ Where this differs from the authors' code, on purpose:
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import FusionHead, HeadOutput, register_head
-from .blocks import (CrossAttention, PostRegions, gate, images_dropped, load_post_regions, masked_mean)
+from .base import FusionHead, HeadOutput, parse_options, register_head
+from .blocks import (CrossAttention, PostRegions, gate, images_dropped, masked_mean, post_regions_context)
 
 
 def alignment_loss(z_t: torch.Tensor, z_v: torch.Tensor, temperature: float = 0.179,
@@ -170,11 +170,7 @@ class MAFOptions:
 
     @classmethod
     def parse(cls, options: dict | None) -> "MAFOptions":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(options or {}) - known)
-        if unknown:
-            raise ValueError(f"maf head: unknown option(s) {unknown}; valid options: {sorted(known)}")
-        return cls(**(options or {}))
+        return parse_options(cls, options, "maf")
 
 
 @register_head("maf")
@@ -224,11 +220,7 @@ class MAFHead(FusionHead):
         """Each post's own image as region features, from the index named by ``options.index``
         (images of posts that are not in it are embedded now)."""
         o = MAFOptions.parse(options)
-        if not o.index:
-            ids = [s.id for split in splits.values() for s in split]
-            return {"regions": PostRegions.without_images(ids, o.region_dim)}
-        regions = load_post_regions(o.index, splits, progress)
-        return {"regions": regions, "image_summary": regions.summaries}
+        return post_regions_context(o.index, o.region_dim, splits, progress)
 
     def extra_state(self) -> dict:
         return {"region_dim": self.regions.region_dim}
