@@ -118,6 +118,8 @@ def table(summary: dict) -> str:
 def split_paths(a) -> dict[str, str] | None:
     """``--dataset`` / ``--train --valid --test`` as data overrides; None keeps the config's."""
     split = {"train": a.train, "valid": a.valid, "test": a.test}
+    if not (a.dataset or a.train or a.valid):
+        return None                                       # the config's splits (a --test still replaces its test)
     if a.dataset:
         folder = SHARED / a.dataset
         if not folder.is_dir():
@@ -125,8 +127,6 @@ def split_paths(a) -> dict[str, str] | None:
         for k in split:
             if split[k] is None and (folder / f"{k}.txt").exists():
                 split[k] = str(folder / f"{k}.txt")
-    if not any(split.values()):
-        return None
     if not split["train"] or not split["valid"]:
         sys.exit("give --dataset, or both --train and --valid")
     return split
@@ -209,10 +209,11 @@ def main(argv=None) -> dict:
         base = load_config(a.config, a.overrides)
     except ConfigError as e:
         sys.exit(f"config error: {e}")
-    test = None if a.dev_only else (split["test"] if split else base.data.test)
+    test = None if a.dev_only else (split["test"] if split else a.test or base.data.test)
     if test and not Path(test).is_file():
         sys.exit(f"test split {test} not found (give --test, or --dev-only to score none)")
-    name = a.name or Path(a.config).stem + (f"_{a.dataset}" if a.dataset else "")
+    stem = Path(a.config).stem
+    name = a.name or stem + (f"_{a.dataset}" if a.dataset and a.dataset not in stem else "")
     sweep_dir = Path(a.out_dir) / name
     if a.threads:
         import torch
