@@ -196,9 +196,7 @@ def score_test(run: Path, test: str, best_epoch: int) -> dict:
     scores, pred = model.evaluate(corpus.samples, cfg.train.eval_batch_size)
     write_conll(run / "test_predictions.conll", corpus.samples, pred.tags)
     result = scores.as_dict()
-    tmp = done.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"test_file": str(test), "best_epoch": best_epoch, "scores": result}, indent=2))
-    os.replace(tmp, done)
+    write_result(done, {"test_file": str(test), "best_epoch": best_epoch, "scores": result}, __file__)
     return result
 
 
