@@ -1,8 +1,8 @@
 """Command line: score a predictions file, tag new posts.
 
     python -m rgcn score GOLD PRED [--json]
-    python -m rgcn predict --run RUN_DIR --input FILE [--output FILE] [--format conll|jsonl] [--view text]
-    python -m rgcn evaluate --run RUN_DIR --split FILE [--drop-images] [--head-option KEY=VALUE]
+    python -m rgcn predict --run RUN_DIR [RUN_DIR...] --input FILE [--output FILE] [--format conll|jsonl] [--view text]
+    python -m rgcn evaluate --run RUN_DIR [RUN_DIR...] --split FILE [--drop-images] [--head-option KEY=VALUE]
     python -m rgcn compare RUN... --gold TEST [--subset-field image_decided]
 
 ``compare`` scores each kind of post apart (F1 on its target names) whenever the gold
@@ -10,6 +10,11 @@ posts carry a ``kind`` field, as the demo's do. ``predict`` and ``evaluate`` tak
 ``--head-option KEY=VALUE`` for the options a trained head lets change (its
 ``inference_options``, e.g. the ita head's ``view``); ``--view NAME`` is short for
 ``--head-option view=NAME``.
+
+Several runs after ``--run`` tag as an ensemble: each post's emission scores are the mean of
+the runs' (each run reads the post with its own head), decoded once by the first run's CRF
+(its transitions, and its ``crf.constrained``). The runs must share the label set and the
+encoder tokenizer; the command says which run differs when they do not.
 """
 from __future__ import annotations
 
@@ -51,22 +56,22 @@ def _score(args) -> int:
 
 
 def _load_run(args, path, drop: bool = False, **read):
-    """The posts at ``path`` and the run ``args.run`` set up to tag them, or ``None`` after
-    printing why not (a bad corpus file, a run that cannot be loaded for these posts)."""
+    """The posts at ``path`` and the taggers of ``args.run`` set up to tag them (one run, or
+    an ensemble: :func:`load_runs`), or ``None`` after printing why not (a bad corpus file,
+    a run that cannot be loaded for these posts)."""
     from data.corpus import CorpusError, drop_images, read_corpus
-    from .training import load_for_corpus
 
     try:
         corpus = read_corpus(path, args.images, encoding=args.encoding, **read)
         if drop:
             drop_images(corpus.samples)
-        model, _, meta = load_for_corpus(args.run, corpus, args.device, head_options=head_options(args))
+        models, meta = load_runs(args, corpus)
     except (CorpusError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return None
     if meta.get("image_summary"):
         print(meta["image_summary"], file=sys.stderr if getattr(args, "json", False) else sys.stdout)
-    return corpus, model
+    return corpus, models
 
 
 def _predict(args) -> int:
@@ -75,8 +80,8 @@ def _predict(args) -> int:
     loaded = _load_run(args, args.input, fmt=args.input_format)
     if loaded is None:
         return 2
-    corpus, model = loaded
-    pred = model.predict(corpus.samples, args.batch_size, progress=True)
+    corpus, models = loaded
+    pred = models[0].predict(corpus.samples, args.batch_size, progress=True, ensemble=models[1:])
     fmt = args.format or ("jsonl" if str(args.output).endswith(".jsonl") else "conll")
     out = Path(args.output or Path(args.input).with_suffix(f".pred.{fmt}"))
     (write_jsonl if fmt == "jsonl" else write_conll)(out, corpus.samples, pred.tags)
@@ -88,6 +93,21 @@ def _predict(args) -> int:
     if corpus.skipped_empty:
         print(f"skipped {corpus.skipped_empty} empty post(s)")
     return 0
+
+
+def load_runs(args, corpus):
+    """The taggers of ``args.run`` (one run, or an ensemble checked by
+    :func:`rgcn.tagger.check_ensemble`) and the first run's checkpoint meta."""
+    from .tagger import check_ensemble
+    from .training import load_for_corpus
+
+    loaded = [load_for_corpus(run, corpus, args.device, head_options=head_options(args)) for run in args.run]
+    models = [m for m, _, _ in loaded]
+    if len(models) > 1:
+        check_ensemble(models, args.run)
+        print(f"ensemble of {len(models)} runs: mean emissions, decoded by the CRF of {args.run[0]}",
+              file=sys.stderr)
+    return models, loaded[0][2]
 
 
 def head_options(args) -> dict:
@@ -129,8 +149,8 @@ def _evaluate(args) -> int:
     loaded = _load_run(args, args.split, drop=args.drop_images, require_tags=True)
     if loaded is None:
         return 2
-    corpus, model = loaded
-    scores, pred = model.evaluate(corpus.samples, args.batch_size, progress=True)
+    corpus, models = loaded
+    scores, pred = models[0].evaluate(corpus.samples, args.batch_size, progress=True, ensemble=models[1:])
     if args.output:
         write_conll(args.output, corpus.samples, pred.tags)
     print(json.dumps(scores.as_dict(), indent=2) if args.json else scores.table())
@@ -362,7 +382,8 @@ def main(argv=None) -> int:
     s.add_argument("--encoding", default="utf-8", help="text encoding of both files (default utf-8)")
     s.set_defaults(fn=_score)
     e = sub.add_parser("evaluate", help="score a trained run on a labelled split")
-    e.add_argument("--run", required=True, help="run folder (uses best/) or a checkpoint folder")
+    e.add_argument("--run", required=True, nargs="+", help="run folder (uses best/) or a checkpoint folder; "
+                   "several: an ensemble (mean emissions, the first run's CRF)")
     e.add_argument("--split", required=True, help="labelled split (CoNLL or JSONL)")
     e.add_argument("--images", help="image folder (posts whose image is not in the run's index have it "
                    "embedded by the index's embedder)")
@@ -386,7 +407,8 @@ def main(argv=None) -> int:
     c.add_argument("--json", action="store_true")
     c.set_defaults(fn=_compare)
     t = sub.add_parser("predict", help="tag posts with a trained run")
-    t.add_argument("--run", required=True, help="run folder (uses best/) or a checkpoint folder")
+    t.add_argument("--run", required=True, nargs="+", help="run folder (uses best/) or a checkpoint folder; "
+                   "several: an ensemble (mean emissions, the first run's CRF)")
     t.add_argument("--input", required=True, help="CoNLL, JSONL, or raw text with one post a line")
     t.add_argument("--input-format", default="auto", choices=["auto", "conll", "jsonl", "text"])
     t.add_argument("--output", help="output file (default: INPUT.pred.conll)")
@@ -401,6 +423,7 @@ def main(argv=None) -> int:
     t.set_defaults(fn=_predict)
     args = p.parse_args(argv)
     run = getattr(args, "run", None)
+    run = run[0] if isinstance(run, list) else run
     setup_logging(Path(run) / f"{args.cmd}.log" if run and Path(run).is_dir() else None, args.verbose)
     return args.fn(args)
 

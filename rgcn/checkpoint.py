@@ -50,9 +50,10 @@ def atomic_dir(final: Path):
 def build_tagger(cfg: RunConfig, labels, context: dict | None = None, pretrained: bool = True,
                  encoder_dir: str | None = None) -> Tagger:
     backbone, tok = load_backbone(encoder_dir or cfg.encoder.name, from_config_only=not pretrained)
-    encoder = WordEncoder(backbone, cfg.encoder.casing_dim, cfg.encoder.dropout)
+    e = cfg.encoder
+    encoder = WordEncoder(backbone, e.casing_dim, e.dropout, e.pooling, e.layer_mix)
     head = build_head(cfg.head.name, encoder.out_dim, cfg.head.options, context)
-    return Tagger(encoder, WordTokenizer(tok, cfg.encoder.max_subwords), head, labels)
+    return Tagger(encoder, WordTokenizer(tok, cfg.encoder.max_subwords), head, labels, cfg.crf.constrained)
 
 
 def save_checkpoint(path: str | Path, model: Tagger, cfg: RunConfig, extra: dict | None = None,

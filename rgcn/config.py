@@ -49,8 +49,17 @@ class EncoderConfig:
     max_subwords: int = 128
     casing_dim: int = 16
     dropout: float = 0.1
+    pooling: str = "first"    # a word's state: its first sub-word's, or the mean of its sub-words'
+    layer_mix: int = 1        # learned softmax-weighted mix of the last K hidden states; 1: the last alone
 
     def __post_init__(self):
+        from .encoder import POOLINGS
+
+        if self.pooling not in POOLINGS:
+            raise ConfigError(f"encoder.pooling must be one of {', '.join(POOLINGS)}, found {self.pooling!r}")
+        if self.layer_mix < 1:
+            raise ConfigError(f"encoder.layer_mix is a number of last layers, >= 1 (1: the last alone), "
+                              f"found {self.layer_mix}")
         if self.max_subwords < 8:
             raise ConfigError(f"encoder.max_subwords must be >= 8, found {self.max_subwords}")
         if self.casing_dim < 0:
@@ -81,8 +90,17 @@ class TrainConfig:
     device: str = "auto"      # auto | cpu | cuda | cuda:N
     precision: str = "auto"   # auto (bf16 where the hardware has it) | fp32 | bf16
     threads: int = 0          # torch CPU threads; 0 keeps torch's default
+    schedule: str = "linear"  # learning rate after warm-up: linear (to 0) | cosine (to 0) | constant
+    average_last: int = 1     # evaluate and save the mean weights of the last K epochs; 1: no averaging
 
     def __post_init__(self):
+        from .schedules import SCHEDULES
+
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"train.schedule must be one of {', '.join(SCHEDULES)}, found {self.schedule!r}")
+        if not 1 <= self.average_last <= self.epochs:
+            raise ConfigError(f"train.average_last is a number of last epochs in [1, train.epochs={self.epochs}], "
+                              f"found {self.average_last}")
         if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
             raise ConfigError("train.epochs, train.batch_size and train.eval_batch_size must be >= 1")
         if not 0 <= self.warmup < 1:
@@ -94,11 +112,24 @@ class TrainConfig:
 
 
 @dataclass
+class CrfConfig:
+    """The CRF on top. ``constrained``: decode only BIO-valid paths (no ``I-X`` at the start,
+    after ``O`` or after another type); training is left unconstrained."""
+
+    constrained: bool = False
+
+    def __post_init__(self):
+        if not isinstance(self.constrained, bool):
+            raise ConfigError(f"crf.constrained must be true or false, found {self.constrained!r}")
+
+
+@dataclass
 class RunConfig:
     data: DataConfig
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    crf: CrfConfig = field(default_factory=CrfConfig)
     name: str = "run"
     out_dir: str = "runs"
 
@@ -110,7 +141,8 @@ class RunConfig:
         return asdict(self)
 
 
-_SECTIONS = {"data": DataConfig, "encoder": EncoderConfig, "head": HeadConfig, "train": TrainConfig}
+_SECTIONS = {"data": DataConfig, "encoder": EncoderConfig, "head": HeadConfig, "train": TrainConfig,
+             "crf": CrfConfig}
 
 
 def _build(cls, values: dict, where: str):

@@ -1,6 +1,8 @@
 """The text side: a Hugging Face encoder read word by word, with the casing given back.
 
-Every word is represented by the encoder state of its first sub-word. A post longer than
+Every word is represented by the encoder state of its first sub-word (``encoder.pooling:
+first``) or by the mean of its sub-words' states (``mean``), read from the last layer or a
+learned mix of the last few (``encoder.layer_mix``, :class:`ScalarMix`). A post longer than
 the encoder's window is split into overlapping windows of whole words; each word takes its
 state from the window in which it has the most context on both sides, so every word of
 every post is tagged and scored (nothing is truncated).
@@ -137,6 +139,7 @@ class TextBatch:
     extras: dict = field(default_factory=dict)
     #: other views of the same posts (same words, other context), by name; see ``FusionHead.views``
     views: dict[str, "TextBatch"] = field(default_factory=dict)
+    word_len: torch.Tensor | None = None
 
     def to(self, device) -> "TextBatch":
         moved = {k: (v.to(device) if isinstance(v, torch.Tensor) else v)
@@ -208,6 +211,7 @@ class WordTokenizer:
         wp = torch.zeros((B, W), dtype=torch.long)
         mask = torch.zeros((B, W), dtype=torch.bool)
         shapes = torch.zeros((B, W), dtype=torch.long)
+        lens = torch.zeros((B, W), dtype=torch.long)
         tags = torch.zeros((B, W), dtype=torch.long) if tag_ids is not None else None
         for b, post in enumerate(posts):
             n = len(post.word_pieces)
@@ -215,36 +219,105 @@ class WordTokenizer:
             wp[b, :n] = torch.tensor(word_pos[b])
             mask[b, :n] = True
             shapes[b, :n] = torch.tensor(post.shapes)
+            lens[b, :n] = torch.tensor([len(p) for p in post.word_pieces])
             if tags is not None:
                 tags[b, :n] = torch.tensor(tag_ids[b])
-        return TextBatch(input_ids, attention_mask, ww, wp, mask, shapes, tags)
+        return TextBatch(input_ids, attention_mask, ww, wp, mask, shapes, tags, word_len=lens)
+
+
+# ----------------------------------------------------------------------------- word states
+POOLINGS = ("first", "mean")
+
+
+def pool_words(hidden: torch.Tensor, word_window: torch.Tensor, word_pos: torch.Tensor,
+               word_len: torch.Tensor | None = None, pooling: str = "first") -> torch.Tensor:
+    """Each word's state from the sub-word states of its window.
+
+    Args:
+        hidden: sub-word states of every window.
+        word_window, word_pos: the window and position of each word's first sub-word.
+        word_len: each word's sub-word count (needed for ``mean``; 0 for padding).
+        pooling (str, default ``first``): ``first``, the first sub-word's state; ``mean``, the
+            mean of the word's sub-words' states.
+
+    Shapes:
+        hidden: ``(n_windows, T, H)``; word_window, word_pos, word_len: ``(B, W)``;
+        output: ``(B, W, H)``.
+    """
+    if pooling == "first":
+        return hidden[word_window, word_pos]  # (B, W, H)
+    if pooling != "mean":
+        raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+    if word_len is None:
+        raise ValueError("mean pooling needs the batch's word_len (sub-words per word)")
+    L = max(int(word_len.max()), 1)
+    offsets = torch.arange(L, device=hidden.device)                                # (L,)
+    pos = (word_pos.unsqueeze(-1) + offsets).clamp(max=hidden.shape[1] - 1)       # (B, W, L)
+    pieces = hidden[word_window.unsqueeze(-1), pos]                               # (B, W, L, H)
+    keep = (offsets < word_len.unsqueeze(-1)).to(hidden.dtype).unsqueeze(-1)      # (B, W, L, 1)
+    return (pieces * keep).sum(2) / keep.sum(2).clamp(min=1)                       # (B, W, H)
+
+
+class ScalarMix(nn.Module):
+    """A learned mix of ``K`` layers' states, ``gamma * sum_k softmax(s)_k h_k`` (Peters et
+    al., 2018, ELMo eq. 1); ``s`` starts at zero (an even mix) and ``gamma`` at one.
+
+    Shapes:
+        input: ``K`` tensors ``(n_windows, T, H)``; output: ``(n_windows, T, H)``.
+    """
+
+    def __init__(self, K: int):
+        super().__init__()
+        self.scalars = nn.Parameter(torch.zeros(K))
+        self.gamma = nn.Parameter(torch.ones(()))
+
+    def forward(self, layers: Sequence[torch.Tensor]) -> torch.Tensor:
+        w = torch.softmax(self.scalars, dim=0)
+        return self.gamma * sum(w[k] * h for k, h in enumerate(layers))
 
 
 class WordEncoder(nn.Module):
-    """A transformer encoder read at the first sub-word of each word, plus a casing embedding.
+    """A transformer encoder read word by word (:func:`pool_words`), plus a casing embedding.
 
     Args:
         backbone: a ``transformers`` encoder (``AutoModel``).
         casing_dim (int, default 16): width of the word-shape embedding; 0 turns it off.
         dropout (float, default 0.1): dropout on the word states.
+        pooling (str, default ``first``): how a word's sub-words make its state, see :func:`pool_words`.
+        layer_mix (int, default 1): mix the last ``K`` hidden states with a :class:`ScalarMix`;
+            1 reads the last layer alone (and adds no parameter).
 
     Shapes:
         input: a :class:`TextBatch`;
         output: ``(B, W, out_dim)`` with ``out_dim = hidden + casing_dim``.
     """
 
-    def __init__(self, backbone: nn.Module, casing_dim: int = 16, dropout: float = 0.1):
+    def __init__(self, backbone: nn.Module, casing_dim: int = 16, dropout: float = 0.1, pooling: str = "first",
+                 layer_mix: int = 1):
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; valid: {', '.join(POOLINGS)}")
+        n_states = backbone.config.num_hidden_layers + 1          # the embeddings and every layer
+        if not 1 <= layer_mix <= n_states:
+            raise ValueError(f"layer_mix must be in [1, {n_states}] for this encoder "
+                             f"({n_states - 1} layers and the embeddings), found {layer_mix}")
         self.backbone = backbone
+        self.pooling = pooling
+        self.layer_mix = ScalarMix(layer_mix) if layer_mix > 1 else None
         self.hidden = backbone.config.hidden_size
         self.casing = nn.Embedding(len(SHAPES), casing_dim, padding_idx=0) if casing_dim > 0 else None
         self.dropout = nn.Dropout(dropout)
         self.out_dim = self.hidden + casing_dim
 
     def forward(self, batch: TextBatch) -> torch.Tensor:
-        out = self.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-        hidden = out.last_hidden_state  # (n_windows, T, H)
-        states = hidden[batch.word_window, batch.word_pos]  # (B, W, H)
+        mix = self.layer_mix
+        out = self.backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                            **({"output_hidden_states": True} if mix is not None else {}))
+        if mix is None:
+            hidden = out.last_hidden_state  # (n_windows, T, H)
+        else:
+            hidden = mix(out.hidden_states[-len(mix.scalars):])  # (n_windows, T, H)
+        states = pool_words(hidden, batch.word_window, batch.word_pos, batch.word_len, self.pooling)  # (B, W, H)
         if self.casing is not None:
             states = torch.cat([states, self.casing(batch.shape_ids)], dim=-1)  # (B, W, H + C)
         return self.dropout(states)

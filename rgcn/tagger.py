@@ -1,10 +1,17 @@
 """The tagger: word encoder -> fusion head -> emissions -> CRF.
 
 Its contract is three verbs: :meth:`Tagger.forward_loss` on a batch, :meth:`Tagger.predict`
-on samples, :meth:`Tagger.evaluate` on a labelled split.
+on samples, :meth:`Tagger.evaluate` on a labelled split. Both of the last two can tag with an
+ensemble: the mean of several taggers' emission scores, decoded once by the first one's CRF.
+
+With ``constrained`` (``crf.constrained``) decoding keeps to valid BIO paths: a copy of the
+CRF whose transitions into ``I-X`` from the start, from ``O`` and from another type score
+:data:`FORBIDDEN` does the Viterbi search. Training is unchanged (the learned transitions
+are the unconstrained ones), so the option can be switched on for a model already trained.
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -52,6 +59,55 @@ def label_set(samples: Sequence[Sample]) -> list[str]:
     return ["O"] + [f"{p}-{t}" for t in sorted(types) for p in "BI"]
 
 
+FORBIDDEN = -1e4
+"""The score of a forbidden transition in the constrained decoder: far below any path's."""
+
+
+def bio_allowed(labels: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which tags may open a post and follow each tag under BIO: ``I-X`` only after ``B-X``
+    or ``I-X``; every other tag anywhere.
+
+    Shapes:
+        output: ``start (L,)`` and ``transition (L, L)`` booleans, ``transition[i, j]``: tag
+        ``j`` may follow tag ``i``.
+    """
+    L = len(labels)
+    start = torch.ones(L, dtype=torch.bool)
+    trans = torch.ones(L, L, dtype=torch.bool)
+    for j, tag in enumerate(labels):
+        if tag.startswith("I-"):
+            start[j] = False
+            for i, prev in enumerate(labels):
+                trans[i, j] = prev[2:] == tag[2:] and prev[:2] in ("B-", "I-")
+    return start, trans
+
+
+def constrained_crf(crf: CRF, labels: Sequence[str]) -> CRF:
+    """A copy of ``crf`` whose forbidden BIO transitions (:func:`bio_allowed`) score :data:`FORBIDDEN`."""
+    start, trans = bio_allowed(labels)
+    out = copy.deepcopy(crf)
+    with torch.no_grad():
+        out.start_transitions.masked_fill_(~start.to(crf.start_transitions.device), FORBIDDEN)
+        out.transitions.masked_fill_(~trans.to(crf.transitions.device), FORBIDDEN)
+    return out
+
+
+def check_ensemble(models: Sequence["Tagger"], names: Sequence[str] | None = None) -> None:
+    """Raise ``ValueError`` unless every tagger has the first one's labels (in the same order)
+    and the same tokenizer (class, vocabulary and window size), so their emissions line up."""
+    names = list(names or [f"model {i + 1}" for i in range(len(models))])
+    first = models[0]
+    for m, name in zip(models[1:], names[1:]):
+        if m.labels != first.labels:
+            raise ValueError(f"an ensemble needs one label set: {names[0]} has {first.labels}, {name} has {m.labels}")
+        a, b = first.tokenizer, m.tokenizer
+        if (type(a.tok) is not type(b.tok) or a.tok.get_vocab() != b.tok.get_vocab()
+                or a.max_subwords != b.max_subwords):
+            raise ValueError(f"an ensemble needs one encoder tokenizer: {name} does not tokenize as {names[0]} "
+                             f"({type(b.tok).__name__}, {len(b.tok)} tokens, max_subwords {b.max_subwords} against "
+                             f"{type(a.tok).__name__}, {len(a.tok)} tokens, max_subwords {a.max_subwords})")
+
+
 @dataclass
 class Prediction:
     tags: list[list[str]]
@@ -70,10 +126,13 @@ class Tagger(nn.Module):
         tokenizer (WordTokenizer): turns posts into batches.
         head (FusionHead): fuses multimodal inputs into the word states.
         labels (list[str]): tag vocabulary, ``O`` first.
+        constrained (bool, default False): decode valid BIO paths only (see the module's docstring).
     """
 
-    def __init__(self, encoder: WordEncoder, tokenizer: WordTokenizer, head: FusionHead, labels: Sequence[str]):
+    def __init__(self, encoder: WordEncoder, tokenizer: WordTokenizer, head: FusionHead, labels: Sequence[str],
+                 constrained: bool = False):
         super().__init__()
+        self.constrained = constrained
         self.encoder = encoder
         self.tokenizer = tokenizer
         self.head = head
@@ -139,32 +198,53 @@ class Tagger(nn.Module):
         return loss + out.aux_loss.float() if out.aux_loss is not None else loss
 
     @torch.inference_mode()
-    def decode(self, batch: TextBatch) -> list[list[str]]:
-        emissions, _ = self.emissions(batch)
-        paths = self.crf.decode(emissions, mask=batch.word_mask)
+    def decode_emissions(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[str]]:
+        """The best tag path of each post under this tagger's CRF (constrained or not).
+
+        Shapes:
+            emissions: ``(B, W, n_labels)``; mask: ``(B, W)``.
+        """
+        crf = constrained_crf(self.crf, self.labels) if self.constrained else self.crf
+        paths = crf.decode(emissions, mask=mask)
         return [[self.labels[t] for t in p] for p in paths]
 
     @torch.inference_mode()
+    def decode(self, batch: TextBatch) -> list[list[str]]:
+        return self.decode_emissions(self.emissions(batch)[0], batch.word_mask)
+
+    @torch.inference_mode()
     def predict(self, samples: Sequence[Sample] | TaggingDataset, batch_size: int = 64,
-                progress: bool = False) -> Prediction:
-        """Tag posts; returns tags in the input order and the time it took."""
-        was_training = self.training
-        self.eval()
+                progress: bool = False, ensemble: Sequence["Tagger"] = ()) -> Prediction:
+        """Tag posts; returns tags in the input order and the time it took. With ``ensemble``
+        (other taggers, see :func:`check_ensemble`) each post's emissions are the mean of this
+        tagger's and theirs, decoded once by this tagger's CRF."""
+        models = [self, *ensemble]
+        if ensemble:
+            check_ensemble(models)
+        was_training = [m.training for m in models]
+        for m in models:
+            m.eval()
         dataset = samples if isinstance(samples, TaggingDataset) else TaggingDataset(samples, self.tokenizer)
         start = time.perf_counter()
         out: list[list[str] | None] = [None] * len(dataset)
         sampler = BucketSampler(dataset.lengths(), batch_size, shuffle=False)
         for idx in tqdm(sampler, desc="tagging", unit="batch", disable=not progress, leave=False):
             batch = self.make_batch(dataset, idx, training=False).to(self.device)
-            for i, tags in zip(idx, self.decode(batch)):
+            emissions = self.emissions(batch)[0]  # (B, W, n_labels)
+            for m in ensemble:
+                emissions = emissions + m.emissions(m.make_batch(dataset, idx, training=False).to(m.device))[0].to(
+                    self.device)
+            for i, tags in zip(idx, self.decode_emissions(emissions / len(models), batch.word_mask)):
                 out[i] = tags
         elapsed = time.perf_counter() - start
-        self.train(was_training)
+        for m, was in zip(models, was_training):
+            m.train(was)
         return Prediction(out, elapsed)  # type: ignore[arg-type]
 
     def evaluate(self, samples: Sequence[Sample] | TaggingDataset, batch_size: int = 64,
-                 progress: bool = False) -> tuple[Scores, Prediction]:
-        """Entity-level scores over the whole split, and the predictions behind them."""
-        pred = self.predict(samples, batch_size, progress)
+                 progress: bool = False, ensemble: Sequence["Tagger"] = ()) -> tuple[Scores, Prediction]:
+        """Entity-level scores over the whole split, and the predictions behind them (of the
+        ensemble with ``ensemble``, see :meth:`predict`)."""
+        pred = self.predict(samples, batch_size, progress, ensemble)
         gold_samples = samples.samples if isinstance(samples, TaggingDataset) else samples
         return score([s.tags for s in gold_samples], pred.tags), pred

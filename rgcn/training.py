@@ -1,5 +1,6 @@
-"""Training: AdamW with linear warm-up, dev evaluation every epoch, best-dev checkpoint,
-one test evaluation at the end, resumable from the last epoch.
+"""Training: AdamW with linear warm-up and a decay schedule (``train.schedule``), dev evaluation
+every epoch (optionally of the mean weights of the last epochs, ``train.average_last``),
+best-dev checkpoint, one test evaluation at the end, resumable from the last epoch.
 
 A run folder holds::
 
@@ -23,13 +24,14 @@ import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-from transformers import get_linear_schedule_with_warmup
 
+from .averaging import swapped_weights, update_average
 from .batching import BucketSampler, TaggingDataset
 from .checkpoint import build_tagger, load_checkpoint, save_checkpoint
 from .config import RunConfig
 from data.corpus import Corpus, check_entity_types, drop_images, read_corpus, write_conll
 from .heads import head_class
+from .schedules import make_scheduler
 from .tagger import Tagger, label_set, resolve_precision
 
 log = logging.getLogger(__name__)
@@ -170,22 +172,26 @@ class Trainer:
         steps_per_epoch = len(sampler)
         total = steps_per_epoch * t.epochs
         optimizer = make_optimizer(model, cfg)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup * total), total)
+        scheduler = make_scheduler(optimizer, t.schedule, int(t.warmup * total), total)
 
         history: list[dict] = []
         best_f1, start_epoch = -1.0, 1
+        # train.average_last > 1: from this epoch on, dev sees (and best/ keeps) the mean weights
+        average_from = t.epochs - t.average_last + 1 if t.average_last > 1 else None
+        average, n_averaged = None, 0
         last_dir = self.run_dir / "last"
         if resume and (last_dir / "trainer_state.pt").exists():
             model, _, meta = load_checkpoint(last_dir, self.device, context)
             model.autocast_dtype = resolve_precision(t.precision, self.device)
             optimizer = make_optimizer(model, cfg)
-            scheduler = get_linear_schedule_with_warmup(optimizer, int(t.warmup * total), total)
+            scheduler = make_scheduler(optimizer, t.schedule, int(t.warmup * total), total)
             state = load_trainer_state(last_dir / "trainer_state.pt")
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
             torch.set_rng_state(state["torch_rng"])
             random.setstate(state["py_rng"])
             history, best_f1 = state["history"], state["best_f1"]
+            average, n_averaged = state.get("average"), state.get("n_averaged", 0)
             start_epoch = state["epoch"] + 1
             log.info("resuming %s after epoch %d (best dev F1 %.2f)", self.run_dir, state["epoch"], 100 * best_f1)
         elif resume:
@@ -210,20 +216,28 @@ class Trainer:
                 losses.append(loss.item())
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
             train_seconds = time.perf_counter() - t0
-            scores, pred = model.evaluate(data["valid"], t.eval_batch_size)
-            row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_seconds": round(train_seconds, 2),
-                   "train_posts_per_second": round(len(data["train"]) / train_seconds, 2),
-                   "valid_precision": scores.total.precision, "valid_recall": scores.total.recall,
-                   "valid_f1": scores.f1, "valid_seconds": round(pred.seconds, 2)}
-            history.append(row)
-            improved = scores.f1 > best_f1
-            if improved:
-                best_f1 = scores.f1
-                save_checkpoint(self.run_dir / "best", model, cfg, {"epoch": epoch, "valid": scores.as_dict()})
-                write_conll(self.run_dir / "valid_predictions.conll", data["valid"].samples, pred.tags)
+            if average_from is not None and epoch >= average_from:
+                average = update_average(average, model, n_averaged)
+                n_averaged += 1
+            with swapped_weights(model, average):
+                scores, pred = model.evaluate(data["valid"], t.eval_batch_size)
+                row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_seconds": round(train_seconds, 2),
+                       "train_posts_per_second": round(len(data["train"]) / train_seconds, 2),
+                       "valid_precision": scores.total.precision, "valid_recall": scores.total.recall,
+                       "valid_f1": scores.f1, "valid_seconds": round(pred.seconds, 2)}
+                if average_from is not None:
+                    row["averaged_epochs"] = n_averaged
+                history.append(row)
+                improved = scores.f1 > best_f1
+                if improved:
+                    best_f1 = scores.f1
+                    save_checkpoint(self.run_dir / "best", model, cfg, {"epoch": epoch, "valid": scores.as_dict(),
+                                    **({"averaged_epochs": n_averaged} if average_from is not None else {})})
+                    write_conll(self.run_dir / "valid_predictions.conll", data["valid"].samples, pred.tags)
             state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                      "torch_rng": torch.get_rng_state(), "py_rng": random.getstate(),
-                     "history": history, "best_f1": best_f1, "epoch": epoch}
+                     "history": history, "best_f1": best_f1, "epoch": epoch,
+                     **({"average": average, "n_averaged": n_averaged} if average is not None else {})}
             save_checkpoint(last_dir, model, cfg, {"epoch": epoch}, trainer_state=state)
             self._write_history(history)
             log.info("epoch %d: loss %.4f, dev F1 %.2f%s, %.1f s", epoch, row["train_loss"], 100 * scores.f1,

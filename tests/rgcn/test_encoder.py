@@ -131,3 +131,53 @@ def test_a_full_window_cuts_the_context_before_any_post_word(tiny_encoder):
     assert batch.input_ids.shape[1] <= 10
     for got, want in zip(_rows(batch), _rows(plain)):
         assert got[: len(want)] == want                         # every post word kept, context only after
+
+
+# ----------------------------------------------------------------------------- pooling, layer mix
+def _two_posts(tiny_encoder):
+    tok = WordTokenizer(AutoTokenizer.from_pretrained(tiny_encoder), max_subwords=16)
+    posts = [tok.encode(["Zimmermanesque", "in", "Floridaland", "!"]), tok.encode(["ok", "Kardashianism"])]
+    return tok.collate(posts), posts
+
+
+def test_mean_pooling_is_the_mean_of_a_words_subwords(tiny_encoder):
+    batch, posts = _two_posts(tiny_encoder)
+    backbone = AutoModel.from_pretrained(tiny_encoder).eval()
+    first = WordEncoder(backbone, casing_dim=0, dropout=0.0).eval()
+    mean = WordEncoder(backbone, casing_dim=0, dropout=0.0, pooling="mean").eval()
+    with torch.no_grad():
+        hidden = backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask).last_hidden_state
+        a, b = first(batch), mean(batch)
+    several = 0
+    for i, post in enumerate(posts):
+        for w, pieces in enumerate(post.word_pieces):
+            row, pos = batch.word_window[i, w], batch.word_pos[i, w]
+            assert batch.word_len[i, w] == len(pieces)
+            by_hand = hidden[row, pos: pos + len(pieces)].mean(0)
+            assert torch.allclose(b[i, w], by_hand, atol=1e-6)
+            assert torch.allclose(a[i, w], hidden[row, pos])
+            # the two differ exactly when the word has several sub-words
+            assert torch.allclose(a[i, w], b[i, w]) == (len(pieces) == 1)
+            several += len(pieces) > 1
+    assert several >= 3
+
+
+def test_layer_mix_of_one_is_the_last_layer_and_of_k_mixes_the_last_k(tiny_encoder):
+    batch, _ = _two_posts(tiny_encoder)
+    backbone = AutoModel.from_pretrained(tiny_encoder).eval()
+    plain = WordEncoder(backbone, casing_dim=0, dropout=0.0).eval()
+    one = WordEncoder(backbone, casing_dim=0, dropout=0.0, layer_mix=1).eval()
+    two = WordEncoder(backbone, casing_dim=0, dropout=0.0, layer_mix=2).eval()
+    assert one.layer_mix is None and sum(p.numel() for p in two.layer_mix.parameters()) == 3
+    with torch.no_grad():
+        states = backbone(input_ids=batch.input_ids, attention_mask=batch.attention_mask,
+                          output_hidden_states=True).hidden_states            # embeddings + 2 layers
+        assert torch.equal(one(batch), plain(batch))
+        assert torch.allclose(one(batch), states[-1][batch.word_window, batch.word_pos])
+        even = (states[1] + states[2]) / 2                                # the last two, evenly at first
+        assert torch.allclose(two(batch), even[batch.word_window, batch.word_pos], atol=1e-6)
+        two.layer_mix.scalars.copy_(torch.tensor([50.0, 0.0]))            # all weight on the first layer
+        two.layer_mix.gamma.fill_(2.0)
+        assert torch.allclose(two(batch), 2 * states[1][batch.word_window, batch.word_pos], atol=1e-5)
+    with pytest.raises(ValueError, match=r"layer_mix must be in \[1, 3\]"):
+        WordEncoder(backbone, layer_mix=4)
