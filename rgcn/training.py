@@ -286,7 +286,7 @@ def load_for_corpus(run_dir: str | Path, corpus: Corpus, device: str = "auto", p
     name = "train"
     if Path(corpus.path).resolve() != Path(cfg.data.train).resolve():
         name, splits["predict"] = "predict", corpus
-    context = head_class(cfg.head.name).setup(cfg.head.options, splits, str(path), progress)
+    context = head_class(cfg.head.name).setup(cfg.head.options, splits, str(path), progress, training=False)
     model, cfg, meta = load_checkpoint(ckpt, resolve_device(device), context, head_options)
     if context.get("image_summary"):
         meta["image_summary"] = context["image_summary"][name]   # what the head made of the posts' images

@@ -62,10 +62,12 @@ class FusionHead(nn.Module):
         self.options = dict(options or {})
 
     @classmethod
-    def setup(cls, options: dict, splits: dict, run_dir: str | None, progress: bool = True) -> dict:
+    def setup(cls, options: dict, splits: dict, run_dir: str | None, progress: bool = True,
+              training: bool = True) -> dict:
         """Resources the head needs before it is built (e.g. relation graphs over the
         splits), returned as entries of the ``context`` passed to ``__init__``. Called by
-        the trainer with the training splits and by prediction with the posts to tag.
+        the trainer with the training splits (``training``) and by prediction with the
+        posts to tag (``training=False``; ``options`` then hold the inference options asked for).
         A head that reads the posts' images may also return ``image_summary``: split name ->
         one line saying how many posts had their image used; the commands print it."""
         return {}

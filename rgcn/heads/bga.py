@@ -74,7 +74,9 @@ and no photo is ever looked up (``view: real`` is refused).
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -301,6 +303,7 @@ class BGAHead(FusionHead):
 
     reads_index = True
     inference_options = ("view",)
+    tagging_views = VIEWS
 
     def __init__(self, in_dim: int, options: dict | None = None, context: dict | None = None):
         super().__init__(in_dim, options, context)
@@ -325,11 +328,22 @@ class BGAHead(FusionHead):
         self.final = CrossAttention(D, o.heads, o.ffn_dim, o.dropout) if o.final_layer else None   # (9)
 
     @classmethod
-    def setup(cls, options: dict, splits: dict, run_dir: str | None, progress: bool = True) -> dict:
+    def setup(cls, options: dict, splits: dict, run_dir: str | None, progress: bool = True,
+              training: bool = True) -> dict:
         """Each post's own image as region features, from the index named by ``options.index``
-        (images of posts that are not in it are embedded now)."""
+        (images of posts that are not in it are embedded now). To tag in the ``generated``
+        view (or without MCG) no image is read at all, not even a new post's: every post is
+        given as having none, with the index's region shape from its manifest."""
         o = BGAOptions.parse(options)
-        return post_regions_context(o.index, o.region_dim, splits, progress, GRID)
+        manifest = Path(o.index or "") / "manifest.json"
+        shape = (json.loads(manifest.read_text()).get("regions") or {}).get("shape") if manifest.is_file() else None
+        if training or (o.mcg and o.view == REAL) or not o.index or not shape:
+            return post_regions_context(o.index, o.region_dim, splits, progress, GRID)
+        _, n_regions, region_dim = shape
+        ids = [s.id for split in splits.values() for s in split]
+        return {"regions": PostRegions.without_images(ids, region_dim, n_regions),
+                "image_summary": {name: f"no image read: the {GENERATED} view tags from the words alone"
+                                  for name in splits}}
 
     def extra_state(self) -> dict:
         return {"region_dim": self.regions.region_dim, "n_regions": self.regions.n_regions}

@@ -215,7 +215,8 @@ class ITAHead(FusionHead):
         self._tried: set[str] = set(self.contexts)
 
     @classmethod
-    def setup(cls, options: dict, splits: dict, run_dir: str | None, progress: bool = True) -> dict:
+    def setup(cls, options: dict, splits: dict, run_dir: str | None, progress: bool = True,
+              training: bool = True) -> dict:
         """Load the index named by ``options.index`` and read the visual context of every
         post's image in ``splits``."""
         opts = ITAOptions.from_dict(options)

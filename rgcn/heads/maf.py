@@ -216,7 +216,8 @@ class MAFHead(FusionHead):
         self.W_m = nn.Linear(D, D, bias=False)
 
     @classmethod
-    def setup(cls, options: dict, splits: dict, run_dir: str | None, progress: bool = True) -> dict:
+    def setup(cls, options: dict, splits: dict, run_dir: str | None, progress: bool = True,
+              training: bool = True) -> dict:
         """Each post's own image as region features, from the index named by ``options.index``
         (images of posts that are not in it are embedded now)."""
         o = MAFOptions.parse(options)

@@ -152,7 +152,8 @@ class RGCNHead(FusionHead):
         self.dropout = nn.Dropout(dropout)
 
     @classmethod
-    def setup(cls, options: dict, splits: dict, run_dir: str | None, progress: bool = True) -> dict:
+    def setup(cls, options: dict, splits: dict, run_dir: str | None, progress: bool = True,
+              training: bool = True) -> dict:
         """Load the index artifact named by ``options.index`` and build (or load from the
         cache) the relation graphs over ``splits``."""
         if not options.get("index"):

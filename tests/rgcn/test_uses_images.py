@@ -145,3 +145,27 @@ def test_image_dropout_is_for_training_only():
     samples = [Sample("a", ["x"]) for _ in range(40)]
     assert all(head.prepare(samples, training=False)["intra"].has_image.tolist())
     assert not all(head.prepare(samples, training=True)["intra"].has_image.tolist())
+
+
+def test_bga_in_its_generated_view_reads_no_image_of_new_posts(trained, tmp_path, monkeypatch):
+    """Tagging in the generated view opens no image file: not even new posts' photos are
+    embedded, and deleting every photo changes no tag."""
+    import rgcn.heads.blocks as blocks
+
+    root, _, _ = trained
+    fresh = tmp_path / "fresh"
+    new = write_image_decided(fresh, sizes=(("test", 8),), seed=2, prefix="new-")["test"]
+    monkeypatch.setattr(blocks, "load_post_regions", lambda *a, **k: (_ for _ in ()).throw(AssertionError("read")))
+    run = root / "runs" / "bga"
+    rc, said = run_cli("predict", "--run", run, "--input", new, "--images", fresh / "images", "--view", "generated",
+                       "--output", tmp_path / "a.jsonl", "--format", "jsonl")
+    assert rc == 0 and "no image read: the generated view tags from the words alone" in said
+    for p in (fresh / "images").iterdir():
+        p.unlink()
+    rc, _ = run_cli("predict", "--run", run, "--input", new, "--images", fresh / "images", "--view", "generated",
+                    "--output", tmp_path / "b.jsonl", "--format", "jsonl")
+    tags = [[json.loads(line)["tags"] for line in open(tmp_path / f"{x}.jsonl")] for x in "ab"]
+    assert rc == 0 and tags[0] == tags[1]
+    with pytest.raises(AssertionError, match="read"):                 # the real view does read them
+        run_cli("predict", "--run", run, "--input", new, "--images", fresh / "images", "--view", "real",
+                "--output", tmp_path / "c.jsonl", "--format", "jsonl")
