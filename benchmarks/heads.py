@@ -52,7 +52,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import train  # noqa: E402
-from benchmarks.provenance import RESULTS, write_result  # noqa: E402
+from benchmarks.provenance import RESULTS, write_rendering, write_result  # noqa: E402
 from data.corpus import drop_images, read_corpus, read_predictions  # noqa: E402
 from data.logs import setup_logging  # noqa: E402
 from index.artifact import load_index  # noqa: E402
@@ -427,7 +427,7 @@ def main(argv=None) -> dict:
 def render(result: dict, output: str, chart_path: str | None) -> None:
     """Print the table of a result and write its Markdown (``output`` with ``.md``) and chart."""
     summary = result["summary"]
-    Path(output).with_suffix(".md").write_text(markdown(summary, result["provenance"]["command"]))
+    write_rendering(Path(output).with_suffix(".md"), result, markdown(summary, result["provenance"]["command"]))
     if chart_path:
         chart(summary, chart_path, f"{result['dataset_prefix']}: test F1, mean ± sd over {len(result['seeds'])} "
                                    "seed(s)")

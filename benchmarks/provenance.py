@@ -126,7 +126,21 @@ def write_result(path: str | os.PathLike, payload: dict, script: str | os.PathLi
     if "provenance" in payload:
         raise ValueError("payload already holds a 'provenance' key; the stamp is written by write_result")
     out = {"provenance": provenance(script, argv), **payload}
-    text = json.dumps(out, indent=2) + "\n"                        # fails before anything is written
+    _write_atomically(path, json.dumps(out, indent=2) + "\n")    # json fails before anything is written
+    return out
+
+
+def write_rendering(path: str | os.PathLike, result: dict, text: str) -> None:
+    """Write ``text``, a rendering of ``result`` (a dict :func:`write_result` returned, e.g. its
+    table as Markdown), to ``path``, atomically. The text must start with the result's command,
+    so that a rendering, too, says what made it."""
+    command = result["provenance"]["command"]
+    if command not in text.split("\n", 1)[0]:
+        raise ValueError(f"a rendering of a result must name its command on its first line: {command}")
+    _write_atomically(path, text)
+
+
+def _write_atomically(path: str | os.PathLike, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -140,4 +154,3 @@ def write_result(path: str | os.PathLike, payload: dict, script: str | os.PathLi
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return out

@@ -72,3 +72,14 @@ def test_every_benchmark_writes_through_write_result(script):
     assert "write_result(" in src, f"{script} must write its result with benchmarks.provenance.write_result"
     for call in ("write_text(", "json.dump("):
         assert call not in src, f"{script} writes a file itself ({call}); use write_result"
+
+
+def test_a_rendering_names_its_result_s_command(tmp_path):
+    from benchmarks.provenance import write_rendering, write_result
+
+    result = write_result(tmp_path / "r.json", {"x": 1}, BENCHMARKS / "heads.py", ["--seeds", "13"])
+    write_rendering(tmp_path / "r.md", result, "`python benchmarks/heads.py --seeds 13`\n\n| a |\n")
+    assert (tmp_path / "r.md").read_text().startswith("`python benchmarks/heads.py --seeds 13`")
+    with pytest.raises(ValueError, match="must name its command"):
+        write_rendering(tmp_path / "s.md", result, "| a |\n")
+    assert not (tmp_path / "s.md").exists()
