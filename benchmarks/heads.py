@@ -67,6 +67,7 @@ PHOTO_KNN = "photo_knn"
 NO_IMAGES = "{} (no test images)"
 OTHER_VIEW = "{} ({} view)"
 TIMING = ("seconds_per_epoch", "tagging_posts_per_second")
+RATIO = "_vs_text"        # a timing divided by the text head's in the same seed
 
 
 def parse_args(argv=None):
@@ -277,6 +278,10 @@ def summarise(per_seed: dict) -> dict:
         col[OTHER] = spread([r[OTHER]["f1"] for r in rows])
         times = [s["timing"].get(name, {}) for s in seeds]
         col.update({k: spread([t[k] for t in times]) for k in TIMING if all(t.get(k) is not None for t in times)})
+        texts = [s["timing"].get(TEXT, {}) for s in seeds]
+        for k in TIMING:                  # each seed's runs ran back to back: the ratio to text's, per seed
+            if name != TEXT and all(t.get(k) and x.get(k) for t, x in zip(times, texts)):
+                col[k + RATIO] = spread([t[k] / x[k] for t, x in zip(times, texts)])
         out[name] = col
     return out
 
@@ -294,7 +299,9 @@ def columns(summary: dict) -> list[tuple]:
     cols += [(k, lambda s, k=k: s["kinds"].get(k), 100) for k in first["kinds"]]
     cols.append((OTHER, lambda s: s[OTHER], 100))
     cols += [("s/epoch", lambda s: s.get("seconds_per_epoch"), 1),
-             ("tagging posts/s", lambda s: s.get("tagging_posts_per_second"), 1)]
+             ("tagging posts/s", lambda s: s.get("tagging_posts_per_second"), 1),
+             ("s/epoch × text", lambda s: s.get("seconds_per_epoch" + RATIO), 1),
+             ("posts/s × text", lambda s: s.get("tagging_posts_per_second" + RATIO), 1)]
     return cols
 
 
@@ -323,10 +330,10 @@ def table(summary: dict) -> str:
 def markdown(summary: dict, command: str) -> str:
     """The table as Markdown, mean ± sample sd over seeds, headed by the command that made it
     (what the README's tables are copied from)."""
-    def cell(s: dict | None, scale: float) -> str:
+    def cell(s: dict | None, scale: float, ratio: bool) -> str:
         if s is None:
             return ""
-        digits = 2 if scale == 100 else 1
+        digits = 1 if scale == 1 and not ratio else 2
         mean = f"{scale * s['mean']:.{digits}f}"
         return mean if s["sd"] is None else f"{mean} ± {scale * s['sd']:.{digits}f}"
 
@@ -337,7 +344,8 @@ def markdown(summary: dict, command: str) -> str:
              f"names; {OTHER}: the entities outside every target.", "",
              "| head | " + " | ".join(h for h, _, _ in cols) + " |", "|---" * (len(cols) + 1) + "|"]
     for name, s in summary.items():
-        lines.append(f"| {name} | " + " | ".join(cell(get(s), scale) for _, get, scale in cols) + " |")
+        lines.append(f"| {name} | " + " | ".join(cell(get(s), scale, h.endswith("× text")) for h, get, scale in cols)
+                     + " |")
     return "\n".join(lines) + "\n"
 
 

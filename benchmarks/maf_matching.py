@@ -8,7 +8,7 @@ per kind of post when the posts carry a ``kind``, the mean p(match) of real pair
 (does the matcher flag the demo's ``conflicting_image`` and ``unrelated_image`` photos?),
 and draws both histograms.
 
-    python benchmarks/maf_matching.py --run runs/maf_demo/seed13/maf     # the demo's test split
+    python benchmarks/maf_matching.py --run runs/heads/maf/seed13     # the demo's test split
 
 Writes ``benchmarks/results/maf_matching.json`` (``--output``) through
 ``benchmarks/provenance.py`` and the histogram beside it (same name, ``.png``).
@@ -36,7 +36,7 @@ from rgcn.training import load_for_corpus  # noqa: E402
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", default="runs/maf_demo/seed13/maf", help="a MAF run folder (or its best/)")
+    p.add_argument("--run", default="runs/heads/maf/seed13", help="a MAF run folder (or its best/)")
     p.add_argument("--split", default="data/demo/test.jsonl", help="labelled posts held out from training")
     p.add_argument("--images", default="data/demo/images")
     p.add_argument("--seed", type=int, default=0, help="draws the swapped partners")

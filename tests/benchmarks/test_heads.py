@@ -116,6 +116,10 @@ def test_the_board_by_hand(kinds_data, fake_training, tmp_path, capsys):
     assert s["text"]["seconds_per_epoch"]["sd"] == pytest.approx(math.sqrt(0.5))
     assert s["text"]["tagging_posts_per_second"]["mean"] == pytest.approx(150.0)
     assert "seconds_per_epoch" not in s["photo_knn"] and "seconds_per_epoch" not in s["rgcn (no test images)"]
+    # and each against text's in the same seed: rgcn tags 50 posts/s against text's 100, then 200
+    assert s["rgcn"]["tagging_posts_per_second_vs_text"]["mean"] == pytest.approx(0.375)
+    assert s["rgcn"]["seconds_per_epoch_vs_text"]["mean"] == pytest.approx(1.0)
+    assert "seconds_per_epoch_vs_text" not in s["text"]
 
     # every head ran once per seed, from its own config or the text one, with the shared
     # encoder, the index for the head that reads it, and its folder OUT/<head>/seed<N>
@@ -135,7 +139,7 @@ def test_the_board_by_hand(kinds_data, fake_training, tmp_path, capsys):
     printed = capsys.readouterr().out
     header = next(line for line in printed.splitlines() if line.startswith("head "))
     assert header.split() == ["head", "overall", "conflicting_image", "image_decided", "no_image", "other",
-                              "s/epoch", "tagging", "posts/s"]
+                              "s/epoch", "tagging", "posts/s", "s/epoch", "×", "text", "posts/s", "×", "text"]
     photo = next(line for line in printed.splitlines() if line.startswith("photo_knn "))
     assert photo.split()[4:10] == ["0.00", "±", "0.00", "100.00", "±", "0.00"]
 
