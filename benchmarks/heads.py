@@ -433,8 +433,9 @@ def main(argv=None) -> dict:
 
 
 def render(result: dict, output: str, chart_path: str | None) -> None:
-    """Print the table of a result and write its Markdown (``output`` with ``.md``) and chart."""
-    summary = result["summary"]
+    """Print the table of a result and write its Markdown (``output`` with ``.md``) and chart,
+    all from its per-seed rows (so a result written before a column existed gets it too)."""
+    summary = summarise(result["per_seed"])
     write_rendering(Path(output).with_suffix(".md"), result, markdown(summary, result["provenance"]["command"]))
     if chart_path:
         chart(summary, chart_path, f"{result['dataset_prefix']}: test F1, mean ± sd over {len(result['seeds'])} "
