@@ -22,14 +22,18 @@ own image (its centre is the sentence, see :mod:`retrieval.relations`), so the
 """
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Sequence
 
 import torch
 from torch import nn
-from torch_geometric.data import Batch
-from torch_geometric.nn import GCNConv
-from torch_geometric.utils import to_dense_batch
+
+with warnings.catch_warnings():     # PyG's own use of torch.jit.script, deprecated by torch: not ours to fix
+    warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated", category=FutureWarning)
+    from torch_geometric.data import Batch
+    from torch_geometric.nn import GCNConv
+    from torch_geometric.utils import to_dense_batch
 
 from index.artifact import load_index
 from retrieval.cache import GraphSettings, load_or_build

@@ -48,3 +48,12 @@ def test_the_tagger_trains_on_crf_weight_times_the_crf_loss_plus_the_heads_loss(
     nll = text.forward_loss(text.make_batch(data, [0], training=True))
     loss = weighted.forward_loss(weighted.make_batch(data, [0], training=True))
     assert loss.item() == pytest.approx(0.25 * nll.item() + 1.5, rel=1e-6)
+
+
+def test_importing_the_heads_prints_no_warning():
+    """A quiet console: no library's deprecation warning leaks out when the heads load."""
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-W", "error", "-c", "import rgcn.heads"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
