@@ -24,6 +24,9 @@ no change here (its own config, if it needs options, is the one file to add).
     python benchmarks/heads.py --seeds 13 --heads text rgcn --epochs 2 --output /tmp/heads.json
     python benchmarks/heads.py --heads text rgcn --variant rgcn_no_intra rgcn 'head.options.relations=[inter]'
 
+A run folder that already holds a finished run of the same config (its ``results.json``
+and ``config.json``) is reused, not retrained: a board stopped half-way resumes there.
+
 ``--variant NAME HEAD KEY=VALUE...`` adds a row: a head trained with its config and these
 overrides (an ablation), in ``--out-dir``/NAME/seed<N>.
 
@@ -195,8 +198,12 @@ def run_seed(a, seed: int, shared: list[str], gold, photo_types) -> dict:
                 f"data.train={a.train}", f"data.valid={a.valid}", f"data.test={a.test}", f"data.images={a.images}",
                 *shared, f"train.epochs={a.epochs}", f"train.seed={seed}", f"train.threads={a.threads}",
                 f"out_dir={run.parent}", f"name={run.name}", *overrides_for(head, a.set), *extra]
-        with quiet(not a.verbose):
-            res = train.main(argv)
+        res = finished_run(run, argv)
+        if res is None:
+            with quiet(not a.verbose):
+                res = train.main(argv)
+        else:
+            print(f"seed {seed} {name}: {_rel(str(run))} already holds this run, finished: reused", flush=True)
         hist = res["history"]
         timing[name] = {"seconds_per_epoch": round(statistics.fmean(h["train_seconds"] for h in hist), 2),
                         "tagging_posts_per_second": res.get("test_posts_per_second")}
@@ -206,7 +213,11 @@ def run_seed(a, seed: int, shared: list[str], gold, photo_types) -> dict:
             dropped_rows[NO_IMAGES.format(name)] = score_by_kind(gold.samples, predict_test(run, a, drop=True),
                                                                  where=a.test)
             for view in other_views(head, run):
-                pred = predict_test(run, a, head_options={"view": view})
+                try:
+                    pred = predict_test(run, a, head_options={"view": view})
+                except ValueError as e:                          # e.g. bga without generators has no real view
+                    print(f"warning: no {view} view of {name}: {e}", file=sys.stderr)
+                    continue
                 rows[OTHER_VIEW.format(name, view)] = score_by_kind(gold.samples, pred, where=a.test)
         print(f"seed {seed} {name}: test F1 {100 * rows[name]['f1']:.2f} "
               f"(no test images {100 * dropped_rows[NO_IMAGES.format(name)]['f1']:.2f}), "
@@ -215,6 +226,18 @@ def run_seed(a, seed: int, shared: list[str], gold, photo_types) -> dict:
         rows[PHOTO_KNN] = score_by_kind(gold.samples, retype_targets(gold.samples, runs[TEXT], photo_types),
                                         where=a.test)
     return {"rows": {**rows, **dropped_rows}, "timing": timing}
+
+
+def finished_run(run: Path, argv: list[str]) -> dict | None:
+    """What ``train.main(argv)`` returned when it last finished in ``run`` (its
+    ``results.json``), if the run's saved config is the one ``argv`` asks for and its test
+    predictions are there; else ``None``. A board stopped half-way thus resumes where it was."""
+    results, saved, preds = run / "results.json", run / "config.json", run / "test_predictions.conll"
+    if not (results.is_file() and saved.is_file() and preds.is_file()):
+        return None
+    config = argv[argv.index("--config") + 1]
+    wanted = load_config(config, [x for x in argv if "=" in x and not x.startswith("-")]).to_dict()
+    return json.loads(results.read_text()) if json.loads(saved.read_text()) == wanted else None
 
 
 def other_views(head: str, run: Path) -> list[str]:

@@ -75,6 +75,8 @@ def fake_training(monkeypatch):
     def fake_load(run, corpus, device="auto", head_options=None):
         head, seed = run.parent.name, int(run.name[len("seed"):])
         view = (head_options or {}).get("view")
+        if view == "z":
+            raise ValueError("this run has no z view")
         predict = lambda samples: SimpleNamespace(tags=[scripted(head, seed, s, view) for s in samples])  # noqa: E731
         return SimpleNamespace(predict=predict), None, None
 
@@ -154,7 +156,7 @@ def test_the_board_by_hand(kinds_data, fake_training, tmp_path, capsys):
     assert len(fake_training) == 4                                # rendering trains nothing
 
 
-def test_a_head_with_views_is_scored_in_each(kinds_data, fake_training, tmp_path, monkeypatch):
+def test_a_head_with_views_is_scored_in_each(kinds_data, fake_training, tmp_path, monkeypatch, capsys):
     """A head that tags several ways (``tagging_views``) gets a row per view besides the one
     its run was trained to tag with."""
     from rgcn.heads import FusionHead, base
@@ -171,6 +173,12 @@ def test_a_head_with_views_is_scored_in_each(kinds_data, fake_training, tmp_path
     monkeypatch.setattr("rgcn.checkpoint.read_meta", lambda path: {"config": {"head": {"options": {"view": "b"}}}})
     s = heads.main(_args(root, splits, tmp_path, "--heads", "viewer", "--seeds", "13", "--no-chart"))["summary"]
     assert list(s) == ["viewer", "viewer (a view)", "viewer (no test images)"]
+    # a view the run's options rule out is left out, with a warning
+    monkeypatch.setitem(base._REGISTRY, "viewer", type("Viewer", (FusionHead,), {"tagging_views": ("a", "z")}))
+    monkeypatch.setattr("rgcn.checkpoint.read_meta", lambda path: {"config": {"head": {"options": {}}}})
+    s = heads.main(_args(root, splits, tmp_path, "--heads", "viewer", "--seeds", "13", "--no-chart"))["summary"]
+    assert list(s) == ["viewer", "viewer (no test images)"]
+    assert "warning: no z view of viewer: this run has no z view" in capsys.readouterr().err
 
 
 def test_summarise_keeps_each_kind_in_its_column():
@@ -254,6 +262,21 @@ def test_real_runs_feed_the_board(kinds_data, tiny_encoder, tmp_path):
     assert rows["text (no test images)"] == rows["text"]            # the text head never sees an image
     assert out["summary"]["rgcn"]["seconds_per_epoch"]["n"] == 1
     assert not (tmp_path / "heads.png").exists()
+
+    # run again, the finished runs are reused, not retrained; a changed config is retrained
+    args = _args(root, splits, tmp_path, "--heads", "text", "rgcn", "--seeds", "13", "--epochs", "1",
+                 "--no-chart", "--set", f"encoder.name={tiny_encoder}", "train.batch_size=8",
+                 "rgcn:head.options.gcn_hidden=16", "rgcn:head.options.k=3")
+    trained = []
+    real_main = heads.train.main
+    heads.train.main = lambda argv: trained.append(argv) or real_main(argv)
+    try:
+        again = heads.main(args)
+        assert trained == [] and again["per_seed"]["13"]["rows"] == rows
+        heads.main([*args[:-1], "rgcn:head.options.k=2"])
+        assert len(trained) == 1 and any(x.endswith("/rgcn") for x in trained[0])
+    finally:
+        heads.train.main = real_main
 
 
 def test_a_variant_is_its_head_with_overrides(kinds_data, fake_training, tmp_path):
