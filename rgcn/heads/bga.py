@@ -84,7 +84,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import FusionHead, HeadOutput, parse_options, register_head
-from .blocks import CrossAttention, PostRegions, fit_heads, images_dropped, masked_mean, post_regions_context
+from .blocks import (CrossAttention, PostRegions, context_regions, fit_heads, images_dropped, masked_mean,
+                     post_regions_context)
 
 GENERATED, REAL = "generated", "real"
 VIEWS = (GENERATED, REAL)
@@ -308,17 +309,9 @@ class BGAHead(FusionHead):
     def __init__(self, in_dim: int, options: dict | None = None, context: dict | None = None):
         super().__init__(in_dim, options, context)
         o = self.opts = BGAOptions.parse(self.options)
-        context = context or {}
-        self.regions: PostRegions | None = context.get("regions")
-        if self.regions is None:
-            raise ValueError("bga head: no region features were given (context['regions']); set "
-                             "head.options.index and let train.py call BGAHead.setup")
+        self.regions: PostRegions = context_regions("bga", context or {}, {"region_dim": "with region_dim=",
+                                                                          "n_regions": "with n_regions="})
         d_r, R = self.regions.region_dim, self.regions.n_regions
-        saved = context.get("head_state") or {}
-        for key, have in (("region_dim", d_r), ("n_regions", R)):
-            if saved.get(key) is not None and int(saved[key]) != have:
-                raise ValueError(f"bga head: this model was trained on region features with {key}={saved[key]}, "
-                                 f"but the index gives {have}: load it with the index it was trained with")
         D = in_dim
         self.layers = nn.ModuleList(BGALayer(D, o) for _ in range(o.layers))
         if o.mcg:

@@ -164,6 +164,28 @@ def load_post_regions(index_path, splits: dict, progress: bool = True) -> PostRe
                        summaries)
 
 
+def context_regions(head: str, context: dict, checked: dict[str, str]) -> PostRegions:
+    """The posts' region features a head's ``setup`` put in ``context["regions"]``, checked
+    against the shape a saved model was trained on (``context["head_state"]``, what the
+    head's ``extra_state`` saved). ``checked``: attribute of :class:`PostRegions` -> how the
+    error message names it, e.g. ``{"region_dim": "of width "}``.
+
+    Raises:
+        ValueError: no region features, or a shape other than the saved one.
+    """
+    regions = context.get("regions")
+    if regions is None:
+        raise ValueError(f"{head} head: no region features were given (context['regions']); set "
+                         f"head.options.index and let train.py call the head's setup")
+    saved = context.get("head_state") or {}
+    for key, name in checked.items():
+        have = getattr(regions, key)
+        if saved.get(key) is not None and int(saved[key]) != have:
+            raise ValueError(f"{head} head: this model was trained on region features {name}{saved[key]}, but the "
+                             f"index gives {have}: load it with the index it was trained with")
+    return regions
+
+
 def post_regions_context(index_path, region_dim: int, splits: dict, progress: bool = True,
                          n_regions: int = 1) -> dict:
     """A head's ``setup`` result for the posts' own images: ``{"regions": PostRegions}`` from

@@ -61,7 +61,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import FusionHead, HeadOutput, parse_options, register_head
-from .blocks import (CrossAttention, PostRegions, gate, images_dropped, masked_mean, post_regions_context)
+from .blocks import (CrossAttention, PostRegions, context_regions, gate, images_dropped, masked_mean,
+                     post_regions_context)
 
 
 def alignment_loss(z_t: torch.Tensor, z_v: torch.Tensor, temperature: float = 0.179,
@@ -192,16 +193,8 @@ class MAFHead(FusionHead):
     def __init__(self, in_dim: int, options: dict | None = None, context: dict | None = None):
         super().__init__(in_dim, options, context)
         o = self.opts = MAFOptions.parse(self.options)
-        context = context or {}
-        self.regions: PostRegions | None = context.get("regions")
-        if self.regions is None:
-            raise ValueError("maf head: no region features were given (context['regions']); set "
-                             "head.options.index and let train.py call MAFHead.setup")
+        self.regions: PostRegions = context_regions("maf", context or {}, {"region_dim": "of width "})
         d_r = self.regions.region_dim
-        saved = (context.get("head_state") or {}).get("region_dim")
-        if saved is not None and int(saved) != d_r:
-            raise ValueError(f"maf head: this model was trained on region features of width {saved}, but the "
-                             f"index gives {d_r}: load it with the index it was trained with")
         D = in_dim
         self.out_dim = 2 * D
         self.W_v = nn.Linear(d_r, D)                                  # regions -> text width
