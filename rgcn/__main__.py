@@ -3,6 +3,7 @@
     python -m rgcn score GOLD PRED [--json]
     python -m rgcn predict --run RUN_DIR [RUN_DIR...] --input FILE [--output FILE] [--format conll|jsonl] [--view text]
     python -m rgcn evaluate --run RUN_DIR [RUN_DIR...] --split FILE [--drop-images] [--head-option KEY=VALUE]
+                            [--constrained | --no-constrained]
     python -m rgcn compare RUN... --gold TEST [--subset-field image_decided]
 
 ``compare`` scores each kind of post apart (F1 on its target names) whenever the gold
@@ -103,6 +104,8 @@ def load_runs(args, corpus):
 
     loaded = [load_for_corpus(run, corpus, args.device, head_options=head_options(args)) for run in args.run]
     models = [m for m, _, _ in loaded]
+    if getattr(args, "constrained", None) is not None:
+        models[0].constrained = args.constrained     # the decoding CRF is the first run's
     if len(models) > 1:
         check_ensemble(models, args.run)
         print(f"ensemble of {len(models)} runs: mean emissions, decoded by the CRF of {args.run[0]}",
@@ -131,6 +134,12 @@ def add_head_option_args(p) -> None:
                         "e.g. view=text for the ita head; repeatable")
     p.add_argument("--view", help="the view to tag with, for heads with more than one (ita: multimodal "
                    "or text); short for --head-option view=NAME")
+
+
+def add_decoding_args(p) -> None:
+    p.add_argument("--constrained", action=argparse.BooleanOptionalAction, default=None,
+                   help="decode valid BIO paths only (--constrained) or any path (--no-constrained); "
+                        "default: the run's crf.constrained")
 
 
 def marked_text(tokens, tags) -> str:
@@ -394,6 +403,7 @@ def main(argv=None) -> int:
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true")
     e.add_argument("--encoding", default="utf-8", help="text encoding of the split (default utf-8)")
+    add_decoding_args(e)
     add_head_option_args(e)
     e.set_defaults(fn=_evaluate)
     c = sub.add_parser("compare", help="entity F1 of several runs' test predictions: overall, per kind "
@@ -419,6 +429,7 @@ def main(argv=None) -> int:
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--device", default="auto")
     t.add_argument("--encoding", default="utf-8", help="text encoding of the input (default utf-8)")
+    add_decoding_args(t)
     add_head_option_args(t)
     t.set_defaults(fn=_predict)
     args = p.parse_args(argv)

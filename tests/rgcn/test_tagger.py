@@ -99,3 +99,27 @@ def test_evaluate_and_predict_take_several_runs(tmp_path, tiny_encoder, capsys):
     capsys.readouterr()
     assert cli(["evaluate", "--run", str(run), str(other), "--split", data]) == 2
     assert "one label set" in capsys.readouterr().err
+
+
+def test_evaluate_switches_constrained_decoding_on_a_trained_run(tmp_path, tiny_encoder, capsys):
+    from safetensors.torch import load_file, save_file
+
+    train.main(_args(tmp_path, tiny_encoder, "train.epochs=1"))
+    run, data = tmp_path / "runs" / "r", str(tmp_path / "d.txt")
+    weights = run / "best" / "model.safetensors"
+    state = load_file(weights)
+    labels = json.loads((run / "best" / "checkpoint.json").read_text())["labels"]
+    inside = [i for i, t in enumerate(labels) if t.startswith("I-")]
+    state["crf.start_transitions"][inside] = 50.0        # the free decoder now opens posts with I- tags
+    save_file(state, weights)
+
+    def tags(*flags):
+        out = tmp_path / f"p{len(flags)}{flags[:1]}.conll"
+        assert cli(["evaluate", "--run", str(run), "--split", data, "--output", str(out), *flags]) == 0
+        blocks = out.read_text().strip().split("\n\n")
+        return [[line.split("\t")[-1] for line in b.splitlines()] for b in blocks]
+
+    free, constrained, default = tags("--no-constrained"), tags("--constrained"), tags()
+    assert default == free                              # the run was trained with crf.constrained=false
+    assert any(invalid_bio(p) for p in free)
+    assert not any(invalid_bio(p) for p in constrained)
