@@ -145,8 +145,13 @@ def seed_args(a, seed: int, split: dict | None, sweep_dir: Path) -> list[str]:
     return [*args, *a.overrides, f"out_dir={sweep_dir}", f"name=seed{seed}", f"train.seed={seed}", "data.test="]
 
 
+# how a run is executed, not what it learns: a sweep may resume or reuse runs made with other values
+EXECUTION_ONLY = ("train.threads",)
+
+
 def same_config(run: Path, args: list[str]) -> None:
-    """Refuse a run folder whose saved config is not the one this sweep would train."""
+    """Refuse a run folder whose saved config is not the one this sweep would train (apart
+    from :data:`EXECUTION_ONLY` settings, so seeds may run side by side on fewer threads)."""
     saved = run / "config.json"
     if not saved.exists():
         return
@@ -154,7 +159,10 @@ def same_config(run: Path, args: list[str]) -> None:
     have = json.loads(saved.read_text())
     if have != want:
         flat_want, flat_have = flatten(want), flatten(have)
-        diff = sorted(k for k in set(flat_want) | set(flat_have) if flat_want.get(k) != flat_have.get(k))
+        diff = sorted(k for k in set(flat_want) | set(flat_have)
+                      if flat_want.get(k) != flat_have.get(k) and k not in EXECUTION_ONLY)
+        if not diff:
+            return
         sys.exit(f"{run} was trained with another config (it differs in {', '.join(diff)}); "
                  "give the sweep another --name or --out-dir, or delete that folder")
 

@@ -157,6 +157,9 @@ def test_a_folder_trained_with_another_config_is_refused(data, scripted, tmp_pat
     accuracy.main(_args(data, tmp_path, "--seeds", "13"))
     with pytest.raises(SystemExit, match="differs in train.lr"):
         accuracy.main(_args(data, tmp_path, "--seeds", "13", "train.lr=1e-3"))
+    # the thread count says how the run went, not what it learnt: the run is reused
+    out = accuracy.main(_args(data, tmp_path, "--seeds", "13", "--threads", "1"))
+    assert out["runs"][0]["how"] == "reused"
 
 
 def test_dev_only_never_reads_the_test_file(data, scripted, tmp_path, monkeypatch):
