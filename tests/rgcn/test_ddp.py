@@ -46,8 +46,8 @@ def test_a_global_batch_smaller_than_the_processes_is_refused(monkeypatch):
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """A 1-layer, 16-wide BERT without dropout, and 10 posts (batches of 3: 3, 3, 3 and 1 posts,
-    so the two processes get unequal slices, and one of them none at the last step)."""
+    """A 1-layer, 16-wide BERT without dropout, and 10 different posts (batches of 3, 3, 3 and 1
+    posts, so the two processes get unequal slices, and one of them none at the last step)."""
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     from data.pretrained import resolve_text_model
@@ -60,8 +60,10 @@ def tiny(tmp_path_factory):
                      attention_probs_dropout_prob=0.0)
     BertModel(cfg).save_pretrained(root / "enc")
     tok.save_pretrained(root / "enc")
-    posts = TINY_CONLL.strip().split("\n\n")
-    (root / "d.txt").write_text("\n\n".join((posts * 4)[:10]) + "\n")
+    posts = TINY_CONLL.strip().split("\n\n")           # 3 posts, made 10 different ones
+    words = ["lol", "Miami", "the", "NBA", "!", "Obama", "wins", "#tbt"]
+    (root / "d.txt").write_text("\n\n".join(
+        posts[i % 3] + "".join(f"\n{words[(i + j) % len(words)]}\tO" for j in range(i)) for i in range(10)) + "\n")
     return root
 
 
@@ -73,9 +75,40 @@ def _args(root, name, epochs):
             "train.threads=1", f"out_dir={root / 'runs'}", f"name={name}"]
 
 
-def _torchrun(args):
+# Started in every process (as sitecustomize): records the run-folder files the process
+# creates, changes or removes, in WRITES_DIR/rank-RANK.txt.
+AUDIT = """
+import os, sys
+_root, _out, _busy = os.environ["AUDIT_ROOT"], os.environ["WRITES_DIR"], []
+_rank = os.environ.get("RANK", "x")
+
+def _hook(event, args):
+    if _busy or event not in ("open", "os.mkdir", "os.rename", "os.remove", "os.rmdir", "shutil.rmtree"):
+        return
+    path = os.fsdecode(args[0]) if isinstance(args[0], (str, bytes, os.PathLike)) else ""
+    if not os.path.abspath(path).startswith(_root):
+        return
+    if event == "open":
+        mode, flags = args[1], args[2]
+        if not (any(c in mode for c in "wax+") if isinstance(mode, str)
+                else flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT)):
+            return
+    _busy.append(1)
+    with open(os.path.join(_out, f"rank-{_rank}.txt"), "a") as f:
+        f.write(f"{event} {path}\\n")
+    _busy.pop()
+
+sys.addaudithook(_hook)
+"""
+
+
+def _torchrun(args, root):
+    audit = root / "audit"
+    audit.mkdir(exist_ok=True)
+    (audit / "sitecustomize.py").write_text(AUDIT)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
+           "TOKENIZERS_PARALLELISM": "false", "AUDIT_ROOT": str(root / "runs"), "WRITES_DIR": str(audit),
+           "PYTHONPATH": os.pathsep.join([str(audit), os.environ.get("PYTHONPATH", "")])}
     env.pop("WORLD_SIZE", None)
     r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
                         "train.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
@@ -99,9 +132,11 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume(tiny):
     assert not dist.is_initialized()
     run = tiny / "runs" / "two"
 
-    first = _torchrun(_args(tiny, "two", epochs=1))         # 2 processes, epoch 1
+    first = _torchrun(_args(tiny, "two", epochs=1), tiny)   # 2 processes, epoch 1
     assert first.stdout.count("best dev F1") == 1            # one process prints
-    # the first process alone writes the run folder: one process's log, nothing half-written
+    # the first process alone writes the run folder: the other's writes there are none
+    assert (tiny / "audit" / "rank-0.txt").read_text().count("/two/") > 5
+    assert not (tiny / "audit" / "rank-1.txt").exists()
     log = (run / "train.log").read_text()
     assert log.count("resolved config") == 1 and "2 processes (global batch 3)" in log
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in (tiny / "runs" / "one").iterdir())
@@ -109,7 +144,8 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume(tiny):
     epoch1 = _history(run)
     assert len(epoch1) == 1
 
-    _torchrun([*_args(tiny, "two", epochs=2), "--resume"])  # continue to epoch 2 on 2 processes
+    _torchrun([*_args(tiny, "two", epochs=2), "--resume"], tiny)  # continue to epoch 2 on 2 processes
+    assert not (tiny / "audit" / "rank-1.txt").exists()
     assert "resuming" in (run / "train.log").read_text()
     two = _history(run)
     assert two[0] == epoch1[0]                               # epoch 1 was kept, not trained again
