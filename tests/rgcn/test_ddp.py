@@ -116,6 +116,27 @@ def _torchrun(args, root):
     return r
 
 
+@needs_gloo
+def test_every_head_trains_on_two_processes_with_its_image_side_on_one(tiny):
+    """maf's alignment and bga's image branch run on the process whose slice has the photos
+    only: DDP must still finish each all-reduce, and both processes keep the same weights."""
+    out = tiny / "heads"
+    out.mkdir()
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    env.pop("WORLD_SIZE", None)
+    r = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+                        str(Path(__file__).with_name("ddp_heads.py")), str(tiny / "enc"), str(out)],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    first, other = (json.loads((out / f"rank-{i}.json").read_text()) for i in (0, 1))
+    assert first["seen_setup"] and other["seen_setup"]          # the others ran after the first's setup
+    assert set(first["heads"]) == {"maf", "bga", "ita", "rgcn", "text"}
+    for name, got in first["heads"].items():
+        assert got["checksum"] == other["heads"][name]["checksum"], name
+        assert got["losses"][1] < got["losses"][0], name
+
+
 def _weights(run):
     from safetensors.torch import load_file
 
