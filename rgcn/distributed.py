@@ -214,6 +214,17 @@ def gather(obj, d: Dist) -> list:
     return out
 
 
+def from_main(obj, d: Dist):
+    """The main process's ``obj`` on every process (``obj`` itself in one process)."""
+    if not d.enabled:
+        return obj
+    import torch.distributed as dist
+
+    box = [obj if d.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
 @contextmanager
 def main_first(d: Dist):
     """The block runs on the main process first and on the others once it is done (e.g. a

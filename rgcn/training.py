@@ -272,9 +272,8 @@ class Trainer:
                      " (best)" if improved else "", train_seconds)
             d.barrier()
 
-        if not d.is_main:
-            d.barrier()                      # the first process scores the test split and writes results.json
-            return json.loads((self.run_dir / "results.json").read_text())
+        if not d.is_main:                    # the first process scores the test split and writes results.json
+            return distributed.from_main(None, d)
 
         results = {"best_epoch": max(history, key=lambda h: h["valid_f1"])["epoch"] if history else None,
                    "history": history}
@@ -291,8 +290,7 @@ class Trainer:
         tmp = self.run_dir / "results.json.tmp"
         tmp.write_text(json.dumps(results, indent=2))
         os.replace(tmp, self.run_dir / "results.json")
-        d.barrier()
-        return results
+        return distributed.from_main(results, d)
 
     def _write_history(self, history: list[dict]) -> None:
         with open(self.run_dir / "metrics.jsonl", "w") as f:
