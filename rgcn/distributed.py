@@ -17,10 +17,12 @@ Why the gradient is the one-process gradient. A process's loss is a mean over it
 of ``n_r`` posts; DistributedDataParallel averages the gradients over the ``N`` processes.
 Scaling each process's loss by ``N * n_r / B`` (:func:`backward_weight`) makes that average
 ``sum_r (n_r / B) grad L_r``: the gradient of the mean over the ``B`` posts of the batch,
-whatever the slice sizes. Every loss that is a mean over posts (the CRF's, ITA's
-cross-view term) is therefore exact; a loss computed over the batch as a set (MAF's
-in-batch contrastive alignment, whose negatives are the other posts with a photo) is
-computed within each slice and weighted by its share, as gradient accumulation would.
+whatever the slice sizes. The CRF's loss, a mean over posts, is therefore exact. A head's
+auxiliary loss normalised otherwise (ITA's cross-view term, a mean over words; MAF's and
+BGA's, over the posts with a photo) or taken over the batch as a set (MAF's contrastive
+alignment, whose negatives are the other posts with a photo) is computed within each
+slice and weighted by the slice's share of posts, as gradient accumulation over the
+slices would: close to the one-process value, not equal to it.
 A process whose slice is empty (a batch shorter than ``N``) tags one post of the batch
 with weight 0, so it still joins the gradient all-reduce.
 """
