@@ -28,7 +28,7 @@ with weight 0, so it still joins the gradient all-reduce.
 """
 from __future__ import annotations
 
-import logging
+import dataclasses
 import os
 import random
 from contextlib import contextmanager
@@ -39,8 +39,6 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-log = logging.getLogger(__name__)
-
 TIMEOUT = timedelta(minutes=60)
 """How long a collective (a barrier) may wait: the other processes wait at one while the
 first evaluates dev, writes checkpoints and scores the test split."""
@@ -48,11 +46,13 @@ first evaluates dev, writes checkpoints and scores the test split."""
 
 @dataclass(frozen=True)
 class Dist:
-    """This process's place in the run: ``rank`` of ``world`` processes, ``local_rank`` on its machine."""
+    """This process's place in the run: ``rank`` of ``world`` processes, ``local_rank`` on its
+    machine, and the process group's ``backend`` (gloo, nccl; empty before :func:`init`)."""
 
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    backend: str = ""
 
     @property
     def enabled(self) -> bool:
@@ -118,9 +118,7 @@ def init(device: torch.device) -> tuple[Dist, torch.device]:
     backend = backend_for(device)
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=TIMEOUT)
-    log.debug("process %d of %d (local rank %d), backend %s, device %s", d.rank, d.world, d.local_rank,
-              backend, device)
-    return d, device
+    return dataclasses.replace(d, backend=backend), device
 
 
 def shutdown(d: Dist) -> None:

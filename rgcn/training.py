@@ -165,7 +165,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
         log.info("run %s: seed %d, device %s%s", self.run_dir, t.seed, self.device,
-                 f", {d.world} processes (global batch {t.batch_size})" if d.enabled else "")
+                 f", {d.world} processes ({d.backend}; global batch {t.batch_size})" if d.enabled else "")
         log.debug("resolved config:\n%s", json.dumps(cfg.to_dict(), indent=2))
 
         splits = read_splits(cfg)

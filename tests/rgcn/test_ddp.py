@@ -159,7 +159,7 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume(tiny):
     assert (tiny / "audit" / "rank-0.txt").read_text().count("/two/") > 5
     assert not (tiny / "audit" / "rank-1.txt").exists()
     log = (run / "train.log").read_text()
-    assert log.count("resolved config") == 1 and "2 processes (global batch 3)" in log
+    assert log.count("resolved config") == 1 and "2 processes (gloo; global batch 3)" in log
     assert sorted(p.name for p in run.iterdir()) == sorted(p.name for p in (tiny / "runs" / "one").iterdir())
     assert "ranks_rng" in torch.load(run / "last" / "trainer_state.pt", weights_only=True)
     epoch1 = _history(run)
