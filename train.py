@@ -41,7 +41,7 @@ def main(argv=None) -> dict:
         cfg = load_config(args.config, args.overrides)
         distributed.check_batch_size(cfg.train.batch_size, distributed.env_world())
     except ConfigError as e:
-        sys.exit(f"config error: {e}")
+        sys.exit(f"config error: {e}" if distributed.env_world().is_main else 1)   # said once under torchrun
     dist, device = distributed.init(resolve_device(cfg.train.device))   # one process without torchrun
     try:
         if not dist.is_main:                          # the first process alone logs and prints
