@@ -2,13 +2,17 @@
 
     python train.py --config configs/twitter2015_text.yaml train.epochs=3
     python train.py --config configs/twitter2015_text.yaml --resume   # continue the run
+    torchrun --nproc_per_node 2 train.py --config configs/twitter2015_text.yaml   # 2 processes
 
 The run folder (``out_dir/name``) receives the resolved config, per-epoch metrics, a
-training curve, checkpoints and the test predictions; see ``rgcn/training.py``.
+training curve, checkpoints and the test predictions; see ``rgcn/training.py``. Under
+torchrun each process trains on its slice of every batch (``train.batch_size`` is the global
+batch) and the first one writes the run folder; see ``rgcn/distributed.py``.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from data.logs import setup_logging
@@ -29,18 +33,28 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     setup_logging(None, args.verbose)                 # before the heavy imports, so their warnings are caught
     from data.corpus import CorpusError
+    from rgcn import distributed
     from rgcn.config import ConfigError, load_config
-    from rgcn.training import Trainer
+    from rgcn.training import Trainer, resolve_device
 
     try:
         cfg = load_config(args.config, args.overrides)
+        distributed.check_batch_size(cfg.train.batch_size, distributed.env_world())
     except ConfigError as e:
-        sys.exit(f"config error: {e}")
-    log_file = setup_logging(cfg.run_dir / "train.log", args.verbose)
+        sys.exit(f"config error: {e}" if distributed.env_world().is_main else 1)   # said once under torchrun
+    dist, device = distributed.init(resolve_device(cfg.train.device))   # one process without torchrun
     try:
-        results = Trainer(cfg, progress=not args.no_progress).fit(resume=args.resume)
-    except CorpusError as e:
-        sys.exit(f"data error: {e}")
+        if not dist.is_main:                          # the first process alone logs and prints
+            logging.disable(logging.INFO)
+        log_file = setup_logging(cfg.run_dir / "train.log", args.verbose) if dist.is_main else None
+        try:
+            results = Trainer(cfg, progress=not args.no_progress, dist=dist, device=device).fit(resume=args.resume)
+        except CorpusError as e:
+            sys.exit(f"data error: {e}")
+    finally:
+        distributed.shutdown(dist)
+    if not dist.is_main:
+        return results
     best = results["best_epoch"]
     print(f"best dev F1 {results['valid']['micro']['f1']:.2f} (epoch {best})")
     if "test" in results:

@@ -9,6 +9,10 @@ A run folder holds::
     curve.png              training loss and dev F1 per epoch
     best/  last/           checkpoints (last/ also holds the optimizer state)
     valid_predictions.conll, test_predictions.conll, results.json
+
+Under ``torchrun`` (see :mod:`rgcn.distributed`) every process trains on its slice of each
+batch with the gradients all-reduced; the first process alone evaluates dev and writes the
+run folder while the others wait.
 """
 from __future__ import annotations
 
@@ -29,6 +33,8 @@ from .averaging import swapped_weights, update_average
 from .batching import BucketSampler, TaggingDataset
 from .checkpoint import build_tagger, load_checkpoint, save_checkpoint
 from .config import RunConfig
+from . import distributed
+from .distributed import SINGLE, Dist
 from data.corpus import Corpus, check_entity_types, drop_images, read_corpus, write_conll
 from .heads import head_class
 from .schedules import make_scheduler
@@ -138,20 +144,28 @@ def load_trainer_state(path: Path) -> dict:
 class Trainer:
     """Runs one training job described by a :class:`RunConfig`."""
 
-    def __init__(self, cfg: RunConfig, progress: bool = True):
+    def __init__(self, cfg: RunConfig, progress: bool = True, dist: Dist = SINGLE,
+                 device: torch.device | None = None):
+        """``dist``: this process's place in a multi-process run (:func:`rgcn.distributed.init`),
+        one process by default; ``device``: the device it trains on (``train.device`` resolved
+        by default)."""
         self.cfg = cfg
-        self.progress = progress
+        self.dist = dist
+        self.progress = progress and dist.is_main
         self.run_dir = cfg.run_dir
-        self.device = resolve_device(cfg.train.device)
+        self.device = device or resolve_device(cfg.train.device)
 
     def fit(self, resume: bool = False) -> dict:
-        cfg, t = self.cfg, self.cfg.train
+        cfg, t, d = self.cfg, self.cfg.train, self.dist
+        distributed.check_batch_size(t.batch_size, d)
         if t.threads:
             torch.set_num_threads(t.threads)
         seed_everything(t.seed)
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
-        log.info("run %s: seed %d, device %s", self.run_dir, t.seed, self.device)
+        if d.is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            (self.run_dir / "config.json").write_text(json.dumps(cfg.to_dict(), indent=2))
+        log.info("run %s: seed %d, device %s%s", self.run_dir, t.seed, self.device,
+                 f", {d.world} processes ({d.backend}; global batch {t.batch_size})" if d.enabled else "")
         log.debug("resolved config:\n%s", json.dumps(cfg.to_dict(), indent=2))
 
         splits = read_splits(cfg)
@@ -159,7 +173,9 @@ class Trainer:
             log.debug("%s: %d posts from %s (%d empty skipped)", name, len(c), c.path, c.skipped_empty)
         labels = label_set(splits["train"].samples)
         context = {"splits": splits, "run_dir": str(self.run_dir), "config": cfg, "device": self.device}
-        context.update(head_class(cfg.head.name).setup(cfg.head.options, splits, str(self.run_dir), self.progress))
+        with distributed.main_first(d):   # what the first process's setup caches, the others load
+            context.update(head_class(cfg.head.name).setup(cfg.head.options, splits, str(self.run_dir),
+                                                           self.progress))
         for name, line in (context.get("image_summary") or {}).items():
             log.info("%s %s", name, line)
         model = build_tagger(cfg, labels, context).to(self.device)
@@ -179,6 +195,7 @@ class Trainer:
         # train.average_last > 1: from this epoch on, dev sees (and best/ keeps) the mean weights
         average_from = t.epochs - t.average_last + 1 if t.average_last > 1 else None
         average, n_averaged = None, 0
+        own_rng = False
         last_dir = self.run_dir / "last"
         if resume and (last_dir / "trainer_state.pt").exists():
             model, _, meta = load_checkpoint(last_dir, self.device, context)
@@ -188,14 +205,18 @@ class Trainer:
             state = load_trainer_state(last_dir / "trainer_state.pt")
             optimizer.load_state_dict(state["optimizer"])
             scheduler.load_state_dict(state["scheduler"])
-            torch.set_rng_state(state["torch_rng"])
-            random.setstate(state["py_rng"])
+            ranks_rng = state.get("ranks_rng") or []
+            own_rng = len(ranks_rng) == d.world                 # saved by as many processes as now run
+            distributed.set_rng_state(ranks_rng[d.rank] if own_rng else (state["torch_rng"], state["py_rng"]))
             history, best_f1 = state["history"], state["best_f1"]
             average, n_averaged = state.get("average"), state.get("n_averaged", 0)
             start_epoch = state["epoch"] + 1
             log.info("resuming %s after epoch %d (best dev F1 %.2f)", self.run_dir, state["epoch"], 100 * best_f1)
         elif resume:
             log.info("nothing to resume in %s; starting fresh", self.run_dir)
+        if d.rank and not own_rng:
+            seed_everything(t.seed + 1_000_003 * d.rank)     # dropout and head augmentation differ per process
+        loss_fn = distributed.loss_function(model, d)
 
         for epoch in range(start_epoch, t.epochs + 1):
             sampler.set_epoch(epoch)
@@ -205,17 +226,23 @@ class Trainer:
             bar = tqdm(sampler.batches(), desc=f"epoch {epoch}/{t.epochs}", unit="batch",
                        disable=not self.progress, leave=False)
             for idx in bar:
+                idx, share = distributed.shard(idx, d.rank, d.world)
                 batch = model.make_batch(data["train"], idx, training=True).to(self.device)
-                loss = model.forward_loss(batch)
+                loss = loss_fn(batch)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss * distributed.backward_weight(share, d) if d.enabled else loss).backward()
                 if t.grad_clip:
                     torch.nn.utils.clip_grad_norm_(model.parameters(), t.grad_clip)
                 optimizer.step()
                 scheduler.step()
-                losses.append(loss.item())
+                losses.append(loss.item() * share if d.enabled else loss.item())
                 bar.set_postfix(loss=f"{np.mean(losses[-50:]):.3f}")
+            losses = distributed.sum_over_processes(losses, d)     # each step's loss over the global batch
+            ranks_rng = distributed.gather(distributed.rng_state(), d) if d.enabled else None
             train_seconds = time.perf_counter() - t0
+            if not d.is_main:
+                d.barrier()                                          # the first process evaluates and saves
+                continue
             if average_from is not None and epoch >= average_from:
                 average = update_average(average, model, n_averaged)
                 n_averaged += 1
@@ -237,11 +264,16 @@ class Trainer:
             state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                      "torch_rng": torch.get_rng_state(), "py_rng": random.getstate(),
                      "history": history, "best_f1": best_f1, "epoch": epoch,
-                     **({"average": average, "n_averaged": n_averaged} if average is not None else {})}
+                     **({"average": average, "n_averaged": n_averaged} if average is not None else {}),
+                     **({"ranks_rng": ranks_rng} if ranks_rng is not None else {})}
             save_checkpoint(last_dir, model, cfg, {"epoch": epoch}, trainer_state=state)
             self._write_history(history)
             log.info("epoch %d: loss %.4f, dev F1 %.2f%s, %.1f s", epoch, row["train_loss"], 100 * scores.f1,
                      " (best)" if improved else "", train_seconds)
+            d.barrier()
+
+        if not d.is_main:                    # the first process scores the test split and writes results.json
+            return distributed.from_main(None, d)
 
         results = {"best_epoch": max(history, key=lambda h: h["valid_f1"])["epoch"] if history else None,
                    "history": history}
@@ -258,7 +290,7 @@ class Trainer:
         tmp = self.run_dir / "results.json.tmp"
         tmp.write_text(json.dumps(results, indent=2))
         os.replace(tmp, self.run_dir / "results.json")
-        return results
+        return distributed.from_main(results, d)
 
     def _write_history(self, history: list[dict]) -> None:
         with open(self.run_dir / "metrics.jsonl", "w") as f:
