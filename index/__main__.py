@@ -185,7 +185,7 @@ def main(argv=None) -> int:
         out = Path(args.dir if args.command == "add" else args.out)
         out = shard_path(out, spec) if spec is not None else out
         log_file = setup_logging(out.with_name(f".{out.name}.log"), args.verbose)
-    from .artifact import manifest_table, read_manifest
+    from .artifact import NotAddable, manifest_table, read_manifest
     from .shards import ShardSetError
 
     if args.command == "info":
@@ -201,7 +201,8 @@ def main(argv=None) -> int:
         dist.init_process_group("gloo", timeout=datetime.timedelta(hours=24))
     try:
         art = _merge(args) if args.command == "merge" else _build_or_add(args, spec)
-    except (CorpusError, ShardSetError) as e:     # unusable data/captions/vocabulary file; shards that are no set
+    except (CorpusError, ShardSetError, NotAddable) as e:   # an unusable data/captions/vocabulary file,
+        # shards that are no whole set, an artifact add cannot grow
         setup_logging(None, args.verbose)
         log_file.unlink(missing_ok=True)
         print(f"error: {e}", file=sys.stderr)

@@ -60,6 +60,10 @@ class ManifestMismatch(ValueError):
     """An artifact was made by another embedder / dimension than the caller expects."""
 
 
+class NotAddable(ValueError):
+    """An artifact ``index add`` cannot grow; the message says how to make the larger one."""
+
+
 class ArtifactDamaged(ValueError):
     """A file of an artifact cannot be read (truncated, overwritten); the message names the
     file and the command that rebuilds the artifact."""
@@ -803,7 +807,7 @@ def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedde
     m = art.manifest
     if (path / "index.ivfdata").is_file():
         shards = m.get("shards") or {}
-        raise ValueError(f"index {path} keeps its inverted lists on disk ({path / 'index.ivfdata'}), which "
+        raise NotAddable(f"index {path} keeps its inverted lists on disk ({path / 'index.ivfdata'}), which "
                          "`index add` does not grow: build the new images as shards of the whole collection and "
                          f"merge them (`python -m index build --images {m.get('image_dir') or 'IMAGE_DIR'} --out {path} "
                          f"--shard i/{shards.get('count', 'n')}` for each shard, then `python -m index merge --out {path} "
