@@ -674,10 +674,11 @@ def load_index(path, expect_embedder: str | None = None, expect_dim: int | None 
                expect_tag: str | None = None, gpu: bool | None = None, mmap_regions: bool = True) -> IndexArtifact:
     """Load an artifact folder, checking its manifest against what the caller expects.
 
-    ``gpu``: move Flat/IVF indexes to the GPU (``None``: when faiss sees one).
+    ``gpu``: move Flat/IVF indexes to the GPU (``None``: when faiss sees one). Inverted
+    lists on disk (``index.ivfdata``) are opened from the folder; an ``embeddings.npy`` over
+    :data:`MMAP_EMBEDDINGS_BYTES` is memory-mapped read-only. A shard folder is refused
+    with the merge command that makes its index.
     """
-    import faiss
-
     from .streaming import read_index
 
     path = Path(path)

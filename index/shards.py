@@ -324,6 +324,7 @@ def merge_shards(paths: Sequence[str | os.PathLike], out, factory: str | None = 
                               "collection_sha256": first["shard"]["collection_sha256"],
                               "on_disk": bool(on_disk)}
         _write_folder_rest(tmp, manifest, ids, index, shards)
+        del index                                              # not held twice when the artifact is loaded
         _publish(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -17,6 +17,9 @@ coarse quantiser only; the operating system caches the lists that searches read.
 inverted file with plain codes can go on disk (``IVF...,Flat``, ``,SQ8``, ``,PQ16``):
 fast-scan codes are packed in blocks of 32 vectors and a re-ranking wrapper keeps its
 copies outside the inverted lists.
+
+An HNSW graph filled a block at a time can differ from one built in a single call (the
+order vertices are linked in changes); inverted files and ``Flat`` do not.
 """
 from __future__ import annotations
 
