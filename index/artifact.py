@@ -387,7 +387,12 @@ def _write_folder(tmp: Path, manifest: dict, ids: list[str], emb: np.ndarray, in
     (tmp / "ids.json").write_text(json.dumps(ids), encoding="utf-8")
     if posts:
         (tmp / "posts.json").write_text(json.dumps(posts), encoding="utf-8")
-    np.save(tmp / "embeddings.npy", as_float32(emb))
+    if isinstance(emb, list):                          # parts written one after another (a memory-mapped one)
+        from .streaming import write_npy_parts
+
+        write_npy_parts(tmp / "embeddings.npy", [as_float32(e) if not isinstance(e, np.memmap) else e for e in emb])
+    else:
+        np.save(tmp / "embeddings.npy", as_float32(emb))
     if regions is not None:
         np.save(tmp / "regions.npy", regions)
     if context_rows is not None:
@@ -832,7 +837,10 @@ def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedde
     res = embed_resumable(new, embedder, work, batch_size, num_workers, with_regions, tags_k, progress, save_every,
                           ocr, captioner)
     ids = art.ids + res.ids
-    emb = np.concatenate([art.embeddings, res.embeddings]) if res.ids else art.embeddings
+    if isinstance(art.embeddings, np.memmap):          # too large to read: the new rows are appended as it is copied
+        emb = [art.embeddings, res.embeddings]
+    else:
+        emb = np.concatenate([art.embeddings, res.embeddings]) if res.ids else art.embeddings
     regions = None
     if with_regions:
         regions = np.concatenate([np.asarray(art.regions), res.regions]) if res.ids else np.asarray(art.regions)

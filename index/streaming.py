@@ -147,6 +147,23 @@ def concat_npy(paths: Sequence[str | os.PathLike], out: str | os.PathLike, rows:
     return shape
 
 
+def write_npy_parts(out: str | os.PathLike, parts: Sequence[np.ndarray], rows: int = BLOCK_ROWS) -> tuple:
+    """Write the row-wise concatenation of arrays (memory-mapped ones too: read a block at
+    a time) to the ``.npy`` file ``out``. Returns the shape written."""
+    dtypes = {p.dtype for p in parts}
+    shapes = {p.shape[1:] for p in parts}
+    if len(dtypes) != 1 or len(shapes) != 1:
+        raise ValueError(f"cannot concatenate arrays of dtypes {sorted(map(str, dtypes))}, row shapes {sorted(shapes)}")
+    shape = (sum(len(p) for p in parts), *parts[0].shape[1:])
+    with open(out, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, {"descr": np.lib.format.dtype_to_descr(parts[0].dtype),
+                                                 "fortran_order": False, "shape": shape})
+        for p in parts:
+            for s in range(0, len(p), rows):
+                np.ascontiguousarray(p[s:s + rows]).tofile(f)
+    return shape
+
+
 def check_on_disk_factory(index, factory: str) -> None:
     """Raise ``ValueError`` unless ``index`` is an inverted file whose lists can go on disk."""
     import faiss

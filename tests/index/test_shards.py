@@ -109,7 +109,14 @@ def test_shard_flag_and_merge_match_single_process(collection, shard_set, tmp_pa
     assert a.manifest["shards"]["embedded"] == [4, 3, 5]                 # 006b.png, unreadable, is in shard 1
 
 
-def test_add_on_a_merged_artifact(collection, tmp_path):
+@pytest.mark.parametrize("mapped", [False, True])
+def test_add_on_a_merged_artifact(collection, tmp_path, monkeypatch, mapped):
+    """``index add`` grows a merged artifact; ``mapped``: with its vectors memory-mapped, as
+    a large one's are (the new rows are appended while they are copied)."""
+    if mapped:
+        import index.artifact
+
+        monkeypatch.setattr(index.artifact, "MMAP_EMBEDDINGS_BYTES", 0)
     part = tmp_path / "part"
     part.mkdir()
     for p in sorted((collection / "images").iterdir())[:7]:
@@ -118,7 +125,9 @@ def test_add_on_a_merged_artifact(collection, tmp_path):
     for i in range(2):
         assert main(["build", *args, "--out", str(tmp_path / "idx"), "--shard", f"{i}/2"]) == 0
     assert main(["merge", "--out", str(tmp_path / "idx"), "--quiet"]) == 0    # finds idx.shard-*-of-002
-    assert len(load_index(tmp_path / "idx", gpu=False).ids) == 7
+    merged = load_index(tmp_path / "idx", gpu=False)
+    assert len(merged.ids) == 7 and isinstance(merged.embeddings, np.memmap) == mapped
+    del merged
     assert main(["add", str(tmp_path / "idx"), *add_args(collection)]) == 0
     a, ref = load_index(tmp_path / "idx", gpu=False), load_index(collection / "single", gpu=False)
     assert a.ids == ref.ids and a.manifest["shards"]["count"] == 2
@@ -231,6 +240,13 @@ def test_merge_on_disk_searches_like_in_ram_and_add_names_the_fix(collection, sh
     assert main(["add", str(disk), *add_args(collection)]) == 2
     err = capsys.readouterr().err
     assert str(disk / "index.ivfdata") in err and "--shard i/3" in err and "merge" in err
+
+    one = tmp_path / "one"                                # --on-disk in one process: one shard, merged at once
+    assert main(["build", *common(collection), "--out", str(one), "--on-disk"]) == 0
+    c = load_index(one, gpu=False)
+    assert (one / "index.ivfdata").is_file() and c.manifest["shards"]["count"] == 1
+    assert not list(tmp_path.glob("one.shard-*"))
+    np.testing.assert_array_equal(c.search(c.embeddings, 5)[1], a.search(a.embeddings, 5)[1])
 
 
 @pytest.mark.skipif(not hasattr(__import__("faiss"), "StandardGpuResources")
