@@ -6,8 +6,15 @@
                           [--batch-size 32] [--workers 2] [--device auto] [--precision auto]
                           [--no-tags] [--tags-k 5] [--tag-min-score 0.1] [--tag-vocabulary FILE]
                           [--ocr] [--captions FILE] [--regions|--no-regions] [--overwrite]
+                          [--shard i/n] [--on-disk] [--keep-shards]
+    python -m index merge [SHARD ...] --out DIR [--factory F] [--nprobe N] [--on-disk|--in-ram]
     python -m index add DIR --images DIR [--data FILE ...] [--captions FILE]
     python -m index info DIR
+
+Sharded builds (:mod:`index.shards`): ``--shard i/n`` embeds shard i's share of the images
+into ``DIR.shard-i-of-n``, and ``merge`` makes the artifact of the whole set; under
+``torchrun --nproc_per_node N -m index build ...`` each rank embeds its shard (``RANK`` of
+``WORLD_SIZE``) and rank 0 merges them once all are written.
 
 Each image's visual context (object tags, OCR text, caption) is stored beside its vector
 (``tags.jsonl``), with each extractor and its version in the manifest.
@@ -80,6 +87,28 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="store region features (default: when the collection has <= 50k images)")
     g.add_argument("--no-regions", dest="regions", action="store_false")
     b.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    b.add_argument("--shard", default=None, metavar="i/n",
+                   help="embed only shard i of n (contiguous shares of the image list) into OUT.shard-i-of-n; "
+                        "`python -m index merge --out OUT` makes the index (under torchrun: RANK/WORLD_SIZE, merged "
+                        "by rank 0)")
+    b.add_argument("--on-disk", action="store_true", default=None,
+                   help="keep the IVF inverted lists on disk (index.ivfdata; default: when the collection is too "
+                        "large for in-RAM codes)")
+    b.add_argument("--keep-shards", action="store_true", help="under torchrun: keep the shard folders after the merge")
+
+    mg = sub.add_parser("merge", help="merge the shard folders of a sharded build into an index artifact")
+    mg.add_argument("shards", nargs="*", metavar="SHARD", help="shard folders (default: OUT.shard-*-of-*)")
+    mg.add_argument("--out", required=True, help="artifact folder to create")
+    mg.add_argument("--factory", default=None, help="FAISS factory string (default: the one the shards were built "
+                    "for, auto by the merged size)")
+    mg.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (default by size)")
+    d = mg.add_mutually_exclusive_group()
+    d.add_argument("--on-disk", dest="on_disk", action="store_true", default=None,
+                   help="keep the IVF inverted lists on disk (index.ivfdata)")
+    d.add_argument("--in-ram", dest="on_disk", action="store_false", help="keep the inverted lists in RAM")
+    mg.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
+    mg.add_argument("--remove-shards", action="store_true", help="delete the shard folders once merged")
+    mg.add_argument("--quiet", action="store_true", help="no progress bar")
 
     a = sub.add_parser("add", help="embed images not yet in an artifact and add them")
     a.add_argument("dir")
@@ -92,6 +121,15 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.command == "build" and args.tag_vocabulary and args.embedder != "clip":
         b.error(f"--tag-vocabulary is for --embedder clip (zero-shot labels); {args.embedder}'s tags are its "
                 "classifier's labels")
+    if args.command == "build" and args.shard is not None:
+        from .shards import ShardSpec
+
+        try:
+            ShardSpec.parse(args.shard)
+        except ValueError as e:
+            b.error(str(e))
+        if args.on_disk:
+            b.error("--on-disk is chosen when the shards are merged: pass it to `python -m index merge`")
     return args
 
 
@@ -116,41 +154,126 @@ def _embedder_kwargs(args) -> dict:
         kw.update(model=args.model or "efficientnet_lite0", checkpoint=args.checkpoint)
     elif args.embedder == "efficientnet_lite0" and args.checkpoint:
         kw.update(checkpoint=args.checkpoint)
+    if args.device == "auto" and "LOCAL_RANK" in os.environ:        # torchrun: one GPU per local rank
+        import torch
+
+        if torch.cuda.is_available():
+            kw["device"] = f"cuda:{int(os.environ['LOCAL_RANK']) % torch.cuda.device_count()}"
     return kw
+
+
+def _shard_of(args):
+    """The shard this build embeds: ``--shard``, torchrun's rank, or (``--on-disk`` in one
+    process) the only one; ``None`` for a plain build."""
+    from .shards import ShardSpec
+
+    if args.command != "build":
+        return None
+    if args.shard is not None:
+        return ShardSpec.parse(args.shard)
+    return ShardSpec.from_env() or (ShardSpec(0, 1) if args.on_disk else None)
 
 
 def main(argv=None) -> int:
     args = parse_args(argv)
+    spec = _shard_of(args)
     if args.command == "info":
         setup_logging(None, args.verbose)
     else:                       # the log is kept in the artifact folder (build.log) once it is written
-        out = Path(args.out if args.command == "build" else args.dir)
+        from .shards import shard_path
+
+        out = Path(args.dir if args.command == "add" else args.out)
+        out = shard_path(out, spec) if spec is not None else out
         log_file = setup_logging(out.with_name(f".{out.name}.log"), args.verbose)
-    from .artifact import manifest_table, read_manifest
+    from .artifact import NotAddable, manifest_table, read_manifest
+    from .shards import ShardSetError
 
     if args.command == "info":
         m = read_manifest(args.dir)
         print(json.dumps(m, indent=2) if args.json else manifest_table(m))
         return 0
+    distributed = spec is not None and args.shard is None and spec.count > 1
+    if distributed:                               # torchrun: every rank embeds, rank 0 merges after a barrier
+        import datetime
+
+        import torch.distributed as dist
+
+        dist.init_process_group("gloo", timeout=datetime.timedelta(hours=24))
     try:
-        art = _build_or_add(args)
-    except CorpusError as e:                      # a data, captions or vocabulary file that cannot be used
+        art = _merge(args) if args.command == "merge" else _build_or_add(args, spec)
+    except (CorpusError, ShardSetError, NotAddable) as e:   # an unusable data/captions/vocabulary file,
+        # shards that are no whole set, an artifact add cannot grow
         setup_logging(None, args.verbose)
         log_file.unlink(missing_ok=True)
         print(f"error: {e}", file=sys.stderr)
         return 2
     setup_logging(None, args.verbose)
-    with open(log_file, encoding="utf-8") as src, open(Path(art.path) / "build.log", "a", encoding="utf-8") as dst:
+    folder = Path(art) if isinstance(art, Path) else Path(art.path)
+    with open(log_file, encoding="utf-8") as src, open(folder / "build.log", "a", encoding="utf-8") as dst:
         dst.write(src.read())
     log_file.unlink()
+    if isinstance(art, Path):                     # a shard
+        m = read_manifest(art)
+        s, c = m["shard"], m["counts"]
+        print(f"{art}: shard {s['index']}/{s['count']} (images {s['start']}..{s['stop']} of {s['images']}): "
+              f"{c['embedded']} embedded with {m['embedder']}, skipped {c['missing']} missing and "
+              f"{c['unreadable']} unreadable file(s)")
+        if distributed:
+            return _barrier_and_merge(args, spec)
+        if spec.count == 1:                       # --on-disk in one process: merge the one shard now
+            args.shards, args.remove_shards = [str(art)], True
+            return _merge_and_print(args)
+        return 0
+    _print_artifact(art)
+    return 0
+
+
+def _print_artifact(art) -> None:
     c = art.manifest["counts"]
     print(f"{art.path}: {c['embedded']} images embedded with {art.manifest['embedder']} "
           f"(dim {art.manifest['dim']}, {art.manifest['factory']}); skipped {c['missing']} missing "
           f"and {c['unreadable']} unreadable file(s)")
+
+
+def _merge_and_print(args) -> int:
+    """Merge the shards of ``args`` (a build's) into ``args.out``; print the artifact."""
+    from .shards import ShardSetError, merge_shards
+
+    try:
+        art = merge_shards(args.shards, args.out, factory=None, on_disk=args.on_disk, overwrite=args.overwrite,
+                           progress=not args.quiet, remove_shards=args.remove_shards)
+    except ShardSetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    _print_artifact(art)
     return 0
 
 
-def _build_or_add(args):
+def _barrier_and_merge(args, spec) -> int:
+    """torchrun: wait until every rank has written its shard; rank 0 merges them."""
+    import torch.distributed as dist
+
+    from .shards import ShardSpec, shard_path
+
+    dist.barrier()
+    rc = 0
+    if spec.index == 0:
+        args.shards = [str(shard_path(args.out, ShardSpec(i, spec.count))) for i in range(spec.count)]
+        args.remove_shards = not args.keep_shards
+        rc = _merge_and_print(args)
+    dist.destroy_process_group()
+    return rc
+
+
+def _merge(args):
+    from .shards import find_shards, merge_shards
+
+    shards = args.shards or find_shards(args.out)
+    return merge_shards(shards, args.out, factory=args.factory, on_disk=args.on_disk, overwrite=args.overwrite,
+                        progress=not args.quiet, remove_shards=args.remove_shards, nprobe=args.nprobe)
+
+
+def _build_or_add(args, spec=None):
     from .artifact import add_images, build_index, load_index
 
     images, posts = _collection(args)
@@ -172,7 +295,7 @@ def _build_or_add(args):
                           progress=not args.quiet, with_regions=args.regions, tags_k=args.tags_k,
                           data_files=args.data, image_dir=args.images, overwrite=args.overwrite,
                           search_params=params, posts=posts, save_every=args.save_every,
-                          min_tag_score=args.tag_min_score, captions=args.captions)
+                          min_tag_score=args.tag_min_score, captions=args.captions, shard=spec)
     else:
         load_index(args.dir, gpu=False)  # fails early on a broken artifact
         art = add_images(args.dir, images, batch_size=args.batch_size, num_workers=args.workers,

@@ -11,6 +11,10 @@ Layout of an artifact folder::
     regions.npy     float16 (N, R, dim_r) region/patch features (when the embedder has them)
     tags.jsonl      per image: its visual context, object tags, OCR text and caption
                     (:mod:`index.visual_context`)
+    index.ivfdata   the inverted lists, when they are kept on disk (:mod:`index.streaming`)
+
+A sharded build (:mod:`index.shards`) writes shard folders of the same layout without
+``index.faiss``; merging them makes the artifact.
 
 Written to a temporary sibling folder and renamed, so an interrupted build leaves nothing.
 """
@@ -45,6 +49,7 @@ log = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 REGIONS_AUTO_MAX = 50_000  # above this many images, regions are off unless asked for
+MMAP_EMBEDDINGS_BYTES = 2 * 2**30  # larger embeddings.npy files are memory-mapped (read-only), not read
 
 
 class EmptyCollectionError(ValueError):
@@ -53,6 +58,10 @@ class EmptyCollectionError(ValueError):
 
 class ManifestMismatch(ValueError):
     """An artifact was made by another embedder / dimension than the caller expects."""
+
+
+class NotAddable(ValueError):
+    """An artifact ``index add`` cannot grow; the message says how to make the larger one."""
 
 
 class ArtifactDamaged(ValueError):
@@ -368,15 +377,22 @@ def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
 
 def _write_folder(tmp: Path, manifest: dict, ids: list[str], emb: np.ndarray, index,
                   regions: np.ndarray | None, context_rows: list[dict] | None, posts: dict | None = None) -> None:
+    """Write an artifact's files to ``tmp`` (a shard's: ``index=None``, no ``index.faiss``)."""
     import faiss
 
     tmp.mkdir(parents=True)
-    cpu_index = faiss.index_gpu_to_cpu(index) if type(index).__name__.startswith("Gpu") else index
-    faiss.write_index(cpu_index, str(tmp / "index.faiss"))
+    if index is not None:
+        cpu_index = faiss.index_gpu_to_cpu(index) if type(index).__name__.startswith("Gpu") else index
+        faiss.write_index(cpu_index, str(tmp / "index.faiss"))
     (tmp / "ids.json").write_text(json.dumps(ids), encoding="utf-8")
     if posts:
         (tmp / "posts.json").write_text(json.dumps(posts), encoding="utf-8")
-    np.save(tmp / "embeddings.npy", as_float32(emb))
+    if isinstance(emb, list):                          # parts written one after another (a memory-mapped one)
+        from .streaming import write_npy_parts
+
+        write_npy_parts(tmp / "embeddings.npy", [as_float32(e) if not isinstance(e, np.memmap) else e for e in emb])
+    else:
+        np.save(tmp / "embeddings.npy", as_float32(emb))
     if regions is not None:
         np.save(tmp / "regions.npy", regions)
     if context_rows is not None:
@@ -467,7 +483,7 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
                 data_files: Sequence[str] = (), image_dir: str | None = None,
                 overwrite: bool = False, search_params: dict | None = None,
                 posts: dict[str, str] | None = None, save_every: int = RESUME_CHUNK,
-                min_tag_score: float = MIN_TAG_SCORE, captions=None) -> IndexArtifact:
+                min_tag_score: float = MIN_TAG_SCORE, captions=None, shard=None) -> IndexArtifact | Path:
     """Embed ``images`` and write an index artifact folder at ``out_dir``, with each image's
     visual context (object tags, OCR text, caption: :mod:`index.visual_context`).
 
@@ -493,11 +509,14 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
             see :func:`index.images.collection_from_corpora`).
         save_every: images embedded between two saves of the progress (in ``.<out>.partial``,
             removed once the artifact is written): a killed build resumes from there.
+        shard: an :class:`index.shards.ShardSpec` (or ``"i/n"``): embed only that shard's
+            share of ``images`` into the shard folder :func:`index.shards.shard_path` and
+            return its path; :func:`index.shards.merge_shards` makes the artifact.
     Raises:
         EmptyCollectionError when no image could be embedded.
     """
     out = Path(out_dir)
-    if out.exists() and not overwrite:
+    if out.exists() and not overwrite and shard is None:
         raise FileExistsError(f"{out} exists: pass overwrite=True (--overwrite) or use `add`")
     if isinstance(embedder, str):
         embedder = get_embedder(embedder)
@@ -515,6 +534,14 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
         raise ValueError(f"min_tag_score must be in [0, 1], found {min_tag_score!r}")
     engine = _ocr_engine(ocr)
     captioner = make_captioner(captions, [i for i, _ in images])
+    if shard is not None:
+        from .shards import write_shard
+
+        return write_shard(images, embedder, out, shard, factory=factory, search_params=search_params,
+                           batch_size=batch_size, num_workers=num_workers, with_regions=with_regions, tags_k=tags_k,
+                           ocr=engine, captioner=captioner, min_tag_score=min_tag_score, data_files=data_files,
+                           image_dir=image_dir, posts=posts, save_every=save_every, overwrite=overwrite,
+                           progress=progress)
 
     if out.parent.is_dir():
         _remove_stale_temp_folders(out)
@@ -535,9 +562,7 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
     set_search_params(index, params)
     index_seconds = time.perf_counter() - t0
 
-    context = {"tags": _tags_info(embedder, tags_k, min_tag_score),
-               "ocr": engine.describe() if engine is not None else None,
-               "captions": captioner.describe() if captioner is not None else None}
+    context = context_block(embedder, tags_k, min_tag_score, engine, captioner)
     rows = _context_rows(res) if any(context.values()) else None
     manifest = _manifest(embedder, fac, params, res, len(images), with_regions, context,
                          data_files, image_dir, index_seconds)
@@ -553,6 +578,14 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
     log.debug("index %s: %d images embedded, %d skipped (%s)", out, len(res.ids), len(res.problems),
              _problem_summary(res.problems))
     return load_index(out)
+
+
+def context_block(embedder: Embedder, tags_k: int, min_tag_score: float, engine: OcrEngine | None,
+                  captioner: Captioner | None) -> dict:
+    """The manifest's ``visual_context`` block: each extractor's description, or ``None``."""
+    return {"tags": _tags_info(embedder, tags_k, min_tag_score),
+            "ocr": engine.describe() if engine is not None else None,
+            "captions": captioner.describe() if captioner is not None else None}
 
 
 def _ocr_engine(ocr) -> OcrEngine | None:
@@ -573,18 +606,30 @@ def _problem_summary(problems: list[dict]) -> str:
     return ", ".join(f"{n} {k}" for k, n in sorted(counts.items()))
 
 
-def _manifest(embedder: Embedder, fac, params, res: EmbedResult, n_requested, with_regions,
+EMBEDDER_FIELDS = ("embedder", "tag", "embedder_config", "embedder_info", "dim")
+"""The manifest fields that name the embedder (a shard's must equal its siblings')."""
+
+
+def embedder_fields(embedder: Embedder | dict) -> dict:
+    """The manifest's :data:`EMBEDDER_FIELDS` of ``embedder`` (or of a manifest)."""
+    if isinstance(embedder, dict):
+        return {k: embedder.get(k) for k in EMBEDDER_FIELDS}
+    return {"embedder": embedder.name, "tag": embedder.tag, "embedder_config": embedder.config(),
+            "embedder_info": embedder.describe(), "dim": embedder.dim}
+
+
+def _manifest(embedder: Embedder | dict, fac, params, res: EmbedResult, n_requested, with_regions,
               context: dict, data_files, image_dir, index_seconds, created=None) -> dict:
+    """The manifest of ``res``; ``embedder`` may be an :class:`Embedder` or the
+    :func:`embedder_fields` of one (a merge of shards has no model loaded)."""
     missing = sum(p["problem"] == "missing file" for p in res.problems)
+    fields = embedder_fields(embedder)
+    region_kind = (fields["embedder_info"] or {}).get("region_kind")
     return {
         "format_version": FORMAT_VERSION,
         "created": created or _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "updated": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        "embedder": embedder.name,
-        "tag": embedder.tag,
-        "embedder_config": embedder.config(),
-        "embedder_info": embedder.describe(),
-        "dim": embedder.dim,
+        **fields,
         "metric": METRIC,
         "normalisation": "l2",
         "factory": fac,
@@ -593,8 +638,7 @@ def _manifest(embedder: Embedder, fac, params, res: EmbedResult, n_requested, wi
                    "unreadable": len(res.problems) - missing},
         "problems": res.problems,
         "regions": ({"shape": list(res.regions.shape), "dtype": str(res.regions.dtype),
-                     "kind": embedder.describe().get("region_kind")} if with_regions and res.regions is not None
-                    else None),
+                     "kind": region_kind} if with_regions and res.regions is not None else None),
         "visual_context": context,
         "data_files": [{"path": str(f), "sha256": sha256_file(f)} for f in data_files],
         "image_dir": None if image_dir is None else str(image_dir),
@@ -635,16 +679,25 @@ def load_index(path, expect_embedder: str | None = None, expect_dim: int | None 
                expect_tag: str | None = None, gpu: bool | None = None, mmap_regions: bool = True) -> IndexArtifact:
     """Load an artifact folder, checking its manifest against what the caller expects.
 
-    ``gpu``: move Flat/IVF indexes to the GPU (``None``: when faiss sees one).
+    ``gpu``: move Flat/IVF indexes to the GPU (``None``: when faiss sees one). Inverted
+    lists on disk (``index.ivfdata``) are opened from the folder; an ``embeddings.npy`` over
+    :data:`MMAP_EMBEDDINGS_BYTES` is memory-mapped read-only. A shard folder is refused
+    with the merge command that makes its index.
     """
-    import faiss
+    from .streaming import read_index
 
     path = Path(path)
     manifest = read_manifest(path)
+    if manifest.get("kind") == "shard":
+        from .shards import ShardSetError, merge_command
+
+        raise ShardSetError(f"{path} is shard {manifest['shard']['index']}/{manifest['shard']['count']} of a sharded "
+                            f"build, not an index: merge the shards with `{merge_command(manifest)}`")
     check_manifest(manifest, expect_embedder, expect_dim, expect_tag, where=f"index {path}")
     ids = _read_part(path, "ids.json", lambda p: json.loads(p.read_text(encoding="utf-8")), manifest)
-    emb = _read_part(path, "embeddings.npy", np.load, manifest)
-    index = _read_part(path, "index.faiss", lambda p: faiss.read_index(str(p)), manifest)
+    big = (path / "embeddings.npy").is_file() and (path / "embeddings.npy").stat().st_size > MMAP_EMBEDDINGS_BYTES
+    emb = _read_part(path, "embeddings.npy", lambda p: np.load(p, mmap_mode="r" if big else None), manifest)
+    index = _read_part(path, "index.faiss", read_index, manifest)
     problems = []
     if index.ntotal != len(ids):
         problems.append(f"index.faiss has {index.ntotal} vectors, ids.json {len(ids)}")
@@ -758,6 +811,13 @@ def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedde
     path = Path(path)
     art = load_index(path, gpu=False, mmap_regions=False)
     m = art.manifest
+    if (path / "index.ivfdata").is_file():
+        shards = m.get("shards") or {}
+        raise NotAddable(f"index {path} keeps its inverted lists on disk ({path / 'index.ivfdata'}), which "
+                         "`index add` does not grow: build the new images as shards of the whole collection and "
+                         f"merge them (`python -m index build --images {m.get('image_dir') or 'IMAGE_DIR'} --out {path} "
+                         f"--shard i/{shards.get('count', 'n')}` for each shard, then `python -m index merge --out {path} "
+                         "--on-disk --overwrite`), or merge the shards without --on-disk")
     embedder = embedder_of(art, embedder, device)
     new = [(i, p) for i, p in images if i not in art.id_to_row]
     new = list(dict(new).items())
@@ -777,7 +837,10 @@ def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedde
     res = embed_resumable(new, embedder, work, batch_size, num_workers, with_regions, tags_k, progress, save_every,
                           ocr, captioner)
     ids = art.ids + res.ids
-    emb = np.concatenate([art.embeddings, res.embeddings]) if res.ids else art.embeddings
+    if isinstance(art.embeddings, np.memmap):          # too large to read: the new rows are appended as it is copied
+        emb = [art.embeddings, res.embeddings]
+    else:
+        emb = np.concatenate([art.embeddings, res.embeddings]) if res.ids else art.embeddings
     regions = None
     if with_regions:
         regions = np.concatenate([np.asarray(art.regions), res.regions]) if res.ids else np.asarray(art.regions)
@@ -804,6 +867,8 @@ def add_images(path, images: Sequence[tuple[str, str | None]], embedder: Embedde
     manifest["added"] = m.get("added", []) + [{"at": manifest["updated"], "embedded": len(res.ids),
                                                "skipped": len(res.problems)}]
     manifest["posts"] = len(all_posts)
+    if m.get("shards"):
+        manifest["shards"] = m["shards"]
     tmp = _tmp_sibling(path)
     try:
         _write_folder(tmp, manifest, ids, emb, index, regions, rows, all_posts)

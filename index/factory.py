@@ -3,12 +3,22 @@
 Conventions (FAISS's own): float32 in, ``(D, I)`` of shape ``(nq, k)`` out, inner product
 on L2-normalised vectors (so ``D`` is cosine similarity).
 
-Automatic choice (:func:`choose_factory`): exact ``Flat`` up to :data:`FLAT_MAX`
-vectors; above that an inverted file with ``nlist ~ sqrt(n)`` lists, 4-bit fast-scan
-product-quantised codes (``dim/8`` sub-quantisers) and exact re-ranking of the
-candidates (``IVF{nlist},PQ{m}x4fs,RFlat``), searched with ``nprobe=8, k_factor=8``
-(:func:`default_search_params`). On clustered 512-d vectors that gives recall@10 of
-about 0.99 against exact search; measured figures in ``benchmarks/index_knn.py``.
+Automatic choice (:func:`choose_factory`), by what the index keeps in RAM:
+
+- up to :data:`FLAT_MAX` vectors, exact ``Flat``;
+- while a float32 copy of the vectors fits in :data:`RFLAT_MAX_BYTES` (1M x 512-d), an
+  inverted file with ``nlist ~ sqrt(n)`` lists, 4-bit fast-scan product-quantised codes
+  (``dim/8`` sub-quantisers) and exact re-ranking of the candidates
+  (``IVF{nlist},PQ{m}x4fs,RFlat``), searched with ``nprobe=8, k_factor=8``
+  (:func:`default_search_params`); on clustered 512-d vectors recall@10 is about 0.99
+  against exact search (``benchmarks/index_knn.py``);
+- above that, the same fast-scan codes re-ranked on 8-bit scalar-quantised copies
+  (``IVF{nlist},PQ{m}x4fs,Refine(SQ8)``): ``dim + dim/16`` bytes a vector instead of
+  ``4 dim``, so 10M x 512-d fits in about 5.5 GB (:func:`index_ram_bytes`);
+  ``benchmarks/index_large.py`` measures it;
+- when even those codes exceed :data:`CODES_MAX_BYTES`, or when asked (``on_disk``),
+  ``IVF{nlist},SQ8`` whose inverted lists live on disk (:mod:`index.streaming`): RAM then
+  holds only the coarse quantiser, and the operating system caches the lists searched.
 ``HNSW32,Flat`` and plain ``IVF...,Flat`` work by name; an HNSW build at 1M does
 not fit in minutes on 2 CPU cores.
 """
@@ -20,28 +30,74 @@ import re
 import numpy as np
 
 FLAT_MAX = 50_000
+RFLAT_MAX_BYTES = 2 * 2**30
+"""Above this many bytes of float32 vectors, re-ranking uses 8-bit codes instead of the vectors."""
+CODES_MAX_BYTES = 6 * 2**30
+"""Above this many bytes of 8-bit codes, the automatic choice keeps the inverted lists on disk."""
 METRIC = "inner_product"
 
 
-def choose_factory(n: int, dim: int) -> str:
-    """FAISS factory string for ``n`` vectors of width ``dim`` (exact when small)."""
+def _nlist(n: int) -> int:
+    return max(1, min(65_536, 2 ** int(round(math.log2(math.sqrt(n))))))
+
+
+def wants_on_disk(n: int, dim: int) -> bool:
+    """Whether ``n`` vectors of width ``dim`` are too many for in-RAM codes (see module doc)."""
+    return n * dim > CODES_MAX_BYTES
+
+
+def choose_factory(n: int, dim: int, on_disk: bool = False) -> str:
+    """FAISS factory string for ``n`` vectors of width ``dim`` (exact when small).
+
+    ``on_disk``: an index whose inverted lists can live on disk (``IVF{nlist},SQ8``), as
+    chosen anyway when :func:`wants_on_disk`.
+    """
     if n <= 0:
         raise ValueError(f"cannot index {n} vectors: the collection is empty")
     if dim <= 0:
         raise ValueError(f"dim must be positive, found {dim}")
+    if on_disk or wants_on_disk(n, dim):
+        return f"IVF{_nlist(n)},SQ8"
     if n <= FLAT_MAX:
         return "Flat"
-    nlist = min(65_536, 2 ** int(round(math.log2(math.sqrt(n)))))
-    if dim % 8 == 0:
+    nlist = _nlist(n)
+    if dim % 8:
+        return f"IVF{nlist},SQ8"
+    if 4 * n * dim <= RFLAT_MAX_BYTES:
         return f"IVF{nlist},PQ{dim // 8}x4fs,RFlat"
-    return f"IVF{nlist},SQ8"
+    return f"IVF{nlist},PQ{dim // 8}x4fs,Refine(SQ8)"
+
+
+def index_ram_bytes(factory: str, n: int, dim: int) -> int:
+    """Rough bytes an index of ``n`` vectors keeps in RAM (codes, ids, coarse centroids);
+    0 for its inverted lists when they are on disk (``on_disk``: pass the factory of an
+    on-disk index with ``n=0`` for its RAM, or use the figure as its disk size)."""
+    per = 0
+    m = re.search(r"PQ(\d+)x4fs", factory)
+    if m:
+        per += int(m.group(1)) // 2
+    elif re.search(r"PQ(\d+)", factory):
+        per += int(re.search(r"PQ(\d+)", factory).group(1))
+    if "RFlat" in factory or factory.startswith("Flat") or factory.endswith(",Flat") or factory.startswith("HNSW"):
+        per += 4 * dim
+    if "SQ8" in factory:
+        per += dim
+    elif "SQ4" in factory:
+        per += (dim + 1) // 2
+    ivf = re.match(r"IVF(\d+)", factory)
+    if ivf:
+        per += 8                                                           # the stored id of every vector
+    return n * per + (4 * dim * int(ivf.group(1)) if ivf else 0)
 
 
 def default_search_params(factory: str, n: int | None = None) -> dict:
     """Search-time parameters that reach recall@10 >= 0.95 on clustered embeddings."""
     m = re.match(r"IVF(\d+)", factory)
     if m:
-        params = {"nprobe": min(int(m.group(1)), 8 if "fs" in factory else 16)}
+        nlist = int(m.group(1))
+        # finer partitions spread a vector's neighbours over more lists: 8 of up to 1024, 32 of 4096
+        nprobe = 8 * max(1, nlist // 1024) if "fs" in factory else 16
+        params = {"nprobe": min(nlist, nprobe)}
         if factory.endswith(",RFlat") or ",Refine" in factory:
             params["k_factor"] = 8.0
         return params
@@ -58,6 +114,15 @@ def n_train(factory: str, n: int) -> int:
     return min(n, 65_536)
 
 
+def train_rows(factory: str, n: int, seed: int = 0) -> np.ndarray:
+    """The sorted rows of ``n`` vectors an index is trained on (all when few): the same rows
+    whether the vectors are in RAM or read from disk. Shapes: -> (min(n, n_train),) int64."""
+    k = n_train(factory, n)
+    if k >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, k, replace=False))
+
+
 def make_index(factory: str, dim: int, train_vectors: np.ndarray | None = None, seed: int = 0):
     """Build an (empty, trained) inner-product index from a FAISS factory string.
 
@@ -65,7 +130,8 @@ def make_index(factory: str, dim: int, train_vectors: np.ndarray | None = None, 
         factory: e.g. ``"Flat"``, ``"IVF1024,Flat"``, ``"IVF4096,SQ8"``, ``"HNSW32,Flat"``.
         dim: vector width.
         train_vectors: (m, dim) float32, used when the index type needs training
-            (a random sample of at most :func:`n_train` rows is taken).
+            (a random sample of at most :func:`n_train` rows is taken, :func:`train_rows`;
+            only those rows are read, so a ``np.memmap`` of vectors on disk will do).
     Raises ValueError for a bad factory string or when training vectors are missing or
     too few.
     """
@@ -83,10 +149,9 @@ def make_index(factory: str, dim: int, train_vectors: np.ndarray | None = None, 
         if m and len(train_vectors) < int(m.group(1)):
             raise ValueError(f"index {factory!r} has {m.group(1)} lists but only {len(train_vectors)} "
                              f"vectors to train on: use fewer lists or 'Flat'")
-        x = as_float32(train_vectors)
-        k = n_train(factory, len(x))
-        if k < len(x):
-            x = x[np.sort(np.random.default_rng(seed).choice(len(x), k, replace=False))]
+        rows = train_rows(factory, len(train_vectors), seed)
+        whole = isinstance(train_vectors, np.ndarray) and len(rows) == len(train_vectors)
+        x = as_float32(train_vectors if whole else train_vectors[rows])
         index.train(x)
     return index
 
@@ -116,15 +181,39 @@ def _is_gpu(index) -> bool:
 
 
 def to_gpu(index):
-    """Move Flat/IVF indexes to GPU 0 when faiss-gpu sees a GPU; else return ``index``."""
+    """Move Flat/IVF indexes to GPU 0 when faiss-gpu sees a GPU; else return ``index``.
+
+    Indexes FAISS cannot put on a GPU (HNSW, fast-scan, re-ranking wrappers) and indexes
+    whose inverted lists are on disk (they are larger than the memory meant for them) stay
+    on the CPU."""
     import faiss
 
     if getattr(faiss, "get_num_gpus", lambda: 0)() <= 0:
         return index
     if "HNSW" in type(index).__name__ or isinstance(index, faiss.IndexHNSW):
         return index  # no GPU HNSW in faiss
+    if is_on_disk(index):
+        return index
     res = faiss.StandardGpuResources()
-    return faiss.index_cpu_to_gpu(res, 0, index)
+    try:
+        return faiss.index_cpu_to_gpu(res, 0, index)
+    except RuntimeError as e:                                  # an index type faiss-gpu does not have
+        import logging
+
+        logging.getLogger(__name__).info("index %s stays on the CPU: %s", type(index).__name__,
+                                         str(e).splitlines()[-1] if str(e) else e)
+        return index
+
+
+def is_on_disk(index) -> bool:
+    """Whether an IVF index's inverted lists are ``OnDiskInvertedLists``."""
+    import faiss
+
+    try:
+        ivf = faiss.extract_index_ivf(index)
+    except (RuntimeError, TypeError):
+        return False
+    return ivf is not None and isinstance(faiss.downcast_InvertedLists(ivf.invlists), faiss.OnDiskInvertedLists)
 
 
 def as_float32(x: np.ndarray) -> np.ndarray:

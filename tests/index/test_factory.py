@@ -1,9 +1,11 @@
+import re
+
 import numpy as np
 import pytest
 
 from index.embedders.base import l2_normalise
-from index.factory import (choose_factory, default_search_params, drop_self, list_order, make_index, recall_at_k,
-                           search, self_knn, set_search_params)
+from index.factory import (choose_factory, default_search_params, drop_self, index_ram_bytes, list_order, make_index,
+                           recall_at_k, search, self_knn, set_search_params)
 
 
 def clustered(n, dim=32, centres=20, seed=0):
@@ -22,6 +24,40 @@ def test_choose_factory_by_size():
         choose_factory(0, 512)
     assert default_search_params("IVF1024,PQ64x4fs,RFlat") == {"nprobe": 8, "k_factor": 8.0}
     assert default_search_params("Flat") == {}
+
+
+def test_choice_at_ten_million_fits_in_8_gb():
+    """Above 1M x 512-d, re-ranking on 8-bit codes instead of a float32 copy; beyond what
+    those fit, inverted lists on disk."""
+    assert choose_factory(2_000_000, 512) == "IVF1024,PQ64x4fs,Refine(SQ8)"
+    fac = choose_factory(10_000_000, 512)
+    assert fac == "IVF4096,PQ64x4fs,Refine(SQ8)"
+    assert index_ram_bytes(fac, 10_000_000, 512) < 6e9
+    assert index_ram_bytes("IVF1024,PQ64x4fs,RFlat", 10_000_000, 512) > 20e9     # what it replaces
+    assert default_search_params(fac) == {"nprobe": 32, "k_factor": 8.0}
+    assert choose_factory(100_000_000, 512) == "IVF8192,SQ8"                         # on disk
+    assert choose_factory(1000, 512, on_disk=True) == "IVF32,SQ8"
+
+
+def test_large_choice_keeps_recall_on_clustered_512d():
+    """The 10M choice's codes (with fewer lists, for 10k vectors) against exact search, on
+    vectors with the neighbour structure of image embeddings (benchmarks/index_synthetic.py;
+    1M figures: benchmarks/index_large.py)."""
+    from benchmarks.index_synthetic import clustered_unit_vectors
+
+    x = clustered_unit_vectors(10_000, 512)
+    rows = np.arange(0, 10_000, 20)
+    exact = make_index("Flat", 512)
+    exact.add(x)
+    D, I_ref = search(exact, x[rows], 11)
+    _, I_ref = drop_self(D, I_ref, rows, 10)
+    fac = re.sub(r"^IVF\d+", "IVF64", choose_factory(10_000_000, 512))
+    idx = make_index(fac, 512, x)
+    idx.add(x)
+    set_search_params(idx, {**default_search_params(choose_factory(10_000_000, 512)), "nprobe": 8})
+    D, I = search(idx, x[rows], 11)
+    _, I = drop_self(D, I, rows, 10)
+    assert recall_at_k(I, I_ref) >= 0.95
 
 
 def test_flat_returns_self_first_with_score_one():
