@@ -140,7 +140,7 @@ def visual_texts(tags: dict, ocr: dict, ids: Sequence[str], top: int = 5) -> lis
 
 
 def inter_visual_text(text_vectors: np.ndarray, image_text_vectors: np.ndarray, candidate_rows: np.ndarray,
-                      own_rows: np.ndarray, k: int) -> Neighbours:
+                      own_rows: np.ndarray, k: int, knn: "KnnSearch | None" = None) -> Neighbours:
     """Images whose visual text best matches each sentence. Pure: no artifact, no encoder.
 
     Args:
@@ -150,6 +150,8 @@ def inter_visual_text(text_vectors: np.ndarray, image_text_vectors: np.ndarray, 
             that have a visual text).
         own_rows: (n,) each post's own image row, never returned (-1: none).
         k: neighbours per post.
+        knn: ``KnnSearch(image_text_vectors)`` made once by a caller that answers the posts
+            chunk by chunk (default: made here).
 
     Returns:
         :class:`Neighbours` of artifact rows scored by text similarity (cosine).
@@ -162,7 +164,7 @@ def inter_visual_text(text_vectors: np.ndarray, image_text_vectors: np.ndarray, 
                              "relation has nothing to match sentences with; build the index with tags, "
                              "or use inter='posts'")
     fetch = min(k + 1, len(candidate_rows))                             # one more: the own image may come back
-    D, J = _knn(image_text_vectors, text_vectors, fetch)
+    D, J = (knn or KnnSearch(image_text_vectors))(text_vectors, fetch)
     rows = np.where(J >= 0, candidate_rows[np.maximum(J, 0)], -1)
     bad = (rows < 0) | (rows == own_rows[:, None])
     rows[bad], D[bad] = -1, -np.inf
@@ -190,20 +192,47 @@ def inter_via_posts(text_vectors: np.ndarray, image_rows: np.ndarray, candidate:
         :class:`Neighbours` whose rows are the similar posts' IMAGE rows and whose scores are
         sentence similarities. A post never retrieves itself or a post sharing its image, and
         an image shared by several pool posts appears once (so a row may hold fewer than k).
+        :func:`inter_via_posts_of` answers a subset of the posts (a chunk).
     """
     text_vectors = np.ascontiguousarray(text_vectors, dtype=np.float32)
+    cand = via_posts_candidates(image_rows, candidate)
+    return inter_via_posts_of(text_vectors, np.arange(len(text_vectors)), image_rows, cand, k,
+                              KnnSearch(text_vectors[cand]))
+
+
+def via_posts_candidates(image_rows: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """The posts whose image the ``posts`` strategy may retrieve: (m,) post indices."""
     image_rows = np.asarray(image_rows, dtype=np.int64)
-    cand = np.nonzero(np.asarray(candidate, bool) & (image_rows >= 0))[0]  # post indices
-    n = len(text_vectors)
+    cand = np.nonzero(np.asarray(candidate, bool) & (image_rows >= 0))[0]
     if len(cand) == 0:
         raise EmptyPoolError("no post of the pool has an image: the inter-modal relation has nothing to "
                              "retrieve; use pool='all' or index the training images")
+    return cand
+
+
+def inter_via_posts_of(query_vectors: np.ndarray, query_posts: np.ndarray, image_rows: np.ndarray,
+                       cand: np.ndarray, k: int, knn: "KnnSearch") -> Neighbours:
+    """:func:`inter_via_posts` for the posts ``query_posts`` only. Pure.
+
+    Args:
+        query_vectors: (c, d) L2-normalised sentence vectors of the posts asked about.
+        query_posts: (c,) their indices among all posts.
+        image_rows: (n,) artifact row of every post's image, -1 when none.
+        cand: (m,) the candidate posts (:func:`via_posts_candidates`).
+        k: neighbours per post.
+        knn: ``KnnSearch`` over the candidates' sentence vectors, in ``cand`` order.
+    """
+    query_vectors = np.ascontiguousarray(query_vectors, dtype=np.float32)
+    query_posts = np.asarray(query_posts, dtype=np.int64)
+    image_rows = np.asarray(image_rows, dtype=np.int64)
+    cand = np.asarray(cand, dtype=np.int64)
+    own = image_rows[query_posts]                                        # (c,)
     # search k+1 posts so that dropping the post itself still leaves k
     fetch = min(k + 1, len(cand))
-    D, J = _knn(text_vectors[cand], text_vectors, fetch)                 # J: positions in cand
-    posts = np.where(J >= 0, cand[np.maximum(J, 0)], -1)                 # (n, fetch) post indices
+    D, J = knn(query_vectors, fetch)                                     # J: positions in cand
+    posts = np.where(J >= 0, cand[np.maximum(J, 0)], -1)                 # (c, fetch) post indices
     rows = np.where(posts >= 0, image_rows[np.maximum(posts, 0)], -1)
-    bad = (posts == np.arange(n)[:, None]) | ((rows == image_rows[:, None]) & (image_rows[:, None] >= 0))
+    bad = (posts == query_posts[:, None]) | ((rows == own[:, None]) & (own[:, None] >= 0))
     rows[bad], D[bad] = -1, -np.inf
     # posts sharing one image (retweets) would repeat it: keep its best-scoring occurrence
     srt = np.sort(rows, 1)
@@ -221,27 +250,41 @@ def inter_via_posts(text_vectors: np.ndarray, image_rows: np.ndarray, candidate:
     return Neighbours(rows, D)
 
 
-def _knn(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inner-product kNN of ``queries`` in ``base``: exact up to the index package's flat limit,
-    an IVF index (its automatic factory choice) above it, with exact fallback for short rows."""
-    import faiss
+class KnnSearch:
+    """Inner-product kNN in a fixed ``base``, built once and asked many times: exact up to
+    the index package's flat limit, an IVF index (its automatic factory choice) above it,
+    with exact fallback for short rows.
 
-    base = np.ascontiguousarray(base, dtype=np.float32)
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    factory = choose_factory(len(base), base.shape[1])
-    if factory == "Flat":
-        index = faiss.IndexFlatIP(base.shape[1])
-    else:
-        index = make_index(factory, base.shape[1], base)
-        set_search_params(index, default_search_params(factory, len(base)))
-    index.add(base)
-    perm = list_order(index, queries)                                    # group queries by IVF list
-    D, I = np.empty((len(queries), k), np.float32), np.empty((len(queries), k), np.int64)
-    D[perm], I[perm] = faiss_search(index, queries[perm], k)
-    short = np.nonzero((I >= 0).sum(1) < min(k, len(base)))[0]
-    if len(short):
-        D[short], I[short] = exact_search(base, queries[short], k)
-    return D, I
+    Shapes: ``base`` (m, d); ``knn(queries (nq, d), k) -> (D, I)`` (nq, k), ``I`` rows of ``base``.
+    """
+
+    def __init__(self, base: np.ndarray):
+        import faiss
+
+        self.base = np.ascontiguousarray(base, dtype=np.float32)
+        factory = choose_factory(len(self.base), self.base.shape[1])
+        if factory == "Flat":
+            self.index = faiss.IndexFlatIP(self.base.shape[1])
+        else:
+            self.index = make_index(factory, self.base.shape[1], self.base)
+            set_search_params(self.index, default_search_params(factory, len(self.base)))
+        self.index.add(self.base)
+
+    def __call__(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        base = self.base
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        perm = list_order(self.index, queries)                           # group queries by IVF list
+        D, I = np.empty((len(queries), k), np.float32), np.empty((len(queries), k), np.int64)
+        D[perm], I[perm] = faiss_search(self.index, queries[perm], k)
+        short = np.nonzero((I >= 0).sum(1) < min(k, len(base)))[0]
+        if len(short):
+            D[short], I[short] = exact_search(base, queries[short], k)
+        return D, I
+
+
+def _knn(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """One-off :class:`KnnSearch`: ``KnnSearch(base)(queries, k)``."""
+    return KnnSearch(base)(queries, k)
 
 
 # --------------------------------------------------------------------------- object type
@@ -490,6 +533,16 @@ def object_type(artifact, image_rows: np.ndarray, k: int, pool: set[str] | None,
     ``new_ids``, ``new_tags`` and ``vectors`` describe images that are not in the artifact
     (rows ``len(artifact.ids) + j``, as in :func:`intra_modal`): queries, never results.
     """
+    sets, mask, tiebreak = object_type_inputs(artifact, pool, top_tags, min_tag_score, new_ids, new_tags, vectors)
+    D, I = jaccard_topk(sets, image_rows, k, mask, tiebreak=tiebreak)
+    return Neighbours(I, D)
+
+
+def object_type_inputs(artifact, pool: set[str] | None, top_tags: int = 5, min_tag_score: float = 0.0,
+                       new_ids: Sequence[str] = (), new_tags: dict | None = None, vectors: np.ndarray | None = None
+                       ) -> tuple[list[frozenset], np.ndarray, np.ndarray]:
+    """What :func:`object_type` searches, made once for a build that asks chunk by chunk:
+    ``(sets (N + m,), mask (N + m,), tiebreak (N + m, d))`` for :func:`jaccard_topk`."""
     if not artifact.tags:
         raise ValueError(f"the index at {getattr(artifact, 'path', '<artifact>')} has no object tags: "
                          "rebuild it with tags (with_tags=True) or drop the 'tags' relation")
@@ -497,8 +550,7 @@ def object_type(artifact, image_rows: np.ndarray, k: int, pool: set[str] | None,
                     min_tag_score)
     mask = np.concatenate([pool_mask(artifact, pool), np.zeros(len(new_ids), bool)])
     tiebreak = artifact.embeddings if vectors is None else vectors
-    D, I = jaccard_topk(sets, image_rows, k, mask, tiebreak=tiebreak)
-    return Neighbours(I, D)
+    return sets, mask, tiebreak
 
 
 # --------------------------------------------------------------------------- text encoders
