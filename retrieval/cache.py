@@ -34,7 +34,7 @@ import torch
 from data.files import read_or_damaged
 from index.artifact import embed_like_index, sha256_file
 
-from .chunks import ChunkStore, ChunkStoreMismatch, chunk_bounds
+from .chunks import ChunkStore, ChunkStoreMismatch, chunk_bounds, remove_trash
 from .graphs import RELATIONS, merge_graphs, relation_graph, relation_id
 from .post_images import PostImages, resolve_post_images
 from .relations import (KnnSearch, Neighbours, TextEncoder, index_has_text, index_text_encoder, inter_direct,
@@ -383,6 +383,8 @@ def partial_path(cache_dir, key: str) -> Path:
 def open_partial(cache_dir, key: str, n_posts: int, chunk_size: int) -> ChunkStore:
     """The chunk store of a build of ``key``, resumed when an earlier run left one."""
     folder = partial_path(cache_dir, key)
+    if Path(cache_dir).is_dir():
+        remove_trash(cache_dir)
     try:
         store = ChunkStore.open(folder, key, n_posts, chunk_size)
     except ChunkStoreMismatch as e:
@@ -666,7 +668,7 @@ def load_or_build(splits: dict, artifact, settings: GraphSettings | None = None,
         log.debug("graph cache hit: %s", path)
         graphs = load_graphs(path, artifact, settings, splits)
         if partial_path(cache_dir, key).exists():            # left by a kill between publishing and cleaning up
-            shutil.rmtree(partial_path(cache_dir, key), ignore_errors=True)
+            ChunkStore(partial_path(cache_dir, key), key, 0, 1).remove()
     else:
         log.info("building relation graphs (cached in %s)", path)
         graphs = build_graphs(splits, artifact, settings, cache_dir, text_encoder, progress, post_images,

@@ -103,9 +103,9 @@ class ChunkStore:
         if p.get("chunk_size") != store.chunk_size:
             log.info("%s was cut into chunks of %s, not %d: starting its chunks over", folder,
                      p.get("chunk_size"), store.chunk_size)
+            store._write_progress()                                      # first: no chunk is done
             for f in folder.glob("chunk-*.npz"):
                 f.unlink()
-            store._write_progress()
             return store
         store.done = {int(i): info for i, info in p.get("done", {}).items()}
         return store
@@ -168,8 +168,20 @@ class ChunkStore:
                                f"delete the folder (`rm -r {self.folder}`) and the build starts over")
 
     def remove(self) -> None:
-        """Delete the folder (once its chunks are assembled and published elsewhere)."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        """Delete the folder (once its chunks are assembled and published elsewhere). It is
+        renamed away first, so a kill during the deletion never leaves a progress record
+        naming chunks that are gone."""
+        if not self.folder.exists():
+            return
+        trash = Path(tempfile.mkdtemp(prefix=f"{self.folder.name}.trash-", dir=self.folder.parent))
+        os.replace(self.folder, trash / "chunks")
+        shutil.rmtree(trash, ignore_errors=True)
+
+
+def remove_trash(folder: str | os.PathLike) -> None:
+    """Delete what :meth:`ChunkStore.remove` left half deleted in ``folder`` when it was killed."""
+    for t in Path(folder).glob("*.trash-*"):
+        shutil.rmtree(t, ignore_errors=True)
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:

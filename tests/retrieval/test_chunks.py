@@ -65,3 +65,16 @@ def test_a_damaged_progress_record_or_chunk_names_the_fix(tmp_path):
     (tmp_path / "progress.json").write_text("{")
     with pytest.raises(ChunkStoreDamaged, match="progress.json cannot be read"):
         ChunkStore.open(tmp_path, "k", 10, 4)
+
+
+def test_remove_leaves_nothing_and_half_removed_folders_are_swept(tmp_path):
+    from retrieval.chunks import remove_trash
+
+    store = ChunkStore.open(tmp_path / "s", "k", 10, 4)
+    store.write(0, {"a": np.arange(4)})
+    store.remove()
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "s.trash-abc" / "chunks").mkdir(parents=True)           # a kill during a removal
+    (tmp_path / "keep").mkdir()
+    remove_trash(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["keep"]
