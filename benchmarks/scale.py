@@ -360,6 +360,11 @@ def fit_exponent(ns, values) -> float | None:
     return float(np.polyfit(a[:, 0], a[:, 1], 1)[0])
 
 
+def index_family(factory: str) -> str:
+    """The kind of index without its sizes: ``IVF1024,PQ64x4fs,RFlat`` -> ``IVF,PQx4fs,RFlat``."""
+    return re.sub(r"\d+", "", factory)
+
+
 def extrapolate(ns, values, n_to: int) -> float | None:
     """``value(n_to)`` from the largest size measured and the fitted exponent."""
     b = fit_exponent(ns, values)
@@ -426,9 +431,13 @@ def table(result: dict) -> str:
         lines.append(f"The index type changes across these sizes ({', '.join(factories)}): an exponent fitted "
                      "across the change mixes two index types, and an extrapolation from it is rough.")
     if result["estimates"]:
-        lines.append("Extrapolated to 10M posts from the largest size and these exponents (estimates, not "
+        used = next(iter(result["estimates"].values()))
+        used = used.get("from_sizes", []) if isinstance(used, dict) else []
+        lines.append(f"Extrapolated to 10M posts from the largest size and the exponents fitted over the sizes "
+                     f"with its kind of index ({', '.join(map(size_label, used))}; estimates, not "
                      "measurements): " + ", ".join(
-                         f"{s} {e['seconds']:.3g} s / {e['peak_gb']:.3g} GB" for s, e in result["estimates"].items()
+                         f"{s} {e['seconds']:.3g} s (n^{e['exponent']:.2f}) / {e['peak_gb']:.3g} GB"
+                         for s, e in result["estimates"].items()
                          if s in PIPELINE and e.get("seconds") is not None))
     lines += ["", "| target | limit | measured | status |", "|---|---:|---:|---|"]
     for t in result["targets"]:
@@ -493,14 +502,20 @@ def main(argv=None) -> int:
     exponents = {st: {"seconds": fit_exponent(ns, [s["stages"][st]["seconds"] for s in sizes]),
                       "peak_rss": fit_exponent(ns, [s["stages"][st]["peak_rss_bytes"] for s in sizes])}
                  for st in STAGES}
+    # extrapolations use the sizes whose index is of the largest size's kind (IVF lists grow
+    # with n; a Flat index at the small sizes scales differently), or all when fewer than 2
+    fit = [s for s in sizes if index_family(s["factory"]) == index_family(sizes[-1]["factory"])]
+    fit = fit if len(fit) >= 2 else sizes
+    fit_ns = [s["n"] for s in fit]
     estimates = {}
     if TARGETS["n_big"] not in ns and len(ns) >= 2:
         for st in PIPELINE:
-            sec = extrapolate(ns, [s["stages"][st]["seconds"] for s in sizes], TARGETS["n_big"])
-            mem = extrapolate(ns, [s["stages"][st]["peak_rss_bytes"] for s in sizes], TARGETS["n_big"])
-            estimates[st] = {"seconds": sec, "peak_gb": mem / GB if mem is not None else None}
+            sec = extrapolate(fit_ns, [s["stages"][st]["seconds"] for s in fit], TARGETS["n_big"])
+            mem = extrapolate(fit_ns, [s["stages"][st]["peak_rss_bytes"] for s in fit], TARGETS["n_big"])
+            estimates[st] = {"seconds": sec, "peak_gb": mem / GB if mem is not None else None, "from_sizes": fit_ns,
+                             "exponent": fit_exponent(fit_ns, [s["stages"][st]["seconds"] for s in fit])}
     if TARGETS["n_knn"] not in ns and len(ns) >= 2:
-        estimates["knn_1M"] = extrapolate(ns, [s["stages"]["knn"]["seconds"] for s in sizes], TARGETS["n_knn"])
+        estimates["knn_1M"] = extrapolate(fit_ns, [s["stages"]["knn"]["seconds"] for s in fit], TARGETS["n_knn"])
     payload = {"meta": {"k": K, "graph_k": args.graph_k, "dim": args.dim, "seed": args.seed, "chunk": args.chunk,
                         "sample": args.sample, "factory": args.factory, "nprobe": args.nprobe,
                         "faiss": faiss.__version__, "faiss_threads": faiss.omp_get_max_threads(),
