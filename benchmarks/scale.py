@@ -4,16 +4,17 @@ Posts are stood in for by clustered 512-d unit vectors (benchmarks/index_synthet
 embeddings that the image stage would give; the real embedding throughput is measured by
 benchmarks/index_embed.py and quoted from benchmarks/results/index_embed.json. For each size:
 
-* ``vectors``: the vectors, written chunk by chunk to a ``.npy`` memmap under ``--work-dir``
-  (10M x 512 float32 is 20 GB: never held in memory);
+* ``vectors``: the vectors, written chunk by chunk to a ``.npy`` file under ``--work-dir``
+  (10M x 512 float32 is 20 GB: never held in memory; every stage reads it a chunk at a
+  time with ``pread``, not through a memory map, so that its peak memory is its own);
 * ``index``: the index package's automatic choice (``index.factory.choose_factory``),
   trained on a sample of :func:`index.factory.n_train` rows and filled chunk by chunk;
 * ``knn``: every vector's k=10 nearest other vectors, a chunk of queries at a time
-  (grouped by IVF list), written to memmaps;
+  (grouped by IVF list), written to ``.npy`` files;
 * ``graph``: the intra-modal relation graph (``retrieval.graphs.knn_edges`` over each
   post's ``--graph-k`` best neighbours), streamed chunk by chunk into a
   ``retrieval.chunks.ChunkStore``, as the graph cache of ``retrieval.cache`` is built;
-* ``recall``: recall@10 of the kNN stage against exact brute-force search over the memmap,
+* ``recall``: recall@10 of the kNN stage against exact brute-force search over the vectors,
   on a seeded sample of ``--sample`` queries.
 
 Each stage runs in its own process, so its time and peak memory (the child's
@@ -138,19 +139,99 @@ def _publish(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
 
 
+class NpyRows:
+    """Rows of a 2-d ``.npy`` file read and written with ``pread``/``pwrite``, never mapped.
+
+    A memory map would count every page a stage touched in its resident memory (the whole
+    20 GB file at 10M), so the peak memory measured would be the file's, not the stage's;
+    rows read here are copies the stage holds only while it uses them.
+
+    Shapes: ``read(start, stop)`` -> (stop - start, cols); ``read_rows(rows)`` -> (len(rows), cols).
+    """
+
+    def __init__(self, path: str | os.PathLike, shape: tuple[int, int] | None = None, dtype=np.float32):
+        path = Path(path)
+        self.writable = shape is not None
+        if self.writable:                                                # a new file, sparse until written
+            header_only = np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
+            del header_only
+        with open(path, "rb") as f:
+            version = np.lib.format.read_magic(f)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            self.shape, fortran, self.dtype = read_header(f)
+            self.offset = f.tell()
+        if fortran or len(self.shape) != 2:
+            raise ValueError(f"{path}: expected a 2-d C-order array, found shape {self.shape}")
+        self.row_bytes = self.shape[1] * self.dtype.itemsize
+        self.fd = os.open(path, os.O_RDWR if self.writable else os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def read(self, start: int, stop: int) -> np.ndarray:
+        stop = min(stop, self.shape[0])
+        out = np.empty((max(stop - start, 0), self.shape[1]), self.dtype)
+        view, pos, done = memoryview(out).cast("B"), self.offset + start * self.row_bytes, 0
+        while done < len(view):
+            got = os.preadv(self.fd, [view[done:]], pos + done)
+            if got <= 0:
+                raise OSError(f"short read at row {start} of {self.shape[0]}")
+            done += got
+        return out
+
+    def read_rows(self, rows: np.ndarray) -> np.ndarray:
+        out = np.empty((len(rows), self.shape[1]), self.dtype)
+        for j, r in enumerate(rows):
+            out[j] = self.read(int(r), int(r) + 1)[0]
+        return out
+
+    def write(self, start: int, block: np.ndarray) -> None:
+        data = np.ascontiguousarray(block, dtype=self.dtype)
+        view, pos, done = memoryview(data).cast("B"), self.offset + start * self.row_bytes, 0
+        while done < len(view):
+            done += os.pwrite(self.fd, view[done:], pos + done)
+
+    def write_rows(self, rows: np.ndarray, block: np.ndarray) -> None:
+        """Scattered rows, written in runs of consecutive ones."""
+        order = np.argsort(rows)
+        rows, block = np.asarray(rows)[order], np.asarray(block)[order]
+        cuts = np.nonzero(np.diff(rows) != 1)[0] + 1
+        for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(rows)]):
+            self.write(int(rows[a]), block[a:b])
+
+    def close(self) -> None:
+        if self.writable:
+            os.fsync(self.fd)
+        os.close(self.fd)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 # --------------------------------------------------------------------------- the stages (in a child)
 def stage_vectors(args, n: int, d: Path) -> dict:
     from benchmarks.index_synthetic import write_clustered_unit_vectors
 
     tmp = d / "vectors.tmp.npy"
     t0 = time.perf_counter()
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float32, shape=(n, args.dim))
-    with _bar(n, f"vectors {size_label(n)}", args.quiet) as bar:
-        write_clustered_unit_vectors(out, chunk=args.chunk, seed=args.seed, progress=bar.update)
-    out.flush()
-    del out
+    with NpyRows(tmp, (n, args.dim)) as out, _bar(n, f"vectors {size_label(n)}", args.quiet) as bar:
+        write_clustered_unit_vectors(_RowSink(out), chunk=args.chunk, seed=args.seed, progress=bar.update)
     _publish(tmp, d / "vectors.npy")
     return {"seconds": time.perf_counter() - t0, "bytes": (d / "vectors.npy").stat().st_size}
+
+
+class _RowSink:
+    """``out[s:e] = block`` onto an :class:`NpyRows` (what write_clustered_unit_vectors does)."""
+
+    def __init__(self, rows: NpyRows):
+        self.rows, self.shape = rows, rows.shape
+
+    def __setitem__(self, sl: slice, block: np.ndarray) -> None:
+        self.rows.write(sl.start, block)
 
 
 def stage_index(args, n: int, d: Path) -> dict:
@@ -158,20 +239,20 @@ def stage_index(args, n: int, d: Path) -> dict:
 
     from index.factory import make_index, n_train, set_search_params
 
-    x = np.load(d / "vectors.npy", mmap_mode="r")
+    x = NpyRows(d / "vectors.npy")
     factory, params = factory_for(args, n)
     t0 = time.perf_counter()
     train = None
     m = n_train(factory, n)
     if factory != "Flat":
         rows = np.sort(np.random.default_rng(args.seed + 1).choice(n, m, replace=False))
-        train = np.ascontiguousarray(x[rows])                            # (m, dim)
+        train = x.read_rows(rows)                                        # (m, dim)
     index = make_index(factory, args.dim, train, seed=args.seed)
     del train
     t_train = time.perf_counter() - t0
     with _bar(n, f"index {size_label(n)} ({factory})", args.quiet) as bar:
         for s in range(0, n, args.chunk):
-            index.add(np.ascontiguousarray(x[s:s + args.chunk]))
+            index.add(x.read(s, s + args.chunk))
             bar.update(min(args.chunk, n - s))
     set_search_params(index, params)
     seconds = time.perf_counter() - t0
@@ -187,27 +268,26 @@ def stage_knn(args, n: int, d: Path) -> dict:
 
     from index.factory import drop_self, list_order, search, set_search_params
 
-    x = np.load(d / "vectors.npy", mmap_mode="r")
+    x = NpyRows(d / "vectors.npy")
     factory, params = factory_for(args, n)
     t0 = time.perf_counter()
     index = faiss.read_index(str(d / "index.faiss"))
     set_search_params(index, params)
     t_load = time.perf_counter() - t0
-    D_out = np.lib.format.open_memmap(d / "knn_D.tmp.npy", mode="w+", dtype=np.float32, shape=(n, K))
-    I_out = np.lib.format.open_memmap(d / "knn_I.tmp.npy", mode="w+", dtype=np.int64, shape=(n, K))
+    D_out = NpyRows(d / "knn_D.tmp.npy", (n, K), np.float32)
+    I_out = NpyRows(d / "knn_I.tmp.npy", (n, K), np.int64)
     t0 = time.perf_counter()
     with _bar(n, f"self-kNN {size_label(n)}", args.quiet) as bar:
         for s in range(0, n, args.chunk):
-            q = np.ascontiguousarray(x[s:s + args.chunk])                # (c, dim)
-            rows = np.arange(s, s + len(q))
+            q = x.read(s, s + args.chunk)                                # (c, dim)
             perm = list_order(index, q)                                  # queries grouped by IVF list
             D, I = search(index, q[perm], K + 1)                         # (c, K + 1)
-            D, I = drop_self(D, I, rows[perm], K)                        # (c, K)
-            D_out[rows[perm]], I_out[rows[perm]] = D, I
+            D, I = drop_self(D, I, s + perm, K)                          # (c, K)
+            D_out.write_rows(s + perm, D)
+            I_out.write_rows(s + perm, I)
             bar.update(len(q))
     seconds = time.perf_counter() - t0
-    D_out.flush(), I_out.flush()
-    del D_out, I_out
+    D_out.close(), I_out.close()
     _publish(d / "knn_D.tmp.npy", d / "knn_D.npy")
     _publish(d / "knn_I.tmp.npy", d / "knn_I.npy")
     return {"seconds": seconds, "load_seconds": t_load, "k": K}
@@ -217,16 +297,15 @@ def stage_graph(args, n: int, d: Path) -> dict:
     from retrieval.chunks import ChunkStore
     from retrieval.graphs import RELATIONS, knn_edges
 
-    D = np.load(d / "knn_D.npy", mmap_mode="r")
-    I = np.load(d / "knn_I.npy", mmap_mode="r")
+    D, I = NpyRows(d / "knn_D.npy"), NpyRows(d / "knn_I.npy")
     t0 = time.perf_counter()
     store = ChunkStore.open(d / "graph", f"scale-n{n}-k{args.graph_k}", n, args.chunk)
     with _bar(store.n_chunks, f"graph {size_label(n)}", args.quiet, "chunks") as bar:
         bar.update(store.n_chunks - len(store.todo()))
         for i in store.todo():
             sl = store.bounds(i)
-            ei, ew, _ = knn_edges(D[sl, :args.graph_k], I[sl, :args.graph_k], relation=RELATIONS["intra"],
-                                  centers=np.arange(sl.start, sl.stop))    # (2, E), (E,)
+            ei, ew, _ = knn_edges(D.read(sl.start, sl.stop)[:, :args.graph_k], I.read(sl.start, sl.stop)[:, :args.graph_k],
+                                  relation=RELATIONS["intra"], centers=np.arange(sl.start, sl.stop))  # (2, E), (E,)
             store.write(i, {"edge_index": ei.numpy(), "edge_weight": ew.numpy()}, {"edges": int(ei.shape[1])})
             bar.update(1)
     edges = sum(info["edges"] for info in store.done.values())
@@ -236,17 +315,18 @@ def stage_graph(args, n: int, d: Path) -> dict:
 
 def exact_topk(x: np.ndarray, rows: np.ndarray, k: int, chunk: int = 16_384) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force inner-product top-``k`` other rows of ``x`` for the rows ``rows``, reading
-    ``x`` (an array or a memmap) a chunk of rows at a time.
+    ``x`` (an array or an :class:`NpyRows`) a chunk of rows at a time.
 
     Shapes: ``x`` (N, d), ``rows`` (nq,) -> ``D`` (nq, k) float32, ``I`` (nq, k) int64, best first.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    Q = np.ascontiguousarray(x[rows], dtype=np.float32)                  # (nq, d)
+    read = x.read if isinstance(x, NpyRows) else (lambda a, b: np.ascontiguousarray(x[a:b], dtype=np.float32))
+    Q = x.read_rows(rows) if isinstance(x, NpyRows) else np.ascontiguousarray(x[rows], dtype=np.float32)  # (nq, d)
     nq = len(rows)
     bestD = np.full((nq, k), -np.inf, np.float32)
     bestI = np.full((nq, k), -1, np.int64)
     for s in range(0, len(x), chunk):
-        block = np.ascontiguousarray(x[s:s + chunk], dtype=np.float32)
+        block = read(s, s + chunk)
         S = Q @ block.T                                                  # (nq, c)
         own = (rows >= s) & (rows < s + len(block))
         S[np.nonzero(own)[0], rows[own] - s] = -np.inf                   # never the query itself
@@ -263,13 +343,12 @@ def exact_topk(x: np.ndarray, rows: np.ndarray, k: int, chunk: int = 16_384) -> 
 def stage_recall(args, n: int, d: Path) -> dict:
     from index.factory import recall_at_k
 
-    x = np.load(d / "vectors.npy", mmap_mode="r")
-    I = np.load(d / "knn_I.npy", mmap_mode="r")
+    x, I = NpyRows(d / "vectors.npy"), NpyRows(d / "knn_I.npy")
     rows = np.sort(np.random.default_rng(args.seed + 2).choice(n, min(args.sample, n), replace=False))
     t0 = time.perf_counter()
     _, I_exact = exact_topk(x, rows, K, chunk=min(args.chunk, 16_384))
     seconds = time.perf_counter() - t0
-    return {"seconds": seconds, "recall@10": recall_at_k(np.asarray(I[rows]), I_exact, K), "queries": len(rows)}
+    return {"seconds": seconds, "recall@10": recall_at_k(I.read_rows(rows), I_exact, K), "queries": len(rows)}
 
 
 STAGE_FUNCTIONS = {"vectors": stage_vectors, "index": stage_index, "knn": stage_knn, "graph": stage_graph,

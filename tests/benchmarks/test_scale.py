@@ -91,3 +91,20 @@ def test_sizes_are_parsed():
     for bad in ("10G", "k", "1"):
         with pytest.raises(Exception, match="size"):
             scale.parse_size(bad)
+
+
+def test_npy_rows_read_and_write_like_an_array(tmp_path):
+    x = np.arange(40, dtype=np.float32).reshape(10, 4)
+    f = tmp_path / "a.npy"
+    with scale.NpyRows(f, (10, 4)) as w:
+        w.write(0, x[:6])
+        w.write_rows(np.array([9, 6, 8, 7]), x[[9, 6, 8, 7]])
+    np.testing.assert_array_equal(np.load(f), x)                        # a plain .npy file
+    r = scale.NpyRows(f)
+    assert len(r) == 10
+    np.testing.assert_array_equal(r.read(8, 20), x[8:])
+    np.testing.assert_array_equal(r.read_rows(np.array([1, 7])), x[[1, 7]])
+    D, I = scale.exact_topk(r, np.array([0, 9]), 2, chunk=3)
+    D2, I2 = scale.exact_topk(x, np.array([0, 9]), 2, chunk=3)
+    np.testing.assert_array_equal(I, I2)
+    r.close()
