@@ -365,6 +365,10 @@ def _rss_bytes() -> int:
 
 def run_stage_here(args) -> int:
     """The child's side: run one stage of one size, write its figures for the parent."""
+    import faiss  # noqa: F401 -- imported before the baseline, as the stages' libraries
+    if args.run_stage == "graph":
+        import retrieval.graphs  # noqa: F401 -- torch
+
     n, d = args.stage_size, size_dir(args, args.stage_size)
     base = _rss_bytes()
     res = STAGE_FUNCTIONS[args.run_stage](args, n, d)
