@@ -37,8 +37,8 @@ from index.artifact import embed_like_index, sha256_file
 from .chunks import ChunkStore, ChunkStoreMismatch, chunk_bounds, remove_trash
 from .graphs import RELATIONS, merge_graphs, relation_graph, relation_id
 from .post_images import PostImages, resolve_post_images
-from .relations import (KnnSearch, Neighbours, TextEncoder, index_has_text, index_text_encoder, inter_direct,
-                        inter_via_posts_of, inter_visual_text, intra_modal, jaccard_topk, object_type_inputs,
+from .relations import (JaccardSearch, KnnSearch, Neighbours, TextEncoder, index_has_text, index_text_encoder,
+                        inter_direct, inter_via_posts_of, inter_visual_text, intra_modal, object_type_inputs,
                         sentence_encoder, via_posts_candidates, visual_texts)
 from .search import EmptyPoolError, RetrievalError, UnknownIdError, index_embedder, pool_mask
 
@@ -437,9 +437,9 @@ def _intra(ctx: _BuildContext, posts: slice) -> tuple[Neighbours, dict]:
 
 def _tags(ctx: _BuildContext, posts: slice) -> tuple[Neighbours, dict]:
     s = ctx.settings
-    sets, mask, tiebreak = ctx.once("tags", lambda: object_type_inputs(
-        ctx.artifact, ctx.pool, s.top_tags, s.min_tag_score, ctx.post_images.new_ids, ctx.new_tags, ctx.vectors))
-    D, I = jaccard_topk(sets, ctx.image_rows[posts], s.k, mask, tiebreak=tiebreak)
+    jaccard = ctx.once("tags", lambda: JaccardSearch(*object_type_inputs(
+        ctx.artifact, ctx.pool, s.top_tags, s.min_tag_score, ctx.post_images.new_ids, ctx.new_tags, ctx.vectors)))
+    D, I = jaccard(ctx.image_rows[posts], s.k)
     return Neighbours(I, D), {}
 
 

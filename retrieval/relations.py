@@ -335,48 +335,84 @@ def jaccard_topk(sets: Sequence[frozenset], query_rows: np.ndarray, k: int, mask
     result equals scoring the whole pool (``t = 1`` is every overlapping row). Vectorised
     over all queries of a level; no Python loop per query.
     """
-    N = len(sets)
-    query_rows = np.asarray(query_rows, dtype=np.int64)
-    nq = len(query_rows)
-    mask = np.ones(N, bool) if mask is None else np.asarray(mask, bool)
-    D = np.full((nq, k), -np.inf, np.float32)
-    I = np.full((nq, k), -1, np.int64)
-    tag_ids, size, V = _tag_matrix(sets)                                 # (N, T), (N,)
-    T = tag_ids.shape[1]
-    if nq == 0 or T == 0 or not mask.any():
-        return D, I
-    if T > MAX_SUBSET_TAGS or float(V) ** T >= 2.0 ** 62:
-        return _jaccard_topk_loop(sets, query_rows, k, mask, tiebreak, chunk, max_ties)
-    own_all = np.maximum(query_rows, 0)
-    todo = np.nonzero((query_rows >= 0) & (size[own_all] > 0))[0]        # queries still open
-    pool_rows = np.nonzero(mask)[0]
-    for t in range(T, 0, -1):
-        if not len(todo):
-            break
-        at_level = size[own_all[todo]] >= t
-        active, todo = todo[at_level], todo[~at_level]
-        if not len(active):
-            continue
-        pk, po = _subset_keys(tag_ids[pool_rows], size[pool_rows], t, V)
+    return JaccardSearch(sets, mask, tiebreak, chunk, max_ties)(query_rows, k)
+
+
+LEVEL_CACHE_BYTES = 1 << 30
+"""Memory that :class:`JaccardSearch` may keep the pool's sorted subset tables in between
+calls; levels beyond it are rebuilt on each call."""
+
+
+class JaccardSearch:
+    """:func:`jaccard_topk`'s pool side, made once for a build that asks a chunk of queries
+    at a time: the tag matrix, and each level's sorted table of the pool's tag subsets
+    (made on first use, kept while they fit :data:`LEVEL_CACHE_BYTES`).
+
+    ``JaccardSearch(sets, mask, tiebreak)(query_rows, k)`` equals
+    ``jaccard_topk(sets, query_rows, k, mask, tiebreak)``.
+    """
+
+    def __init__(self, sets: Sequence[frozenset], mask: np.ndarray | None = None, tiebreak: np.ndarray | None = None,
+                 chunk: int = 1024, max_ties: int = 4096):
+        self.sets, self.tiebreak, self.chunk, self.max_ties = sets, tiebreak, chunk, max_ties
+        self.N = len(sets)
+        self.mask = np.ones(self.N, bool) if mask is None else np.asarray(mask, bool)
+        self.tag_ids, self.size, self.V = _tag_matrix(sets)              # (N, T), (N,)
+        self.T = self.tag_ids.shape[1]
+        self.loop = self.T > MAX_SUBSET_TAGS or float(self.V) ** self.T >= 2.0 ** 62
+        self.pool_rows = np.nonzero(self.mask)[0]
+        self.levels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.cached_bytes = 0
+
+    def level(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """The pool's ``t``-subsets as sorted keys, and the row of each: (m,), (m,)."""
+        if t in self.levels:
+            return self.levels[t]
+        pk, po = _subset_keys(self.tag_ids[self.pool_rows], self.size[self.pool_rows], t, self.V)
         o = np.argsort(pk, kind="stable")
-        pool_keys, pool_key_rows = pk[o], pool_rows[po[o]]               # the pool's t-subsets, sorted
-        del pk, po, o
-        qk, qo = _subset_keys(tag_ids[own_all[active]], size[own_all[active]], t, V)
-        o = np.argsort(qo, kind="stable")                                # keys grouped by query
-        qk, qo = qk[o], qo[o]
-        lo = np.searchsorted(pool_keys, qk, "left")
-        cnt = np.searchsorted(pool_keys, qk, "right") - lo               # pool rows per query key
-        per_query = np.bincount(qo, weights=cnt, minlength=len(active))
-        key_start = np.searchsorted(qo, np.arange(len(active) + 1))
-        bounds = _budget_bounds(per_query, PAIR_BUDGET)
-        still = []
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            ks = slice(key_start[a], key_start[b])
-            done = _settle(active[a:b], qo[ks] - a, lo[ks], cnt[ks], pool_key_rows, query_rows, tag_ids, size,
-                           t, k, tiebreak, max_ties, N, D, I)
-            still.append(active[a:b][~done])
-        todo = np.concatenate([todo, *still])
-    return D, I
+        table = pk[o], self.pool_rows[po[o]]
+        if self.cached_bytes + pk.nbytes * 2 <= LEVEL_CACHE_BYTES:
+            self.levels[t] = table
+            self.cached_bytes += pk.nbytes * 2
+        return table
+
+    def __call__(self, query_rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        N, tag_ids, size, V, T = self.N, self.tag_ids, self.size, self.V, self.T
+        tiebreak, max_ties = self.tiebreak, self.max_ties
+        query_rows = np.asarray(query_rows, dtype=np.int64)
+        nq = len(query_rows)
+        D = np.full((nq, k), -np.inf, np.float32)
+        I = np.full((nq, k), -1, np.int64)
+        if nq == 0 or T == 0 or not self.mask.any():
+            return D, I
+        if self.loop:
+            return _jaccard_topk_loop(self.sets, query_rows, k, self.mask, tiebreak, self.chunk, max_ties)
+        own_all = np.maximum(query_rows, 0)
+        todo = np.nonzero((query_rows >= 0) & (size[own_all] > 0))[0]    # queries still open
+        for t in range(T, 0, -1):
+            if not len(todo):
+                break
+            at_level = size[own_all[todo]] >= t
+            active, todo = todo[at_level], todo[~at_level]
+            if not len(active):
+                continue
+            pool_keys, pool_key_rows = self.level(t)                     # the pool's t-subsets, sorted
+            qk, qo = _subset_keys(tag_ids[own_all[active]], size[own_all[active]], t, V)
+            o = np.argsort(qo, kind="stable")                            # keys grouped by query
+            qk, qo = qk[o], qo[o]
+            lo = np.searchsorted(pool_keys, qk, "left")
+            cnt = np.searchsorted(pool_keys, qk, "right") - lo           # pool rows per query key
+            per_query = np.bincount(qo, weights=cnt, minlength=len(active))
+            key_start = np.searchsorted(qo, np.arange(len(active) + 1))
+            bounds = _budget_bounds(per_query, PAIR_BUDGET)
+            still = []
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                ks = slice(key_start[a], key_start[b])
+                done = _settle(active[a:b], qo[ks] - a, lo[ks], cnt[ks], pool_key_rows, query_rows, tag_ids, size,
+                               t, k, tiebreak, max_ties, N, D, I)
+                still.append(active[a:b][~done])
+            todo = np.concatenate([todo, *still])
+        return D, I
 
 
 def _tag_matrix(sets: Sequence[frozenset]) -> tuple[np.ndarray, np.ndarray, int]:

@@ -291,7 +291,6 @@ def test_a_partial_build_of_other_inputs_is_refused(world, tmp_path, monkeypatch
 
 
 def test_each_search_sees_at_most_a_chunk_of_posts(world, monkeypatch):
-    import retrieval.cache as cache
     import retrieval.relations as relations
 
     x, tags, splits = world
@@ -305,7 +304,7 @@ def test_each_search_sees_at_most_a_chunk_of_posts(world, monkeypatch):
         return wrapped
 
     monkeypatch.setattr(relations, "search", spy("search", relations.search))
-    monkeypatch.setattr(cache, "jaccard_topk", spy("jaccard", cache.jaccard_topk))
+    monkeypatch.setattr(relations.JaccardSearch, "__call__", spy("jaccard", relations.JaccardSearch.__call__))
     build_graphs(splits, art, GraphSettings(k=3, inter="direct"), text_encoder=spy("encoder", hashed_encoder, 0),
                  progress=False, chunk_size=6)
     # 43 posts: 8 chunks, each searched by intra (posts with an image) and inter (all posts)
