@@ -312,3 +312,36 @@ def test_each_search_sees_at_most_a_chunk_of_posts(world, monkeypatch):
     assert len(sizes["encoder"]) == 8 and len(sizes["jaccard"]) == 8 and sum(sizes["encoder"]) == 43
     with pytest.raises(ValueError, match="chunk_size must be a positive integer, found 0"):
         build_graphs(splits, art, GraphSettings(k=3, relations=("intra",)), progress=False, chunk_size=0)
+
+
+def test_a_resumed_build_does_not_embed_new_images_again(world, tmp_path, monkeypatch):
+    import retrieval.cache as cache
+
+    x, tags, splits = world
+    art = make_artifact(x, [f"m{r}" for r in range(40)], tags)
+    for j, name in enumerate(("new1", "bad")):                           # two posts with images the index lacks
+        f = tmp_path / f"{name}.jpg"
+        f.write_bytes(bytes([j]) * 10)
+        splits["test"].samples.append(Sample(name, ["my", "dog"], ["O", "O"], image=str(f)))
+    embedded = []
+
+    def fake_embed(artifact, post_images, progress):
+        embedded.append(list(post_images.new_ids))
+        post_images.mark_unreadable({"bad"})
+        return np.stack([x[0], np.zeros(8, np.float32)]), {"new1": [("dog", 0.9)]}
+
+    monkeypatch.setattr(cache, "_embed_new_images", fake_embed)
+    s = GraphSettings(k=3, relations=("intra", "tags"))
+    one = build_graphs(splits, art, s, progress=False)
+    real = cache.intra_modal
+    monkeypatch.setattr(cache, "intra_modal", lambda *a: real(*a) if len(embedded) > 1 else
+                        (_ for _ in ()).throw(Interrupted()))
+    embedded.clear()
+    with pytest.raises(Interrupted):
+        build_graphs(splits, art, s, tmp_path / "cache", progress=False, chunk_size=20)
+    monkeypatch.setattr(cache, "intra_modal", real)
+    g = load_or_build(splits, art, s, tmp_path / "cache", progress=False, chunk_size=20)
+    assert embedded == [["new1", "bad"]]                                 # once, before the kill
+    assert_same_graphs(one, g)
+    assert g.post_images.status[g.post_index["bad"]] == "unreadable" and not g.has_image("bad")
+    assert g.neighbours("new1", "tags") and g.neighbours("new1", "intra")[0] == ("m0", pytest.approx(1.0))
