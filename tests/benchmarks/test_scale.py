@@ -108,3 +108,14 @@ def test_npy_rows_read_and_write_like_an_array(tmp_path):
     D2, I2 = scale.exact_topk(x, np.array([0, 9]), 2, chunk=3)
     np.testing.assert_array_equal(I, I2)
     r.close()
+
+
+def test_a_size_that_does_not_fit_the_disk_is_refused(tmp_path, monkeypatch):
+    import shutil
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 9, 0, 10 ** 5))
+    with pytest.raises(SystemExit, match="n=2k needs about 0.0 GB of disk .* use another --work-dir"):
+        scale.main(["--sizes", "2k", "--dim", "32", "--work-dir", str(tmp_path / "w"), "--quiet",
+                    "--out", str(tmp_path / "x.json")])
