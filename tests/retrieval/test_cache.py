@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -177,3 +178,170 @@ def test_a_damaged_cache_file_is_named_with_the_fix(six, splits, tmp_path, name)
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
     with pytest.raises(GraphCacheDamaged, match=rf"{f} cannot be read .*rm -r {g.path}"):
         load_or_build(splits, six, GraphSettings(k=2, relations=("intra",)), tmp_path, progress=False)
+
+
+# --------------------------------------------------------------------------- chunked builds
+def hashed_encoder(texts):
+    """Fake sentence encoder: each distinct text a fixed random unit vector (8-d)."""
+    import zlib
+
+    v = np.stack([np.random.default_rng(zlib.crc32(t.encode())).standard_normal(8) for t in texts])
+    return (v / np.linalg.norm(v, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture
+def world():
+    """40 indexed images in 4 clusters with object tags; 26 training posts, 17 test posts
+    (3 of them without an image)."""
+    rng = np.random.default_rng(0)
+    centres = rng.standard_normal((4, 8))
+    x = centres[np.arange(40) % 4] + 0.5 * rng.standard_normal((40, 8))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    labels = ["dog", "cat", "car", "ball", "road", "tree"]
+    tags = {f"m{r}": [(labels[int(j)], float(s)) for j, s in zip(rng.choice(6, 3, replace=False), [.9, .5, .2])]
+            for r in range(40)}
+    words = ["my", "dog", "cat", "car", "ball", "on", "the", "road"]
+    post = lambda i: Sample(i, list(rng.choice(words, 3)), ["O", "O", "O"])         # noqa: E731
+    train = [post(f"m{r}") for r in range(26)]
+    test = [post(f"m{r}") for r in range(26, 40)] + [post(f"x{j}") for j in range(3)]
+    return x, tags, {"train": Corpus("train.txt", train), "test": Corpus("test.txt", test)}
+
+
+def assert_same_graphs(a, b):
+    assert a.post_ids == b.post_ids and a.relations == b.relations
+    np.testing.assert_array_equal(a.image_rows, b.image_rows)
+    for rel in a.relations:
+        np.testing.assert_array_equal(a.tables[rel].rows, b.tables[rel].rows, err_msg=rel)
+        np.testing.assert_array_equal(a.tables[rel].scores, b.tables[rel].scores, err_msg=rel)
+    if a.text_queries is None:
+        assert b.text_queries is None
+    else:
+        np.testing.assert_array_equal(a.text_queries, b.text_queries)
+    assert torch.equal(a.node_features, b.node_features)
+
+
+@pytest.mark.parametrize("inter,has_text", [("visual_text", False), ("posts", False), ("direct", True)])
+@pytest.mark.parametrize("chunk_size", [1, 4, 7])
+def test_a_chunked_build_equals_a_one_shot_build(world, tmp_path, inter, has_text, chunk_size):
+    x, tags, splits = world
+    art = make_artifact(x, [f"m{r}" for r in range(40)], tags, has_text=has_text)
+    s = GraphSettings(k=3, inter=inter)
+    one = build_graphs(splits, art, s, text_encoder=hashed_encoder, progress=False, chunk_size=10_000)
+    assert (one.tables["intra"].rows >= 0).sum() > 0 and (one.tables["inter"].rows >= 0).all(1).sum() > 30
+    chunked = build_graphs(splits, art, s, text_encoder=hashed_encoder, progress=False, chunk_size=chunk_size)
+    assert_same_graphs(one, chunked)
+    stored = load_or_build(splits, art, s, tmp_path, text_encoder=hashed_encoder, progress=False,
+                           chunk_size=chunk_size)
+    assert_same_graphs(one, stored)
+    assert_same_graphs(one, load_graphs(stored.path, art, s, splits))
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "retrieval.log") == [Path(stored.path).name]
+
+
+class Interrupted(Exception):
+    pass
+
+
+def test_an_interrupted_build_resumes_from_its_last_chunk(world, tmp_path, monkeypatch):
+    import retrieval.cache as cache
+
+    x, tags, splits = world
+    art = make_artifact(x, [f"m{r}" for r in range(40)], tags)
+    s = GraphSettings(k=3, inter="posts")
+    one = build_graphs(splits, art, s, text_encoder=hashed_encoder, progress=False)
+    calls, real = [], cache.intra_modal
+
+    def intra_then_fail(art_, image_rows, *a, fail_at=None):
+        calls.append(len(image_rows))
+        if fail_at is not None and len(calls) == fail_at:
+            raise Interrupted
+        return real(art_, image_rows, *a)
+
+    # 43 posts in chunks of 5: 9 chunks; killed while computing the 4th
+    monkeypatch.setattr(cache, "intra_modal", lambda *a: intra_then_fail(*a, fail_at=4))
+    with pytest.raises(Interrupted):
+        load_or_build(splits, art, s, tmp_path, text_encoder=hashed_encoder, progress=False, chunk_size=5)
+    partial = [p for p in tmp_path.iterdir() if p.name.endswith(".partial")]
+    assert len(partial) == 1 and not [p for p in tmp_path.iterdir() if (p / "manifest.json").exists()]
+    progress = json.loads((partial[0] / "progress.json").read_text())
+    assert sorted(progress["done"]) == ["0", "1", "2"] and progress["chunk_size"] == 5
+    # run again: only the 6 chunks left are computed, the result is the one-shot build's
+    calls.clear()
+    monkeypatch.setattr(cache, "intra_modal", lambda *a: intra_then_fail(*a))
+    g = load_or_build(splits, art, s, tmp_path, text_encoder=hashed_encoder, progress=False, chunk_size=5)
+    assert calls == [5, 5, 5, 5, 5, 3]
+    assert_same_graphs(one, g)
+    assert not partial[0].exists()                                       # cleaned up once published
+    assert g.manifest["chunk_size"] == 5 and set(g.manifest["build_seconds"]) == {"inter", "intra", "tags"}
+
+
+def test_a_partial_build_of_other_inputs_is_refused(world, tmp_path, monkeypatch):
+    import retrieval.cache as cache
+
+    x, tags, splits = world
+    art = make_artifact(x, [f"m{r}" for r in range(40)], tags)
+    s = GraphSettings(k=3, relations=("intra",))
+    monkeypatch.setattr(cache, "intra_modal", lambda *a: (_ for _ in ()).throw(Interrupted()))
+    with pytest.raises(Interrupted):
+        build_graphs(splits, art, s, tmp_path, progress=False, chunk_size=5)
+    partial = next(tmp_path.glob(".*.partial"))
+    record = json.loads((partial / "progress.json").read_text())
+    (partial / "progress.json").write_text(json.dumps({**record, "key": "another"}))
+    with pytest.raises(CacheMismatchError, match="holds chunks of another build.*rm -r"):
+        build_graphs(splits, art, s, tmp_path, progress=False, chunk_size=5)
+
+
+def test_each_search_sees_at_most_a_chunk_of_posts(world, monkeypatch):
+    import retrieval.relations as relations
+
+    x, tags, splits = world
+    art = make_artifact(x, [f"m{r}" for r in range(40)], tags, has_text=True)
+    sizes = {"search": [], "encoder": [], "jaccard": []}
+
+    def spy(name, fn, arg=1):
+        def wrapped(*a, **kw):
+            sizes[name].append(len(a[arg]))
+            return fn(*a, **kw)
+        return wrapped
+
+    monkeypatch.setattr(relations, "search", spy("search", relations.search))
+    monkeypatch.setattr(relations.JaccardSearch, "__call__", spy("jaccard", relations.JaccardSearch.__call__))
+    build_graphs(splits, art, GraphSettings(k=3, inter="direct"), text_encoder=spy("encoder", hashed_encoder, 0),
+                 progress=False, chunk_size=6)
+    # 43 posts: 8 chunks, each searched by intra (posts with an image) and inter (all posts)
+    assert max(sizes["search"]) <= 6 and max(sizes["encoder"]) <= 6 and max(sizes["jaccard"]) <= 6
+    assert len(sizes["encoder"]) == 8 and len(sizes["jaccard"]) == 8 and sum(sizes["encoder"]) == 43
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer, found 0"):
+        build_graphs(splits, art, GraphSettings(k=3, relations=("intra",)), progress=False, chunk_size=0)
+
+
+def test_a_resumed_build_does_not_embed_new_images_again(world, tmp_path, monkeypatch):
+    import retrieval.cache as cache
+
+    x, tags, splits = world
+    art = make_artifact(x, [f"m{r}" for r in range(40)], tags)
+    for j, name in enumerate(("new1", "bad")):                           # two posts with images the index lacks
+        f = tmp_path / f"{name}.jpg"
+        f.write_bytes(bytes([j]) * 10)
+        splits["test"].samples.append(Sample(name, ["my", "dog"], ["O", "O"], image=str(f)))
+    embedded = []
+
+    def fake_embed(artifact, post_images, progress):
+        embedded.append(list(post_images.new_ids))
+        post_images.mark_unreadable({"bad"})
+        return np.stack([x[0], np.zeros(8, np.float32)]), {"new1": [("dog", 0.9)]}
+
+    monkeypatch.setattr(cache, "_embed_new_images", fake_embed)
+    s = GraphSettings(k=3, relations=("intra", "tags"))
+    one = build_graphs(splits, art, s, progress=False)
+    real = cache.intra_modal
+    monkeypatch.setattr(cache, "intra_modal", lambda *a: real(*a) if len(embedded) > 1 else
+                        (_ for _ in ()).throw(Interrupted()))
+    embedded.clear()
+    with pytest.raises(Interrupted):
+        build_graphs(splits, art, s, tmp_path / "cache", progress=False, chunk_size=20)
+    monkeypatch.setattr(cache, "intra_modal", real)
+    g = load_or_build(splits, art, s, tmp_path / "cache", progress=False, chunk_size=20)
+    assert embedded == [["new1", "bad"]]                                 # once, before the kill
+    assert_same_graphs(one, g)
+    assert g.post_images.status[g.post_index["bad"]] == "unreadable" and not g.has_image("bad")
+    assert g.neighbours("new1", "tags") and g.neighbours("new1", "intra")[0] == ("m0", pytest.approx(1.0))

@@ -84,6 +84,14 @@ def test_show(world, tiny_encoder, capsys):
     assert "20" not in "".join(re.findall(r"^\d\s+(\d+)", out, re.M)[:1])
 
 
+def test_show_in_chunks_of_two_posts_gives_the_same_neighbours(world, tiny_encoder, capsys, tmp_path):
+    assert main(["show", "201", *args(world, tiny_encoder)]) == 0
+    whole = capsys.readouterr().out
+    assert main(["show", "201", *args(world, tiny_encoder), "--cache", str(tmp_path), "--chunk-size", "2"]) == 0
+    assert capsys.readouterr().out == whole
+    assert json.loads(next(tmp_path.glob("*/manifest.json")).read_text())["chunk_size"] == 2
+
+
 def test_show_post_without_image(world, tiny_encoder, capsys):
     assert main(["show", "203", *args(world, tiny_encoder)]) == 0
     out = capsys.readouterr().out

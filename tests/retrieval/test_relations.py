@@ -121,6 +121,22 @@ def test_jaccard_level_search_equals_scoring_the_whole_pool(seed, budget, monkey
         np.testing.assert_array_equal(D, D0)
 
 
+@pytest.mark.parametrize("cache_bytes", [0, 1 << 30])
+def test_a_prepared_jaccard_search_asked_in_chunks_equals_one_call(cache_bytes, monkeypatch):
+    import retrieval.relations as rel
+
+    rng, sets, feats = _random_tag_world(3, vocab=9)
+    q = rng.integers(-1, len(sets), 200)
+    mask = rng.random(len(sets)) < 0.5
+    D0, I0 = jaccard_topk(sets, q, 4, mask, tiebreak=feats)
+    monkeypatch.setattr(rel, "LEVEL_CACHE_BYTES", cache_bytes)        # tables kept between calls, or remade
+    search = rel.JaccardSearch(sets, mask, feats)
+    parts = [search(q[a:a + 37], 4) for a in range(0, 200, 37)]
+    np.testing.assert_array_equal(np.concatenate([p[1] for p in parts]), I0)
+    np.testing.assert_array_equal(np.concatenate([p[0] for p in parts]), D0)
+    assert (len(search.levels) > 0) == (cache_bytes > 0)
+
+
 def test_jaccard_large_tag_sets_fall_back_to_the_reference():
     rng, _, feats = _random_tag_world(0, n=40)
     sets = [frozenset(f"t{x}" for x in rng.integers(0, 30, 12)) for _ in range(40)]   # > MAX_SUBSET_TAGS
