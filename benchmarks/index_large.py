@@ -31,6 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.provenance import write_result  # noqa: E402
+from data.files import write_atomically  # noqa: E402
 
 K = 10
 
@@ -46,7 +47,7 @@ def generate(work: Path, n: int, dim: int, shards: int) -> list[Path]:
     x = clustered_unit_vectors(n, dim)
     for i, f in enumerate(files):
         np.save(f, x[n * i // shards: n * (i + 1) // shards])
-    meta.write_text(json.dumps({"n": n, "dim": dim, "shards": shards}))
+    write_atomically(meta, lambda f: f.write(json.dumps({"n": n, "dim": dim, "shards": shards}).encode()))   # a work file
     return files
 
 

@@ -41,7 +41,6 @@ import resource
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -49,6 +48,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.provenance import RESULTS, ROOT, write_rendering, write_result  # noqa: E402
+from data.files import write_atomically  # noqa: E402
 
 STAGES = ("vectors", "index", "knn", "graph", "recall")
 PIPELINE = ("index", "knn", "graph")
@@ -380,10 +380,7 @@ def run_stage_here(args) -> int:
 
 # --------------------------------------------------------------------------- the sweep (the parent)
 def _write_json(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    write_atomically(path, lambda f: f.write(json.dumps(obj, indent=1).encode()))
 
 
 def run_stage(args, argv: list[str], n: int, stage: str) -> tuple[dict, bool]:

@@ -1,5 +1,6 @@
 """Reading the files of an artifact (index, graph cache, checkpoint) someone may have damaged,
-and the sha256 that manifests record of the files an artifact was made from.
+writing a file so that no reader ever sees half of it, and the sha256 that manifests record
+of the files an artifact was made from.
 
     meta = read_or_damaged(path / "checkpoint.json", lambda f: json.loads(f.read_text()),
                            CheckpointDamaged, "train it again with ...")
@@ -8,8 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import tempfile
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import BinaryIO, Callable, TypeVar
 
 T = TypeVar("T")
 
@@ -22,6 +24,24 @@ def read_or_damaged(path: Path, read: Callable[[Path], T], error: type[Exception
     except Exception as e:  # noqa: BLE001 -- every reader's own error means the same: a damaged file
         why = (str(e).splitlines() or [""])[0][:200]
         raise error(f"{path} cannot be read ({type(e).__name__}: {why}): {remedy}") from None
+
+
+def write_atomically(path: str | os.PathLike, write: Callable[[BinaryIO], object]) -> None:
+    """``write(binary file)`` into a temporary sibling of ``path``, flushed to disk, then renamed
+    onto ``path`` (readable by all, as a plain file would be); a failure leaves ``path`` as it was."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o644)                                 # mkstemp makes it 0600
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def sha256_file(path: str | os.PathLike) -> str:

@@ -375,6 +375,18 @@ def _publish(tmp: Path, out: Path, overwrite: bool) -> None:
         os.replace(tmp, out)
 
 
+def write_and_publish(out: Path, overwrite: bool, manifest: dict, ids, emb, index, regions, rows, posts) -> None:
+    """Write an artifact folder beside ``out`` and move it into place; a failure leaves
+    nothing half-written (see :func:`_write_folder` for the parts)."""
+    tmp = _tmp_sibling(out)
+    try:
+        _write_folder(tmp, manifest, ids, emb, index, regions, rows, posts)
+        _publish(tmp, out, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def _write_folder(tmp: Path, manifest: dict, ids: list[str], emb: np.ndarray, index,
                   regions: np.ndarray | None, context_rows: list[dict] | None, posts: dict | None = None) -> None:
     """Write an artifact's files to ``tmp`` (a shard's: ``index=None``, no ``index.faiss``)."""
@@ -567,13 +579,7 @@ def build_index(images: Sequence[tuple[str, str | None]], embedder: Embedder | s
     manifest = _manifest(embedder, fac, params, res, len(images), with_regions, context,
                          data_files, image_dir, index_seconds)
     manifest["posts"] = len(posts or {})
-    tmp = _tmp_sibling(out)
-    try:
-        _write_folder(tmp, manifest, res.ids, res.embeddings, index, res.regions, rows, posts)
-        _publish(tmp, out, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_and_publish(out, overwrite, manifest, res.ids, res.embeddings, index, res.regions, rows, posts)
     shutil.rmtree(work, ignore_errors=True)
     log.debug("index %s: %d images embedded, %d skipped (%s)", out, len(res.ids), len(res.problems),
              _problem_summary(res.problems))

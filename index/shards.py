@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Sequence
 
 from .artifact import (EmbedResult, IndexArtifact, _context_rows, _manifest, _publish, _remove_stale_temp_folders,
-                       _tmp_sibling, _work_dir, _write_folder, context_info, embed_resumable, load_index,
+                       _tmp_sibling, _work_dir, context_info, embed_resumable, load_index, write_and_publish,
                        rebuild_command)
 from .factory import choose_factory, default_search_params, set_search_params, wants_on_disk
 
@@ -158,13 +158,7 @@ def write_shard(images, embedder, out, spec, *, factory=None, search_params=None
     manifest["shard"] = {"index": spec.index, "count": spec.count, "start": start, "stop": stop,
                          "images": len(images), "collection_sha256": collection_sha256(images),
                          "with_regions": bool(with_regions), "out": str(out)}
-    tmp = _tmp_sibling(folder)
-    try:
-        _write_folder(tmp, manifest, res.ids, res.embeddings, None, res.regions, rows, posts)
-        _publish(tmp, folder, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    write_and_publish(folder, overwrite, manifest, res.ids, res.embeddings, None, res.regions, rows, posts)
     shutil.rmtree(work, ignore_errors=True)
     return folder
 

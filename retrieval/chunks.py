@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data.files import read_or_damaged
+from data.files import read_or_damaged, write_atomically
 
 from .search import RetrievalError
 
@@ -148,7 +148,7 @@ class ChunkStore:
     def _write_progress(self) -> None:
         record = {"key": self.key, "n_items": self.n_items, "chunk_size": self.chunk_size,
                   "done": {str(i): info for i, info in sorted(self.done.items())}, "extras": self.extras}
-        _atomic_write(self.folder / PROGRESS_FILE, lambda f: f.write(json.dumps(record, indent=1).encode()))
+        write_atomically(self.folder / PROGRESS_FILE, lambda f: f.write(json.dumps(record, indent=1).encode()))
 
     # ------------------------------------------------------------------ reading
     def read(self, i: int) -> dict[str, np.ndarray]:
@@ -185,18 +185,4 @@ def remove_trash(folder: str | os.PathLike) -> None:
 
 
 def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    _atomic_write(path, lambda f: np.savez(f, **arrays))
-
-
-def _atomic_write(path: Path, write) -> None:
-    """``write(binary file)`` into a temporary sibling of ``path``, then rename it."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda f: np.savez(f, **arrays))
