@@ -60,6 +60,9 @@ def parse_args(argv=None):
     p.add_argument("--out-dir", default=str(ROOT / "runs" / "accuracy"), help="where OUT_DIR/NAME/seed<N> go")
     p.add_argument("--output", help="result JSON (default: benchmarks/results/accuracy_<NAME>.json)")
     p.add_argument("--progress", action="store_true", help="show training progress bars")
+    p.add_argument("--ensemble", action="store_true",
+                   help="also score the seeds' ensemble (mean emissions of their best/ checkpoints, "
+                        "`predict --run A B C`) on dev, and on test once")
     argv = sys.argv[1:] if argv is None else list(argv)
     # KEY=VALUE words are overrides wherever they stand, so `--seeds 13 14 k=v` reads as meant
     overrides = [x for x in argv if "=" in x and not x.startswith("-")]
@@ -208,6 +211,30 @@ def score_test(run: Path, test: str, best_epoch: int) -> dict:
     return result
 
 
+def score_ensemble(sweep_dir: Path, runs: list[dict], splits: dict[str, str | None]) -> dict:
+    """Dev (and test, when given) scores of the runs' ensemble: the mean of their best/
+    checkpoints' emissions, decoded by the first run's CRF. Kept in ``ensemble_scores.json``,
+    so a split is scored once for a given set of runs."""
+    from data.corpus import read_corpus
+    from rgcn.training import load_for_corpus
+
+    done = sweep_dir / "ensemble_scores.json"
+    key = {"runs": [r["run"] for r in runs], "best_epoch": [r["best_epoch"] for r in runs],
+           "files": {k: str(v) for k, v in splits.items() if v}}
+    if done.exists():
+        kept = json.loads(done.read_text())
+        if kept["key"] == key:
+            return kept["scores"]
+    scores = {}
+    for split, path in key["files"].items():
+        corpus = read_corpus(path, require_tags=True)
+        models = [load_for_corpus(Path(r["run"]) / "best", corpus)[0] for r in runs]
+        scores[split] = models[0].evaluate(corpus.samples, ensemble=models[1:])[0].as_dict()
+        del models
+    write_result(done, {"key": key, "scores": scores}, __file__)
+    return scores
+
+
 def main(argv=None) -> dict:
     a = parse_args(argv)
     split = split_paths(a)
@@ -240,14 +267,20 @@ def main(argv=None) -> dict:
         print(f"seed {seed} ({how}): best epoch {row['best_epoch']}, dev F1 {row['dev']['micro']['f1']:.2f}"
               + (f", test F1 {row['test']['micro']['f1']:.2f}" if test else ""), flush=True)
     summary = summarise(runs)
+    ensemble = None
+    if a.ensemble and len(runs) > 1:
+        valid = base.data.valid if not split else split["valid"]
+        ensemble = score_ensemble(sweep_dir, runs, {"dev": valid, "test": test})
     out = {"name": name, "config": a.config, "overrides": a.overrides, "seeds": a.seeds,
            "splits": {"train": base.data.train if not split else split["train"],
                       "valid": base.data.valid if not split else split["valid"], "test": test},
-           "dev_only": a.dev_only, "summary": summary, "runs": runs,
+           "dev_only": a.dev_only, "summary": summary, "runs": runs, "ensemble": ensemble,
            "resolved_config": load_config(a.config, seed_args(a, a.seeds[0], split, sweep_dir)[2:]).to_dict(),
            "wall_minutes": round((time.time() - t0) / 60, 2)}
     write_result(a.output or RESULTS / f"accuracy_{name}.json", out, __file__, argv)
     print(f"\n{name}: {len(runs)} seed(s), scores in percent\n{table(summary)}")
+    if ensemble:
+        print("ensemble of the seeds: " + ", ".join(f"{k} F1 {v['micro']['f1']:.2f}" for k, v in ensemble.items()))
     return out
 
 

@@ -190,3 +190,21 @@ def test_a_real_sweep_of_one_tiny_run(data, tiny_encoder, tmp_path):
     assert kept["scores"] == out["runs"][0]["test"] and out["summary"]["test"]["f1"]["sd"] is None
     assert len(read_predictions(run / "test_predictions.conll")[0]) == 3
     assert "test" not in results                       # training never saw the test split
+
+
+def test_the_seeds_ensemble_is_scored_as_predict_run_a_b_would_and_once(data, tiny_encoder, tmp_path, capsys):
+    from rgcn.__main__ import main as cli
+
+    args = _args(data, tmp_path, "--seeds", "13", "14", "--epochs", "1", "--ensemble", f"encoder.name={tiny_encoder}",
+                 "train.batch_size=2", "train.threads=1")
+    out = accuracy.main(args)
+    runs = [str(tmp_path / "runs" / "sweep" / f"seed{s}") for s in (13, 14)]
+    for split in ("valid", "test"):
+        capsys.readouterr()
+        assert cli(["evaluate", "--run", *runs, "--split", data[split], "--json"]) == 0
+        want = json.loads(capsys.readouterr().out)
+        assert out["ensemble"]["dev" if split == "valid" else "test"] == want
+    kept = tmp_path / "runs" / "sweep" / "ensemble_scores.json"
+    stamp = kept.stat().st_mtime_ns
+    assert accuracy.main(args)["ensemble"] == out["ensemble"] and kept.stat().st_mtime_ns == stamp
+    assert "test" not in accuracy.main([*args, "--dev-only"])["ensemble"]
