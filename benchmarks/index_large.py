@@ -57,21 +57,10 @@ def query_rows(n: int, queries: int) -> np.ndarray:
 
 def exact(files: list[Path], rows: np.ndarray, k: int) -> np.ndarray:
     """Top-k other rows by inner product, a block of the set at a time. Shapes -> (len(rows), k)."""
+    from benchmarks.scale import exact_topk
     from index.streaming import VectorFiles
 
-    v = VectorFiles(files)
-    q = v[rows]
-    bestS = np.full((len(rows), k), -np.inf, np.float32)
-    bestI = np.zeros((len(rows), k), np.int64)
-    for s, x in v.blocks(65_536):
-        S = q @ x.T                                                        # (nq, b)
-        hit = (rows >= s) & (rows < s + len(x))
-        S[np.nonzero(hit)[0], rows[hit] - s] = -np.inf                     # not itself
-        allS = np.concatenate([bestS, S], 1)
-        allI = np.concatenate([bestI, np.broadcast_to(np.arange(s, s + len(x)), S.shape)], 1)
-        part = np.argpartition(-allS, k, axis=1)[:, :k]
-        bestS, bestI = np.take_along_axis(allS, part, 1), np.take_along_axis(allI, part, 1)
-    return bestI
+    return exact_topk(VectorFiles(files), rows, k, chunk=65_536)[1]
 
 
 def measure(files: list[Path], factory: str, params: dict, rows: np.ndarray, k: int) -> dict:

@@ -315,12 +315,13 @@ def stage_graph(args, n: int, d: Path) -> dict:
 
 def exact_topk(x: np.ndarray, rows: np.ndarray, k: int, chunk: int = 16_384) -> tuple[np.ndarray, np.ndarray]:
     """Brute-force inner-product top-``k`` other rows of ``x`` for the rows ``rows``, reading
-    ``x`` (an array or an :class:`NpyRows`) a chunk of rows at a time.
+    ``x`` a chunk of rows at a time: an array, or a file reader with ``read(start, stop)``
+    (an :class:`NpyRows`, or :class:`index.streaming.VectorFiles` over several files).
 
     Shapes: ``x`` (N, d), ``rows`` (nq,) -> ``D`` (nq, k) float32, ``I`` (nq, k) int64, best first.
     """
     rows = np.asarray(rows, dtype=np.int64)
-    read = x.read if isinstance(x, NpyRows) else (lambda a, b: np.ascontiguousarray(x[a:b], dtype=np.float32))
+    read = x.read if hasattr(x, "read") else (lambda a, b: np.ascontiguousarray(x[a:b], dtype=np.float32))
     Q = x.read_rows(rows) if isinstance(x, NpyRows) else np.ascontiguousarray(x[rows], dtype=np.float32)  # (nq, d)
     nq = len(rows)
     bestD = np.full((nq, k), -np.inf, np.float32)

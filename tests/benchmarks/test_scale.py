@@ -119,3 +119,16 @@ def test_a_size_that_does_not_fit_the_disk_is_refused(tmp_path, monkeypatch):
     with pytest.raises(SystemExit, match="n=2k needs about 0.0 GB of disk .* use another --work-dir"):
         scale.main(["--sizes", "2k", "--dim", "32", "--work-dir", str(tmp_path / "w"), "--quiet",
                     "--out", str(tmp_path / "x.json")])
+
+
+def test_exact_topk_reads_vectors_split_over_several_files(tmp_path):
+    from index.streaming import VectorFiles
+
+    x = np.random.default_rng(0).standard_normal((11, 4)).astype(np.float32)
+    files = [tmp_path / f"s{i}.npy" for i in range(3)]
+    for f, part in zip(files, (x[:4], x[4:5], x[5:])):
+        np.save(f, part)
+    rows = np.array([0, 4, 10])
+    D, I = scale.exact_topk(VectorFiles(files), rows, 3, chunk=3)     # blocks that straddle files
+    D2, I2 = scale.exact_topk(x, rows, 3, chunk=3)
+    assert (I == I2).all() and np.allclose(D, D2)
