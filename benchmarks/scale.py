@@ -427,22 +427,23 @@ def prepare_size(args, n: int) -> Path:
 
 def check_room(args, n: int, d: Path) -> None:
     """Refuse a size whose files do not fit the work folder's disk; warn when the index
-    alone (raw vectors kept for an exact search or re-rank) would not fit in memory."""
+    alone (with what it keeps for a re-rank) would not fit in memory."""
+    from index.factory import index_ram_bytes
+
     factory, _ = factory_for(args, n)
     raw = n * args.dim * 4
-    keeps_raw = factory == "Flat" or factory.endswith(",Flat") or "RFlat" in factory or "Refine" in factory
+    index_bytes = index_ram_bytes(factory, n, args.dim)
     left = {"vectors": not (d / "vectors.json").is_file(), "index": not (d / "index.json").is_file(),
             "knn": not (d / "knn.json").is_file()}
-    need = raw * left["vectors"] + (raw if keeps_raw else n * args.dim // 8) * left["index"] \
-        + n * K * 12 * left["knn"]
+    need = raw * left["vectors"] + index_bytes * left["index"] + n * K * 12 * left["knn"]
     free = shutil.disk_usage(d).free
     if need > free:
         raise SystemExit(f"error: n={size_label(n)} needs about {need / GB:.1f} GB of disk in {d} "
                          f"(vectors, index, kNN) but {free / GB:.1f} GB are free: use another --work-dir")
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    if keeps_raw and raw > 0.8 * memory:
-        print(f"warning: the index {factory} keeps every raw vector in memory ({raw / GB:.1f} GB at "
-              f"n={size_label(n)}) and this machine has {memory / GB:.1f} GB: its stages may be killed",
+    if index_bytes > 0.8 * memory:
+        print(f"warning: the index {factory} keeps about {index_bytes / GB:.1f} GB in memory at "
+              f"n={size_label(n)} and this machine has {memory / GB:.1f} GB: its stages may be killed",
               file=sys.stderr, flush=True)
 
 

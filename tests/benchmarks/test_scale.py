@@ -132,3 +132,22 @@ def test_exact_topk_reads_vectors_split_over_several_files(tmp_path):
     D, I = scale.exact_topk(VectorFiles(files), rows, 3, chunk=3)     # blocks that straddle files
     D2, I2 = scale.exact_topk(x, rows, 3, chunk=3)
     assert (I == I2).all() and np.allclose(D, D2)
+
+
+def test_the_memory_warning_counts_what_the_index_keeps(tmp_path, monkeypatch, capsys):
+    """Refine(SQ8) keeps one byte per dimension, not the raw floats: 10M x 512 fits 23 GB;
+    a Flat index of the same size (20 GB of floats) does not fit 16 GB and is warned of."""
+    import argparse
+    import os
+
+    real = os.sysconf
+    monkeypatch.setattr(os, "sysconf", lambda k: 2 ** 30 * 16 if k == "SC_PHYS_PAGES" else
+                        1 if k == "SC_PAGE_SIZE" else real(k))
+    import shutil
+    from collections import namedtuple
+
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: namedtuple("u", "total used free")(0, 0, 10 ** 12))
+    for factory, warned in (("IVF4096,PQ64x4fs,Refine(SQ8)", False), ("Flat", True)):
+        args = argparse.Namespace(dim=512, factory=factory, nprobe=None)
+        scale.check_room(args, 10_000_000, tmp_path)
+        assert ("keeps about" in capsys.readouterr().err) is warned, factory
