@@ -148,8 +148,9 @@ def seed_args(a, seed: int, split: dict | None, sweep_dir: Path) -> list[str]:
     return [*args, *a.overrides, f"out_dir={sweep_dir}", f"name=seed{seed}", f"train.seed={seed}", "data.test="]
 
 
-# how a run is executed, not what it learns: a sweep may resume or reuse runs made with other values
-EXECUTION_ONLY = ("train.threads",)
+# how and where a run is executed, not what it learns: a sweep may resume or reuse runs made
+# with other values (fewer threads; a sweep folder moved, or linked in under another name)
+EXECUTION_ONLY = ("train.threads", "out_dir")
 
 
 def same_config(run: Path, args: list[str]) -> None:

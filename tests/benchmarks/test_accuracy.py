@@ -160,6 +160,14 @@ def test_a_folder_trained_with_another_config_is_refused(data, scripted, tmp_pat
     # the thread count says how the run went, not what it learnt: the run is reused
     out = accuracy.main(_args(data, tmp_path, "--seeds", "13", "--threads", "1"))
     assert out["runs"][0]["how"] == "reused"
+    # nor does the folder it was written to: a sweep linked in under another name is reused
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "linked").symlink_to(tmp_path / "runs" / "sweep")
+    args = _args(data, tmp_path, "--seeds", "13")
+    args[args.index("--out-dir") + 1], args[args.index("--name") + 1] = str(tmp_path / "other"), "linked"
+    assert accuracy.main(args)["runs"][0]["how"] == "reused"
+    with pytest.raises(SystemExit, match="differs in train.lr"):
+        accuracy.main([*args, "train.lr=1e-3"])
 
 
 def test_dev_only_never_reads_the_test_file(data, scripted, tmp_path, monkeypatch):
