@@ -40,7 +40,7 @@ from .captions import Captioner, FileCaptioner, get_captioner
 from .embedders import Embedder, get_embedder
 from .embedders.base import top_k_labels
 from .factory import (METRIC, as_float32, choose_factory, default_search_params, make_index,
-                      search as faiss_search, set_search_params, to_gpu)
+                      search as faiss_search, is_gpu, set_search_params, to_gpu)
 from .ocr import DEFAULT_OCR_ENGINE, OcrEngine, get_ocr_engine
 from .visual_context import (MIN_TAG_SCORE, VisualContext, context_from_record, context_record,
                              read_context_jsonl, write_context_jsonl)
@@ -394,7 +394,7 @@ def _write_folder(tmp: Path, manifest: dict, ids: list[str], emb: np.ndarray, in
 
     tmp.mkdir(parents=True)
     if index is not None:
-        cpu_index = faiss.index_gpu_to_cpu(index) if type(index).__name__.startswith("Gpu") else index
+        cpu_index = faiss.index_gpu_to_cpu(index) if is_gpu(index) else index
         faiss.write_index(cpu_index, str(tmp / "index.faiss"))
     (tmp / "ids.json").write_text(json.dumps(ids), encoding="utf-8")
     if posts:

@@ -170,33 +170,46 @@ def set_search_params(index, params: dict) -> None:
         return
     text = ",".join(f"{k}={v}" for k, v in params.items())
     try:
-        faiss.GpuParameterSpace().set_index_parameters(index, text) if _is_gpu(index) \
+        faiss.GpuParameterSpace().set_index_parameters(index, text) if is_gpu(index) \
             else faiss.ParameterSpace().set_index_parameters(index, text)
     except RuntimeError as e:
         raise ValueError(f"cannot set {text!r} on {type(index).__name__}: {e}") from None
 
 
-def _is_gpu(index) -> bool:
-    return type(index).__name__.startswith("Gpu")
+def is_gpu(index) -> bool:
+    """A faiss-gpu index, or one spread over several GPUs (``IndexShards`` of GPU indexes)."""
+    import faiss
+
+    if type(index).__name__.startswith("Gpu"):
+        return True
+    if isinstance(index, (faiss.IndexShards, faiss.IndexReplicas)) and index.count() > 0:
+        return is_gpu(index.at(0))
+    return False
 
 
 def to_gpu(index):
-    """Move Flat/IVF indexes to GPU 0 when faiss-gpu sees a GPU; else return ``index``.
+    """Move Flat/IVF indexes to the GPUs faiss-gpu sees; else return ``index``.
 
-    Indexes FAISS cannot put on a GPU (HNSW, fast-scan, re-ranking wrappers) and indexes
-    whose inverted lists are on disk (they are larger than the memory meant for them) stay
-    on the CPU."""
+    One GPU holds the whole index; several each hold a shard of its vectors (FAISS's
+    ``index_cpu_to_all_gpus`` with ``shard=True``), so a collection too large for one GPU's
+    memory still fits, and a search asks every shard and merges their top-k. Indexes FAISS
+    cannot put on a GPU (HNSW, fast-scan, re-ranking wrappers) and indexes whose inverted
+    lists are on disk (they are larger than the memory meant for them) stay on the CPU."""
     import faiss
 
-    if getattr(faiss, "get_num_gpus", lambda: 0)() <= 0:
+    n_gpus = getattr(faiss, "get_num_gpus", lambda: 0)()
+    if n_gpus <= 0:
         return index
     if "HNSW" in type(index).__name__ or isinstance(index, faiss.IndexHNSW):
         return index  # no GPU HNSW in faiss
     if is_on_disk(index):
         return index
-    res = faiss.StandardGpuResources()
     try:
-        return faiss.index_cpu_to_gpu(res, 0, index)
+        if n_gpus == 1:
+            return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
+        options = faiss.GpuMultipleClonerOptions()
+        options.shard = True
+        return faiss.index_cpu_to_all_gpus(index, co=options)
     except RuntimeError as e:                                  # an index type faiss-gpu does not have
         import logging
 

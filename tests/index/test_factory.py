@@ -135,3 +135,33 @@ def test_list_order_groups_queries_by_ivf_list(factory):
 def test_list_order_is_identity_without_ivf():
     x = clustered(20)
     np.testing.assert_array_equal(list_order(make_index("Flat", 32), x), np.arange(20))
+
+
+def test_to_gpu_puts_the_index_on_one_gpu_or_shards_it_over_several(monkeypatch):
+    """faiss-gpu is not installed here: its calls are stood in for, and what ``to_gpu`` asks
+    of them is checked (one GPU: GPU 0; several: every GPU, each with a shard)."""
+    import faiss
+
+    from index.factory import is_gpu, to_gpu
+
+    calls = []
+
+    class Options:
+        shard = False
+
+    monkeypatch.setattr(faiss, "StandardGpuResources", lambda: "resources", raising=False)
+    monkeypatch.setattr(faiss, "GpuMultipleClonerOptions", Options, raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", lambda res, dev, ix: calls.append(("one", dev)) or "on gpu 0",
+                        raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", lambda ix, co=None: calls.append(("all", co.shard)) or "sharded",
+                        raising=False)
+    index = make_index("IVF4,Flat", 8, np.random.default_rng(0).standard_normal((64, 8)).astype("float32"))
+    for n_gpus, want, call in ((0, index, None), (1, "on gpu 0", ("one", 0)), (3, "sharded", ("all", True))):
+        calls.clear()
+        monkeypatch.setattr(faiss, "get_num_gpus", lambda n=n_gpus: n, raising=False)
+        assert to_gpu(index) == want
+        assert calls == ([call] if call else [])
+    # an index spread over devices counts as on the GPU only when its shards are GPU indexes
+    shards = faiss.IndexShards(8)
+    shards.add_shard(faiss.IndexFlatIP(8))
+    assert not is_gpu(shards) and not is_gpu(index)
