@@ -1,0 +1,88 @@
+"""One table of the text tagger's accuracy sweeps, drawn from their result files.
+
+Each row is one ``benchmarks/accuracy.py`` sweep (``benchmarks/results/accuracy_<name>.json``):
+its seeds, dev and test entity micro-F1 (mean ± sample sd over the seeds, with the range),
+the seeds' ensemble on dev and test when the sweep scored it (``--ensemble``), the chosen
+epochs and the minutes per epoch. Nothing is recomputed: every figure is the sweep's own.
+
+    python benchmarks/accuracy_table.py                     # the sweeps of `make accuracy`
+    python benchmarks/accuracy_table.py --sweeps twitter2015_mpnet twitter2015_mpnet8
+
+Writes ``benchmarks/results/accuracy_table.json`` (``--out``) and ``.md`` beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks.provenance import RESULTS, write_rendering, write_result  # noqa: E402
+
+SWEEPS = ("twitter2015_mpnet", "twitter2015_minilm", "twitter2017_mpnet", "twitter2017_minilm")
+HEADER = ("sweep", "seeds", "dev F1", "test F1", "ensemble dev / test", "epochs chosen", "min/epoch")
+
+
+def spread(s: dict | None, with_range: bool = False) -> str:
+    """``mean ± sd`` of a summary figure (``-`` when missing; no sd for one seed)."""
+    if not s:
+        return "-"
+    text = f"{s['mean']:.2f}" if s.get("sd") is None else f"{s['mean']:.2f} ± {s['sd']:.2f}"
+    return text + (f" ({s['min']:.2f}-{s['max']:.2f})" if with_range and s.get("n", 1) > 1 else "")
+
+
+def row(result: dict) -> dict:
+    """The table's figures of one sweep's result file."""
+    s, ens = result["summary"], result.get("ensemble") or {}
+    return {"sweep": result["name"], "seeds": [r["seed"] for r in result["runs"]],
+            "dev_f1": s["dev"]["f1"], "test_f1": (s.get("test") or {}).get("f1"),
+            "ensemble_dev_f1": ens.get("dev", {}).get("micro", {}).get("f1"),
+            "ensemble_test_f1": ens.get("test", {}).get("micro", {}).get("f1"),
+            "epochs_chosen": [r["best_epoch"] for r in result["runs"]],
+            "epochs": result["runs"][0]["epochs"] if result["runs"] else None,
+            "minutes_per_epoch": s["minutes_per_epoch"], "command": result["provenance"]["command"]}
+
+
+def render(rows: list[dict]) -> str:
+    def ensemble(r: dict) -> str:
+        dev, test = r["ensemble_dev_f1"], r["ensemble_test_f1"]
+        if dev is None:
+            return "-"
+        return f"{dev:.2f} / " + ("-" if test is None else f"{test:.2f}")
+
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for r in rows:
+        m = r["minutes_per_epoch"]
+        cells = (f"`{r['sweep']}`", str(len(r["seeds"])), spread(r["dev_f1"]), spread(r["test_f1"], True),
+                 ensemble(r), f"{', '.join(map(str, r['epochs_chosen']))} of {r['epochs']}",
+                 f"{m['mean']:.1f} ({m['min']:.1f}-{m['max']:.1f})")
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--sweeps", nargs="+", default=list(SWEEPS),
+                   help="sweep names (benchmarks/results/accuracy_<name>.json) or result file paths")
+    p.add_argument("--out", default=str(RESULTS / "accuracy_table.json"))
+    a = p.parse_args(argv)
+    rows = []
+    for name in a.sweeps:
+        path = Path(name) if name.endswith(".json") else RESULTS / f"accuracy_{name}.json"
+        if not path.is_file():
+            sys.exit(f"error: {path} not found: run `python benchmarks/accuracy.py --config ...` for that sweep "
+                     "first (`make accuracy` runs the four default ones)")
+        rows.append(row(json.loads(path.read_text())))
+    out = Path(a.out)
+    result = write_result(out, {"rows": rows}, __file__, argv)
+    text = (f"`{result['provenance']['command']}`\n\n"
+            "Entity micro-F1 in percent; mean ± sample sd over seeds (range); each seed's epoch chosen on dev, "
+            "test scored once; ensemble: the seeds' mean emissions.\n\n" + render(rows) + "\n")
+    write_rendering(out.with_suffix(".md"), result, text)
+    print(render(rows))
+    return result
+
+
+if __name__ == "__main__":
+    main()

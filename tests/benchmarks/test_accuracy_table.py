@@ -1,0 +1,41 @@
+"""benchmarks/accuracy_table.py: each sweep's own figures, under the right columns."""
+import json
+
+import pytest
+
+from benchmarks import accuracy_table
+
+
+def _sweep(path, name, dev, test, ens, epochs):
+    def fig(values):
+        return None if values is None else {"mean": sum(values) / len(values), "sd": 0.5 if len(values) > 1 else None,
+                                            "min": min(values), "max": max(values), "n": len(values)}
+    summary = {"dev": {"f1": fig(dev)}, "minutes_per_epoch": fig([2.0, 4.0][:len(dev)])}
+    if test:
+        summary["test"] = {"f1": fig(test)}
+    runs = [{"seed": 13 + i, "best_epoch": e, "epochs": 6} for i, e in enumerate(epochs)]
+    result = {"provenance": {"command": f"python benchmarks/accuracy.py --name {name}"}, "name": name,
+              "summary": summary, "runs": runs, "ensemble": ens}
+    path.write_text(json.dumps(result))
+    return str(path)
+
+
+def test_the_table_holds_each_sweeps_figures(tmp_path):
+    a = _sweep(tmp_path / "a.json", "t15", [70.0, 72.0], [60.0, 64.0],
+               {"dev": {"micro": {"f1": 73.5}}, "test": {"micro": {"f1": 65.25}}}, [3, 5])
+    b = _sweep(tmp_path / "b.json", "t17", [80.0], None, None, [2])
+    out = accuracy_table.main(["--sweeps", a, b, "--out", str(tmp_path / "table.json")])
+    first, second = out["rows"]
+    assert (first["dev_f1"]["mean"], first["test_f1"]["mean"]) == (71.0, 62.0)
+    assert (first["ensemble_dev_f1"], first["ensemble_test_f1"], first["epochs_chosen"]) == (73.5, 65.25, [3, 5])
+    md = (tmp_path / "table.md").read_text().splitlines()
+    assert md[0] == f"`{out['provenance']['command']}`"
+    rows = [line for line in md if line.startswith("| `")]
+    assert rows[0] == ("| `t15` | 2 | 71.00 ± 0.50 | 62.00 ± 0.50 (60.00-64.00) | 73.50 / 65.25 "
+                       "| 3, 5 of 6 | 3.0 (2.0-4.0) |")
+    assert rows[1] == "| `t17` | 1 | 80.00 | - | - | 2 of 6 | 2.0 (2.0-2.0) |"
+
+
+def test_a_missing_sweep_says_how_to_make_it(tmp_path):
+    with pytest.raises(SystemExit, match="no_such.json not found: run `python benchmarks/accuracy.py"):
+        accuracy_table.main(["--sweeps", str(tmp_path / "no_such.json"), "--out", str(tmp_path / "t.json")])
