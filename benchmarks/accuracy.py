@@ -9,12 +9,16 @@ sd, min, max) of P/R/F1 and per-type F1, on dev and on test, and minutes per epo
     python benchmarks/accuracy.py --config configs/twitter2015_mpnet.yaml --seeds 13 14 15 16 17
     python benchmarks/accuracy.py --config configs/twitter2015_text.yaml encoder.pooling=mean --dev-only
     python benchmarks/accuracy.py --train A.txt --valid B.txt --test C.txt --name mine
+    python benchmarks/accuracy.py --config configs/twitter2015_mpnet.yaml --seeds 13 14 15 16 17 18 --ensemble 3
 
 Run folders go to ``OUT_DIR/NAME/seed<N>``. Running the same command again resumes the
 sweep: a finished run (its ``results.json``) is not trained again, a killed one continues
 from its ``last/`` checkpoint (``train.py --resume``), and a test split already scored is not
 scored again. A run folder made with a different config is refused, not mixed in.
-``--dev-only`` scores no test file at all (for choosing levers). Results go to
+``--dev-only`` scores no test file at all (for choosing levers). ``--ensemble`` scores the
+seeds' ensemble (their mean emissions); ``--ensemble K`` splits the seeds, in the order
+given, into disjoint ensembles of K and reports each one and their mean and spread, so an
+ensemble is judged like a single run: over several independent draws. Results go to
 ``benchmarks/results/accuracy_<NAME>.json`` (``--output``), stamped by
 ``benchmarks/provenance.py``, and print as a table.
 """
@@ -60,9 +64,10 @@ def parse_args(argv=None):
     p.add_argument("--out-dir", default=str(ROOT / "runs" / "accuracy"), help="where OUT_DIR/NAME/seed<N> go")
     p.add_argument("--output", help="result JSON (default: benchmarks/results/accuracy_<NAME>.json)")
     p.add_argument("--progress", action="store_true", help="show training progress bars")
-    p.add_argument("--ensemble", action="store_true",
+    p.add_argument("--ensemble", nargs="?", type=int, const=0, default=None, metavar="K",
                    help="also score the seeds' ensemble (mean emissions of their best/ checkpoints, "
-                        "`predict --run A B C`) on dev, and on test once")
+                        "`predict --run A B C`) on dev, and on test once; with K: the seeds, in the "
+                        "order given, split into disjoint ensembles of K, with mean and spread over them")
     argv = sys.argv[1:] if argv is None else list(argv)
     # KEY=VALUE words are overrides wherever they stand, so `--seeds 13 14 k=v` reads as meant
     overrides = [x for x in argv if "=" in x and not x.startswith("-")]
@@ -214,26 +219,44 @@ def score_test(run: Path, test: str, best_epoch: int) -> dict:
 
 def score_ensemble(sweep_dir: Path, runs: list[dict], splits: dict[str, str | None]) -> dict:
     """Dev (and test, when given) scores of the runs' ensemble: the mean of their best/
-    checkpoints' emissions, decoded by the first run's CRF. Kept in ``ensemble_scores.json``,
-    so a split is scored once for a given set of runs."""
+    checkpoints' emissions, decoded by the first run's CRF. Kept in ``ensemble_scores.json``
+    (one entry per set of runs), so a split is scored once for a given set of runs."""
     from data.corpus import read_corpus
     from rgcn.training import load_for_corpus
 
     done = sweep_dir / "ensemble_scores.json"
     key = {"runs": [r["run"] for r in runs], "best_epoch": [r["best_epoch"] for r in runs],
            "files": {k: str(v) for k, v in splits.items() if v}}
-    if done.exists():
-        kept = json.loads(done.read_text())
-        if kept["key"] == key:
-            return kept["scores"]
+    kept = json.loads(done.read_text()) if done.exists() else {}
+    entries = kept.get("entries", [kept] if "key" in kept else [])
+    for entry in entries:
+        if entry["key"] == key:
+            return entry["scores"]
     scores = {}
     for split, path in key["files"].items():
         corpus = read_corpus(path, require_tags=True)
         models = [load_for_corpus(Path(r["run"]) / "best", corpus)[0] for r in runs]
         scores[split] = models[0].evaluate(corpus.samples, ensemble=models[1:])[0].as_dict()
         del models
-    write_result(done, {"key": key, "scores": scores}, __file__)
+    write_result(done, {"entries": [*entries, {"key": key, "scores": scores}]}, __file__)
     return scores
+
+
+def ensemble_groups(runs: list[dict], size: int) -> list[list[dict]]:
+    """The runs split, in order, into disjoint groups of ``size`` (0: one group of all);
+    runs left over after the last whole group are not used."""
+    size = size or len(runs)
+    if size < 2 or size > len(runs):
+        sys.exit(f"--ensemble {size}: an ensemble needs 2 to {len(runs)} seeds (this sweep has {len(runs)})")
+    return [runs[i:i + size] for i in range(0, len(runs) - size + 1, size)]
+
+
+def score_ensembles(sweep_dir: Path, runs: list[dict], size: int, splits: dict[str, str | None]) -> dict:
+    """Each group's ensemble scores (:func:`ensemble_groups`) and their spread over groups."""
+    groups = [{"seeds": [r["seed"] for r in g], "scores": score_ensemble(sweep_dir, g, splits)}
+              for g in ensemble_groups(runs, size)]
+    return {"size": len(groups[0]["seeds"]), "groups": groups,
+            "summary": {k: summarise_split([g["scores"][k] for g in groups]) for k in groups[0]["scores"]}}
 
 
 def main(argv=None) -> dict:
@@ -268,20 +291,26 @@ def main(argv=None) -> dict:
         print(f"seed {seed} ({how}): best epoch {row['best_epoch']}, dev F1 {row['dev']['micro']['f1']:.2f}"
               + (f", test F1 {row['test']['micro']['f1']:.2f}" if test else ""), flush=True)
     summary = summarise(runs)
-    ensemble = None
-    if a.ensemble and len(runs) > 1:
+    ensemble = ensembles = None
+    if a.ensemble is not None and len(runs) > 1:
         valid = base.data.valid if not split else split["valid"]
-        ensemble = score_ensemble(sweep_dir, runs, {"dev": valid, "test": test})
+        ensembles = score_ensembles(sweep_dir, runs, a.ensemble, {"dev": valid, "test": test})
+        ensemble = ensembles["groups"][0]["scores"] if len(ensembles["groups"]) == 1 else None
     out = {"name": name, "config": a.config, "overrides": a.overrides, "seeds": a.seeds,
            "splits": {"train": base.data.train if not split else split["train"],
                       "valid": base.data.valid if not split else split["valid"], "test": test},
            "dev_only": a.dev_only, "summary": summary, "runs": runs, "ensemble": ensemble,
+           "ensembles": ensembles,
            "resolved_config": load_config(a.config, seed_args(a, a.seeds[0], split, sweep_dir)[2:]).to_dict(),
            "wall_minutes": round((time.time() - t0) / 60, 2)}
     write_result(a.output or RESULTS / f"accuracy_{name}.json", out, __file__, argv)
     print(f"\n{name}: {len(runs)} seed(s), scores in percent\n{table(summary)}")
-    if ensemble:
-        print("ensemble of the seeds: " + ", ".join(f"{k} F1 {v['micro']['f1']:.2f}" for k, v in ensemble.items()))
+    for g in (ensembles or {}).get("groups", []):
+        print(f"ensemble of seeds {', '.join(map(str, g['seeds']))}: "
+              + ", ".join(f"{k} F1 {v['micro']['f1']:.2f}" for k, v in g["scores"].items()))
+    if ensembles and len(ensembles["groups"]) > 1:
+        print(f"ensembles of {ensembles['size']}: " + ", ".join(
+            f"{k} F1 {v['f1']['mean']:.2f} ± {v['f1']['sd']:.2f}" for k, v in ensembles["summary"].items()))
     return out
 
 

@@ -2,7 +2,8 @@
 
 Each row is one ``benchmarks/accuracy.py`` sweep (``benchmarks/results/accuracy_<name>.json``):
 its seeds, dev and test entity micro-F1 (mean ± sample sd over the seeds, with the range),
-the seeds' ensemble on dev and test when the sweep scored it (``--ensemble``), the chosen
+the seeds' ensemble on dev and test when the sweep scored it (``--ensemble``; with
+``--ensemble K``, mean ± sd over its disjoint ensembles of K seeds), the chosen
 epochs and the minutes per epoch. Nothing is recomputed: every figure is the sweep's own.
 
     python benchmarks/accuracy_table.py                     # the sweeps of `make accuracy`
@@ -34,11 +35,17 @@ def spread(s: dict | None, with_range: bool = False) -> str:
 
 def row(result: dict) -> dict:
     """The table's figures of one sweep's result file."""
-    s, ens = result["summary"], result.get("ensemble") or {}
+    s, groups = result["summary"], result.get("ensembles")
+    if groups:                        # disjoint ensembles of `size` seeds: each one's F1, and their spread
+        ens = {k: v["f1"] for k, v in groups["summary"].items()}
+        ensemble = {"size": groups["size"], "count": len(groups["groups"]), **ens}
+    elif result.get("ensemble"):      # result files from before --ensemble K: one ensemble of all seeds
+        ensemble = {"size": len(result["runs"]), "count": 1,
+                    **{k: {"mean": v["micro"]["f1"], "sd": None} for k, v in result["ensemble"].items()}}
+    else:
+        ensemble = None
     return {"sweep": result["name"], "seeds": [r["seed"] for r in result["runs"]],
-            "dev_f1": s["dev"]["f1"], "test_f1": (s.get("test") or {}).get("f1"),
-            "ensemble_dev_f1": ens.get("dev", {}).get("micro", {}).get("f1"),
-            "ensemble_test_f1": ens.get("test", {}).get("micro", {}).get("f1"),
+            "dev_f1": s["dev"]["f1"], "test_f1": (s.get("test") or {}).get("f1"), "ensemble": ensemble,
             "epochs_chosen": [r["best_epoch"] for r in result["runs"]],
             "epochs": result["runs"][0]["epochs"] if result["runs"] else None,
             "minutes_per_epoch": s["minutes_per_epoch"], "command": result["provenance"]["command"]}
@@ -46,10 +53,11 @@ def row(result: dict) -> dict:
 
 def render(rows: list[dict]) -> str:
     def ensemble(r: dict) -> str:
-        dev, test = r["ensemble_dev_f1"], r["ensemble_test_f1"]
-        if dev is None:
+        e = r["ensemble"]
+        if not e:
             return "-"
-        return f"{dev:.2f} / " + ("-" if test is None else f"{test:.2f}")
+        size = f"{e['count']} x {e['size']} seeds" if e["count"] > 1 else f"{e['size']} seeds"
+        return f"{spread(e.get('dev'))} / {spread(e.get('test'))} ({size})"
 
     lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
     for r in rows:

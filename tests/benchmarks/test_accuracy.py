@@ -216,3 +216,23 @@ def test_the_seeds_ensemble_is_scored_as_predict_run_a_b_would_and_once(data, ti
     stamp = kept.stat().st_mtime_ns
     assert accuracy.main(args)["ensemble"] == out["ensemble"] and kept.stat().st_mtime_ns == stamp
     assert "test" not in accuracy.main([*args, "--dev-only"])["ensemble"]
+
+
+def test_disjoint_ensembles_of_k_seeds_are_each_scored_and_spread(data, tiny_encoder, tmp_path, capsys):
+    from rgcn.__main__ import main as cli
+
+    common = [f"encoder.name={tiny_encoder}", "train.batch_size=2", "train.threads=1", "--epochs", "1"]
+    pair = accuracy.main(_args(data, tmp_path, "--seeds", "13", "14", "--ensemble", *common))["ensemble"]
+    out = accuracy.main(_args(data, tmp_path, "--seeds", "13", "14", "15", "16", "17", "--ensemble", "2", *common))
+    groups = out["ensembles"]["groups"]
+    assert [g["seeds"] for g in groups] == [[13, 14], [15, 16]] and out["ensemble"] is None   # seed 17 left over
+    assert groups[0]["scores"] == pair                 # the same set of runs: kept, not scored again
+    runs = [str(tmp_path / "runs" / "sweep" / f"seed{s}") for s in (15, 16)]
+    capsys.readouterr()
+    assert cli(["evaluate", "--run", *runs, "--split", data["test"], "--json"]) == 0
+    assert groups[1]["scores"]["test"] == json.loads(capsys.readouterr().out)
+    f1 = [g["scores"]["test"]["micro"]["f1"] for g in groups]
+    assert out["ensembles"]["summary"]["test"]["f1"]["mean"] == pytest.approx(sum(f1) / 2, abs=1e-4)
+    assert len(json.loads((tmp_path / "runs" / "sweep" / "ensemble_scores.json").read_text())["entries"]) == 2
+    with pytest.raises(SystemExit, match="--ensemble 9: an ensemble needs 2 to 5 seeds"):
+        accuracy.main(_args(data, tmp_path, "--seeds", "13", "14", "15", "16", "17", "--ensemble", "9", *common))
