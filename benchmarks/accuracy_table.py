@@ -33,8 +33,8 @@ def spread(s: dict | None, with_range: bool = False) -> str:
     return text + (f" ({s['min']:.2f}-{s['max']:.2f})" if with_range and s.get("n", 1) > 1 else "")
 
 
-def row(result: dict) -> dict:
-    """The table's figures of one sweep's result file."""
+def row(result: dict, label: str) -> dict:
+    """The table's figures of one sweep's result file, named ``label`` (its file's stem)."""
     s, groups = result["summary"], result.get("ensembles")
     if groups:                        # disjoint ensembles of `size` seeds: each one's F1, and their spread
         ens = {k: v["f1"] for k, v in groups["summary"].items()}
@@ -44,7 +44,7 @@ def row(result: dict) -> dict:
                     **{k: {"mean": v["micro"]["f1"], "sd": None} for k, v in result["ensemble"].items()}}
     else:
         ensemble = None
-    return {"sweep": result["name"], "seeds": [r["seed"] for r in result["runs"]],
+    return {"sweep": label, "seeds": [r["seed"] for r in result["runs"]],
             "dev_f1": s["dev"]["f1"], "test_f1": (s.get("test") or {}).get("f1"), "ensemble": ensemble,
             "epochs_chosen": [r["best_epoch"] for r in result["runs"]],
             "epochs": result["runs"][0]["epochs"] if result["runs"] else None,
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> dict:
         if not path.is_file():
             sys.exit(f"error: {path} not found: run `python benchmarks/accuracy.py --config ...` for that sweep "
                      "first (`make accuracy` runs the four default ones)")
-        rows.append(row(json.loads(path.read_text())))
+        rows.append(row(json.loads(path.read_text()), path.stem.removeprefix("accuracy_")))
     out = Path(a.out)
     result = write_result(out, {"rows": rows}, __file__, argv)
     text = (f"`{result['provenance']['command']}`\n\n"

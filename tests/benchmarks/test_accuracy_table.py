@@ -22,14 +22,14 @@ def _sweep(path, name, dev, test, ens, epochs):
 
 
 def test_the_table_holds_each_sweeps_figures(tmp_path):
-    a = _sweep(tmp_path / "a.json", "t15", [70.0, 72.0], [60.0, 64.0],
+    a = _sweep(tmp_path / "accuracy_t15.json", "t15", [70.0, 72.0], [60.0, 64.0],
                {"dev": {"micro": {"f1": 73.5}}, "test": {"micro": {"f1": 65.25}}}, [3, 5])
-    b = _sweep(tmp_path / "b.json", "t17", [80.0], None, None, [2])
+    b = _sweep(tmp_path / "t17.json", "t17", [80.0], None, None, [2])
     c = json.loads(Path(a).read_text())               # two disjoint ensembles of one seed each
-    c["name"], c["ensembles"] = "groups", {"size": 1, "groups": [{}, {}], "summary": {
+    c["ensembles"] = {"size": 1, "groups": [{}, {}], "summary": {
         "dev": {"f1": {"mean": 74.0, "sd": 1.0}}, "test": {"f1": {"mean": 66.0, "sd": 2.0}}}}
-    (tmp_path / "c.json").write_text(json.dumps(c))
-    out = accuracy_table.main(["--sweeps", a, b, str(tmp_path / "c.json"), "--out", str(tmp_path / "table.json")])
+    (tmp_path / "groups.json").write_text(json.dumps(c))
+    out = accuracy_table.main(["--sweeps", a, b, str(tmp_path / "groups.json"), "--out", str(tmp_path / "table.json")])
     first, second, third = out["rows"]
     assert (first["dev_f1"]["mean"], first["test_f1"]["mean"]) == (71.0, 62.0)
     assert (first["ensemble"]["dev"]["mean"], first["ensemble"]["test"]["mean"], first["epochs_chosen"]) \
@@ -40,7 +40,7 @@ def test_the_table_holds_each_sweeps_figures(tmp_path):
     assert rows[0] == ("| `t15` | 2 | 71.00 ± 0.50 | 62.00 ± 0.50 (60.00-64.00) | 73.50 / 65.25 (2 seeds) "
                        "| 3, 5 of 6 | 3.0 (2.0-4.0) |")
     assert rows[1] == "| `t17` | 1 | 80.00 | - | - | 2 of 6 | 2.0 (2.0-2.0) |"
-    assert "| 74.00 ± 1.00 / 66.00 ± 2.00 (2 x 1 seeds) |" in rows[2]
+    assert rows[2].startswith("| `groups` |") and "| 74.00 ± 1.00 / 66.00 ± 2.00 (2 x 1 seeds) |" in rows[2]
 
 
 def test_a_missing_sweep_says_how_to_make_it(tmp_path):
