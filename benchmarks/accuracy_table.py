@@ -6,8 +6,8 @@ the seeds' ensemble on dev and test when the sweep scored it (``--ensemble``; wi
 ``--ensemble K``, mean ± sd over its disjoint ensembles of K seeds), the chosen
 epochs and the minutes per epoch. Nothing is recomputed: every figure is the sweep's own.
 
-    python benchmarks/accuracy_table.py                     # the sweeps of `make accuracy`
-    python benchmarks/accuracy_table.py --sweeps twitter2015_mpnet twitter2015_mpnet8
+    python benchmarks/accuracy_table.py                     # make accuracy's sweeps and the 6-seed one
+    python benchmarks/accuracy_table.py --sweeps twitter2015_mpnet runs/levers/t15_mpnet_epochs8.json --out /tmp/t.json
 
 Writes ``benchmarks/results/accuracy_table.json`` (``--out``) and ``.md`` beside it.
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks.provenance import RESULTS, write_rendering, write_result  # noqa: E402
 
-SWEEPS = ("twitter2015_mpnet", "twitter2015_minilm", "twitter2017_mpnet", "twitter2017_minilm")
+SWEEPS = ("twitter2015_mpnet", "twitter2015_mpnet_6seeds", "twitter2015_minilm", "twitter2017_mpnet", "twitter2017_minilm")
 HEADER = ("sweep", "seeds", "dev F1", "test F1", "ensemble dev / test", "epochs chosen", "min/epoch")
 
 
