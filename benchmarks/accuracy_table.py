@@ -36,14 +36,9 @@ def spread(s: dict | None, with_range: bool = False) -> str:
 def row(result: dict, label: str) -> dict:
     """The table's figures of one sweep's result file, named ``label`` (its file's stem)."""
     s, groups = result["summary"], result.get("ensembles")
-    if groups:                        # disjoint ensembles of `size` seeds: each one's F1, and their spread
-        ens = {k: v["f1"] for k, v in groups["summary"].items()}
-        ensemble = {"size": groups["size"], "count": len(groups["groups"]), **ens}
-    elif result.get("ensemble"):      # result files from before --ensemble K: one ensemble of all seeds
-        ensemble = {"size": len(result["runs"]), "count": 1,
-                    **{k: {"mean": v["micro"]["f1"], "sd": None} for k, v in result["ensemble"].items()}}
-    else:
-        ensemble = None
+    # disjoint ensembles of `size` seeds (one when the sweep ran plain --ensemble): their F1 spread
+    ensemble = groups and {"size": groups["size"], "count": len(groups["groups"]),
+                           **{k: v["f1"] for k, v in groups["summary"].items()}}
     return {"sweep": label, "seeds": [r["seed"] for r in result["runs"]],
             "dev_f1": s["dev"]["f1"], "test_f1": (s.get("test") or {}).get("f1"), "ensemble": ensemble,
             "epochs_chosen": [r["best_epoch"] for r in result["runs"]],

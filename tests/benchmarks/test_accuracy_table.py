@@ -16,14 +16,15 @@ def _sweep(path, name, dev, test, ens, epochs):
         summary["test"] = {"f1": fig(test)}
     runs = [{"seed": 13 + i, "best_epoch": e, "epochs": 6} for i, e in enumerate(epochs)]
     result = {"provenance": {"command": f"python benchmarks/accuracy.py --name {name}"}, "name": name,
-              "summary": summary, "runs": runs, "ensemble": ens}
+              "summary": summary, "runs": runs, "ensembles": ens}
     path.write_text(json.dumps(result))
     return str(path)
 
 
 def test_the_table_holds_each_sweeps_figures(tmp_path):
-    a = _sweep(tmp_path / "accuracy_t15.json", "t15", [70.0, 72.0], [60.0, 64.0],
-               {"dev": {"micro": {"f1": 73.5}}, "test": {"micro": {"f1": 65.25}}}, [3, 5])
+    one = {"size": 2, "groups": [{}], "summary": {"dev": {"f1": {"mean": 73.5, "sd": None}},
+                                                  "test": {"f1": {"mean": 65.25, "sd": None}}}}
+    a = _sweep(tmp_path / "accuracy_t15.json", "t15", [70.0, 72.0], [60.0, 64.0], one, [3, 5])
     b = _sweep(tmp_path / "t17.json", "t17", [80.0], None, None, [2])
     c = json.loads(Path(a).read_text())               # two disjoint ensembles of one seed each
     c["ensembles"] = {"size": 1, "groups": [{}, {}], "summary": {
