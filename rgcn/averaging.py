@@ -17,10 +17,12 @@ from torch import nn
 @torch.no_grad()
 def update_average(mean: dict[str, torch.Tensor] | None, model: nn.Module, n: int) -> dict[str, torch.Tensor]:
     """The running mean of ``n`` earlier snapshots (``mean``, None when ``n`` is 0) and the
-    model's current parameters, a new dict of fp32 tensors keyed by parameter name."""
+    model's current parameters, a new dict of fp32 tensors keyed by parameter name, on the
+    parameters' device (a mean read back from a checkpoint on the CPU joins them there)."""
     params = {k: p.detach().float() for k, p in model.named_parameters()}
     if mean is None or n == 0:
         return {k: v.clone() for k, v in params.items()}
+    mean = {k: mean[k].to(device=v.device, dtype=torch.float32) for k, v in params.items()}
     return {k: mean[k] + (v - mean[k]) / (n + 1) for k, v in params.items()}
 
 

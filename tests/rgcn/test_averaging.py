@@ -67,3 +67,12 @@ def test_average_last_one_is_the_plain_trainer(tmp_path, tiny_encoder, monkeypat
     assert all(torch.equal(s, r) for s, r in zip(seen, raw)) and "averaged_epochs" not in res["history"][0]
     with pytest.raises(ConfigError, match="average_last"):
         load_config(None, ["data.train=a", "data.valid=b", "train.epochs=2", "train.average_last=3"])
+
+
+def test_a_mean_read_back_on_the_cpu_joins_the_parameters_device():
+    # --resume on a GPU: trainer_state.pt is read with map_location="cpu", the model is on the
+    # GPU; a meta-device model stands in for it (mixing meta and CPU tensors raises as CUDA does)
+    m = torch.nn.Linear(2, 1, bias=False).to("meta")
+    mean = {"weight": torch.ones(1, 2)}                    # what the checkpoint gave back
+    new = update_average(mean, m, 1)
+    assert new["weight"].device.type == "meta" and new["weight"].dtype == torch.float32
