@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from data.errors import UserError
+
 log = logging.getLogger(__name__)
 
 ENTITY_TYPES = ("PER", "LOC", "ORG", "MISC")
@@ -31,7 +33,7 @@ TYPE_ALIASES = {"OTHER": "MISC"}
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
 
 
-class CorpusError(ValueError):
+class CorpusError(UserError, ValueError):
     """A corpus file that cannot be read; the message names file, line and the fix."""
 
     def __init__(self, path: str | os.PathLike, line: int | None, message: str):

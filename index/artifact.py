@@ -34,6 +34,7 @@ from typing import Sequence
 
 import numpy as np
 
+from data.errors import UserError
 from data.files import read_or_damaged, sha256_file
 
 from .captions import Captioner, FileCaptioner, get_captioner
@@ -52,19 +53,19 @@ REGIONS_AUTO_MAX = 50_000  # above this many images, regions are off unless aske
 MMAP_EMBEDDINGS_BYTES = 2 * 2**30  # larger embeddings.npy files are memory-mapped (read-only), not read
 
 
-class EmptyCollectionError(ValueError):
+class EmptyCollectionError(UserError, ValueError):
     """No image could be embedded: an empty index is not built."""
 
 
-class ManifestMismatch(ValueError):
+class ManifestMismatch(UserError, ValueError):
     """An artifact was made by another embedder / dimension than the caller expects."""
 
 
-class NotAddable(ValueError):
+class NotAddable(UserError, ValueError):
     """An artifact ``index add`` cannot grow; the message says how to make the larger one."""
 
 
-class ArtifactDamaged(ValueError):
+class ArtifactDamaged(UserError, ValueError):
     """A file of an artifact cannot be read (truncated, overwritten); the message names the
     file and the command that rebuilds the artifact."""
 

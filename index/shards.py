@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from data.errors import UserError
+
 from .artifact import (EmbedResult, IndexArtifact, _context_rows, _manifest, _publish, _remove_stale_temp_folders,
                        _tmp_sibling, _work_dir, context_info, embed_resumable, load_index, write_and_publish,
                        rebuild_command)
@@ -49,7 +51,7 @@ SAME_FIELDS = {"visual_context": "visual-context extractors (--no-tags, --tags-k
 """Further manifest fields the shards must share, with the options that set them."""
 
 
-class ShardSetError(ValueError):
+class ShardSetError(UserError, ValueError):
     """Shard folders that do not form one whole set; the message names the folder and the fix."""
 
 

@@ -25,11 +25,13 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from data.errors import UserError
+
 METRIC = "inner_product"
 """The one metric this package searches with: inner product on L2-normalised vectors."""
 
 
-class RetrievalError(ValueError):
+class RetrievalError(UserError, ValueError):
     """A retrieval request that cannot be answered; the message says what to change."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_model, save_model
 
+from data.errors import UserError
 from data.files import read_or_damaged
 
 from .config import RunConfig, config_from_dict, replace
@@ -70,8 +71,16 @@ def save_checkpoint(path: str | Path, model: Tagger, cfg: RunConfig, extra: dict
             torch.save(trainer_state, tmp / "trainer_state.pt")
 
 
-class CheckpointDamaged(RuntimeError):
+class CheckpointDamaged(UserError, RuntimeError):
     """A checkpoint file cannot be read; the message names it and the command that remakes it."""
+
+
+class NotACheckpoint(UserError, FileNotFoundError):
+    """A folder given as a run or checkpoint holds none."""
+
+
+class CheckpointMismatch(UserError, ValueError):
+    """A checkpoint of another format, or an option its head does not let change."""
 
 
 def _read_checkpoint_file(f: Path, read):
@@ -84,11 +93,12 @@ def read_meta(path: str | Path) -> dict:
     path = Path(path)
     meta_file = path / "checkpoint.json"
     if not meta_file.is_file():
-        raise FileNotFoundError(f"{path} is not a checkpoint (no checkpoint.json); expected a run's "
-                                "best/ or last/ folder, or a run folder that contains one")
+        why = "no such folder" if not path.exists() else "no checkpoint.json in it"
+        raise NotACheckpoint(str(path), f"not a checkpoint ({why})", "give a run folder (it holds best/) or its "
+                             "best/ or last/ checkpoint folder, as written by `python train.py`")
     meta = _read_checkpoint_file(meta_file, lambda f: json.loads(f.read_text()))
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{meta_file}: format {meta.get('format')!r}, expected {FORMAT!r}")
+        raise CheckpointMismatch(f"{meta_file}: format {meta.get('format')!r}, expected {FORMAT!r}")
     return meta
 
 
@@ -101,7 +111,7 @@ def with_head_options(cfg: RunConfig, head_options: dict | None) -> RunConfig:
     allowed = head_class(cfg.head.name).inference_options
     bad = sorted(set(head_options) - set(allowed))
     if bad:
-        raise ValueError(f"head option(s) {', '.join(bad)} cannot be changed for a trained {cfg.head.name!r} head; "
+        raise CheckpointMismatch(f"head option(s) {', '.join(bad)} cannot be changed for a trained {cfg.head.name!r} head; "
                          f"it allows: {', '.join(allowed) or 'none'}")
     return replace(cfg, head=replace(cfg.head, options={**cfg.head.options, **head_options}))
 

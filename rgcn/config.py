@@ -10,9 +10,10 @@ from typing import Any
 import yaml
 
 from data.corpus import ENTITY_TYPES
+from data.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     pass
 
 

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from .batching import BucketSampler, TaggingDataset
 from data.corpus import ENTITY_TYPES, Sample
+from data.errors import UserError
 from .encoder import TextBatch, WordEncoder, WordTokenizer
 from .heads import FusionHead, HeadOutput
 from .metrics import Scores, score
@@ -39,13 +40,17 @@ def cpu_has_bf16() -> bool:
 
 def resolve_precision(name: str, device: torch.device) -> torch.dtype | None:
     """``auto``: bf16 autocast where the hardware computes it natively (CPUs with
-    AVX512-BF16 or AMX, GPUs with bf16 support), else fp32. Returns the autocast dtype."""
+    AVX512-BF16 or AMX, GPUs of compute capability 8.0 or later: Ampere on), else fp32.
+    Returns the autocast dtype.
+
+    ``torch.cuda.is_bf16_supported()`` is not asked: it also answers yes for older GPUs,
+    which emulate bf16 slowly."""
     if name == "fp32":
         return None
     if name == "bf16":
         return torch.bfloat16
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None
+        return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else None
     return torch.bfloat16 if cpu_has_bf16() else None
 
 
@@ -92,18 +97,23 @@ def constrained_crf(crf: CRF, labels: Sequence[str]) -> CRF:
     return out
 
 
+class EnsembleMismatch(UserError, ValueError):
+    """Runs given as one ensemble whose emissions do not line up."""
+
+
 def check_ensemble(models: Sequence["Tagger"], names: Sequence[str] | None = None) -> None:
-    """Raise ``ValueError`` unless every tagger has the first one's labels (in the same order)
-    and the same tokenizer (class, vocabulary and window size), so their emissions line up."""
+    """Raise :class:`EnsembleMismatch` (a ``ValueError``) unless every tagger has the first one's
+    labels (in the same order) and the same tokenizer (class, vocabulary and window size), so
+    their emissions line up."""
     names = list(names or [f"model {i + 1}" for i in range(len(models))])
     first = models[0]
     for m, name in zip(models[1:], names[1:]):
         if m.labels != first.labels:
-            raise ValueError(f"an ensemble needs one label set: {names[0]} has {first.labels}, {name} has {m.labels}")
+            raise EnsembleMismatch(f"an ensemble needs one label set: {names[0]} has {first.labels}, {name} has {m.labels}")
         a, b = first.tokenizer, m.tokenizer
         if (type(a.tok) is not type(b.tok) or a.tok.get_vocab() != b.tok.get_vocab()
                 or a.max_subwords != b.max_subwords):
-            raise ValueError(f"an ensemble needs one encoder tokenizer: {name} does not tokenize as {names[0]} "
+            raise EnsembleMismatch(f"an ensemble needs one encoder tokenizer: {name} does not tokenize as {names[0]} "
                              f"({type(b.tok).__name__}, {len(b.tok)} tokens, max_subwords {b.max_subwords} against "
                              f"{type(a.tok).__name__}, {len(a.tok)} tokens, max_subwords {a.max_subwords})")
 

@@ -14,6 +14,8 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
+from data.errors import UserError
+
 
 def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     """Row-wise L2 normalisation, float32 out. Zero rows stay zero.
@@ -38,11 +40,11 @@ class EncodeOutput:
     logits: np.ndarray | None = None
 
 
-class NoTextTowerError(TypeError):
+class NoTextTowerError(UserError, TypeError):
     """Raised by :meth:`Embedder.embed_texts` on an image-only embedder."""
 
 
-class NoImageTowerError(TypeError):
+class NoImageTowerError(UserError, TypeError):
     """Raised by :meth:`Embedder.embed_images` on a text-only embedder."""
 
 

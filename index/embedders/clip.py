@@ -15,12 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from data.errors import UserError
+
 from .base import Embedder, EncodeOutput, autocast_context, l2_normalise, resolve_device, resolve_precision
 
 HUB_HOST = ("huggingface.co", 443)
 
 
-class PretrainedUnavailable(RuntimeError):
+class PretrainedUnavailable(UserError, RuntimeError):
     """Pretrained CLIP weights asked for by tag that cannot be loaded here."""
 
 
