@@ -68,7 +68,7 @@ class Dist:
         if self.enabled:
             import torch.distributed as dist
 
-            dist.barrier(device_ids=[self.local_rank] if dist.get_backend() == "nccl" else None)
+            dist.barrier(device_ids=[torch.cuda.current_device()] if dist.get_backend() == "nccl" else None)
 
 
 SINGLE = Dist()
@@ -91,9 +91,10 @@ def env_world() -> Dist:
 
 
 def process_device(device: torch.device, d: Dist) -> torch.device:
-    """The device of this process: a GPU run gives each process its own GPU, ``cuda:LOCAL_RANK``."""
+    """The device of this process: a GPU run gives each process its own GPU,
+    ``cuda:(LOCAL_RANK % device_count)`` (more processes than GPUs on a machine share them)."""
     if d.enabled and device.type == "cuda":
-        return torch.device("cuda", d.local_rank)
+        return torch.device("cuda", d.local_rank % max(torch.cuda.device_count(), 1))
     return device
 
 
@@ -197,7 +198,7 @@ def sum_over_processes(values: Sequence[float], d: Dist) -> list[float]:
         return list(values)
     import torch.distributed as dist
 
-    device = torch.device("cuda", d.local_rank) if dist.get_backend() == "nccl" else torch.device("cpu")
+    device = torch.cuda.current_device() if dist.get_backend() == "nccl" else torch.device("cpu")
     t = torch.tensor(list(values), dtype=torch.float64, device=device)
     dist.all_reduce(t)
     return t.tolist()
@@ -236,11 +237,26 @@ def main_first(d: Dist):
         d.barrier()
 
 
+def cuda_rng_state() -> list[torch.Tensor] | None:
+    """The random states of CUDA's generators (one per GPU) when this process uses CUDA
+    (dropout and sampling on a GPU draw from them, not from the CPU's), else ``None``."""
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.get_rng_state_all()
+    return None
+
+
 def rng_state() -> tuple:
-    """This process's torch and Python random states."""
-    return torch.get_rng_state(), random.getstate()
+    """This process's torch, Python and CUDA (:func:`cuda_rng_state`) random states."""
+    return torch.get_rng_state(), random.getstate(), cuda_rng_state()
 
 
 def set_rng_state(state: tuple) -> None:
+    """Restore :func:`rng_state`; a state saved without CUDA's (on a CPU, or by an older
+    version) leaves CUDA's generators as they are, and one saved with more GPUs than this
+    machine has restores the GPUs it has."""
     torch.set_rng_state(state[0])
     random.setstate(state[1])
+    cuda = state[2] if len(state) > 2 else None
+    if cuda is not None and torch.cuda.is_available():
+        for i, s in enumerate(list(cuda)[: torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(s, i)

@@ -6,12 +6,12 @@ ensemble: the mean of several taggers' emission scores, decoded once by the firs
 
 With ``constrained`` (``crf.constrained``) decoding keeps to valid BIO paths: a copy of the
 CRF whose transitions into ``I-X`` from the start, from ``O`` and from another type score
-:data:`FORBIDDEN` does the Viterbi search. Training is unchanged (the learned transitions
-are the unconstrained ones), so the option can be switched on for a model already trained.
+:data:`rgcn.crf.FORBIDDEN` does the Viterbi search (:func:`rgcn.crf.viterbi_decode`, batched).
+Training is unchanged (the learned transitions are the unconstrained ones), so the option can
+be switched on for a model already trained.
 """
 from __future__ import annotations
 
-import copy
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -22,6 +22,7 @@ from torchcrf import CRF
 from tqdm.auto import tqdm
 
 from .batching import BucketSampler, TaggingDataset
+from .crf import FORBIDDEN, bio_allowed, constrained_crf, decode  # noqa: F401  (FORBIDDEN, bio_allowed: re-exported)
 from data.corpus import ENTITY_TYPES, Sample
 from data.errors import UserError
 from .encoder import TextBatch, WordEncoder, WordTokenizer
@@ -62,39 +63,6 @@ def label_set(samples: Sequence[Sample]) -> list[str]:
             if t != "O":
                 types.add(t[2:])
     return ["O"] + [f"{p}-{t}" for t in sorted(types) for p in "BI"]
-
-
-FORBIDDEN = -1e4
-"""The score of a forbidden transition in the constrained decoder: far below any path's."""
-
-
-def bio_allowed(labels: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Which tags may open a post and follow each tag under BIO: ``I-X`` only after ``B-X``
-    or ``I-X``; every other tag anywhere.
-
-    Shapes:
-        output: ``start (L,)`` and ``transition (L, L)`` booleans, ``transition[i, j]``: tag
-        ``j`` may follow tag ``i``.
-    """
-    L = len(labels)
-    start = torch.ones(L, dtype=torch.bool)
-    trans = torch.ones(L, L, dtype=torch.bool)
-    for j, tag in enumerate(labels):
-        if tag.startswith("I-"):
-            start[j] = False
-            for i, prev in enumerate(labels):
-                trans[i, j] = prev[2:] == tag[2:] and prev[:2] in ("B-", "I-")
-    return start, trans
-
-
-def constrained_crf(crf: CRF, labels: Sequence[str]) -> CRF:
-    """A copy of ``crf`` whose forbidden BIO transitions (:func:`bio_allowed`) score :data:`FORBIDDEN`."""
-    start, trans = bio_allowed(labels)
-    out = copy.deepcopy(crf)
-    with torch.no_grad():
-        out.start_transitions.masked_fill_(~start.to(crf.start_transitions.device), FORBIDDEN)
-        out.transitions.masked_fill_(~trans.to(crf.transitions.device), FORBIDDEN)
-    return out
 
 
 class EnsembleMismatch(UserError, ValueError):
@@ -207,6 +175,10 @@ class Tagger(nn.Module):
             loss = loss + tie if tie is not None else loss
         return loss + out.aux_loss.float() if out.aux_loss is not None else loss
 
+    def decoding_crf(self) -> CRF:
+        """The CRF that decodes (and scores spans): this tagger's, or its BIO-constrained copy."""
+        return constrained_crf(self.crf, self.labels) if self.constrained else self.crf
+
     @torch.inference_mode()
     def decode_emissions(self, emissions: torch.Tensor, mask: torch.Tensor) -> list[list[str]]:
         """The best tag path of each post under this tagger's CRF (constrained or not).
@@ -214,8 +186,7 @@ class Tagger(nn.Module):
         Shapes:
             emissions: ``(B, W, n_labels)``; mask: ``(B, W)``.
         """
-        crf = constrained_crf(self.crf, self.labels) if self.constrained else self.crf
-        paths = crf.decode(emissions, mask=mask)
+        paths = decode(self.decoding_crf(), emissions, mask)
         return [[self.labels[t] for t in p] for p in paths]
 
     @torch.inference_mode()

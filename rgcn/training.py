@@ -207,7 +207,8 @@ class Trainer:
             scheduler.load_state_dict(state["scheduler"])
             ranks_rng = state.get("ranks_rng") or []
             own_rng = len(ranks_rng) == d.world                 # saved by as many processes as now run
-            distributed.set_rng_state(ranks_rng[d.rank] if own_rng else (state["torch_rng"], state["py_rng"]))
+            distributed.set_rng_state(ranks_rng[d.rank] if own_rng
+                                      else (state["torch_rng"], state["py_rng"], state.get("cuda_rng")))
             history, best_f1 = state["history"], state["best_f1"]
             average, n_averaged = state.get("average"), state.get("n_averaged", 0)
             start_epoch = state["epoch"] + 1
@@ -263,6 +264,7 @@ class Trainer:
                     write_conll(self.run_dir / "valid_predictions.conll", data["valid"].samples, pred.tags)
             state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                      "torch_rng": torch.get_rng_state(), "py_rng": random.getstate(),
+                     "cuda_rng": distributed.cuda_rng_state(),
                      "history": history, "best_f1": best_f1, "epoch": epoch,
                      **({"average": average, "n_averaged": n_averaged} if average is not None else {}),
                      **({"ranks_rng": ranks_rng} if ranks_rng is not None else {})}

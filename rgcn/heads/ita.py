@@ -14,7 +14,7 @@ on ``x``, both at temperature ``T``,
     L = L_CRF(x') + lambda * T^2 * mean_words KL( p_T(y_i | x') || p_T(y_i | x) ),
 
 so the model also tags well with no image at all (``view: text``). The marginals are the
-gradient of the CRF's log-partition with respect to its potentials (:func:`crf_marginals`).
+gradient of the CRF's log-partition with respect to its potentials (:func:`rgcn.crf.crf_marginals`).
 
 A post without an image, whose image is missing, or whose image was dropped
 (``meta["image_dropped"]``, :func:`data.corpus.drop_images`) has an empty context: its
@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, fields
-from types import SimpleNamespace
 from typing import Sequence
 
 import torch
@@ -33,46 +32,13 @@ from torchcrf import CRF
 from index.artifact import IndexArtifact, load_index, visual_context_like_index
 from index.visual_context import PARTS, VisualContext
 
+from ..crf import crf_marginals
 from .base import FusionHead, HeadOutput, register_head
 
 log = logging.getLogger(__name__)
 
 MULTIMODAL, TEXT = "multimodal", "text"
 VIEWS = (MULTIMODAL, TEXT)
-
-
-def crf_marginals(crf: CRF, emissions: torch.Tensor, mask: torch.Tensor, temperature: float = 1.0,
-                  create_graph: bool = False) -> torch.Tensor:
-    """Per-word marginals ``p_T(y_i = t | x)`` of a linear-chain CRF whose potentials
-    (emissions, transitions, start and end scores) are divided by ``temperature``: the
-    gradient of the log-partition ``log Z`` (pytorch-crf's forward algorithm) with respect to
-    the tempered emissions, ``p_T(y_i = t) = d log Z(theta / T) / d(e_it / T)``.
-
-    Args:
-        crf (CRF): a ``batch_first`` pytorch-crf layer.
-        emissions (Tensor): emission scores.
-        mask (Tensor): the words (``True``), the first word of every row on.
-        temperature (float, default 1.0): ``T``; above 1 flattens the distribution.
-        create_graph (bool, default False): keep the result differentiable with respect to
-            ``emissions`` and the CRF (a student); otherwise the emissions are detached (a
-            teacher). Needs autograd: not under ``torch.inference_mode``.
-
-    Shapes:
-        ``emissions (B, W, L)``, ``mask (B, W)`` -> ``(B, W, L)``, rows summing to 1 on the
-        words and 0 on the padding.
-    """
-    if temperature <= 0:
-        raise ValueError(f"temperature must be positive, got {temperature}")
-    T = float(temperature)
-    with torch.enable_grad():
-        e = emissions if create_graph and emissions.requires_grad else emissions.detach().requires_grad_(True)
-        potentials = e.float() / T                                         # (B, W, L)
-        scaled = crf if T == 1 else SimpleNamespace(
-            num_tags=crf.num_tags, start_transitions=crf.start_transitions / T,
-            end_transitions=crf.end_transitions / T, transitions=crf.transitions / T)
-        log_z = CRF._compute_normalizer(scaled, potentials.transpose(0, 1), mask.transpose(0, 1).bool())  # (B,)
-        (marginals,) = torch.autograd.grad(log_z.sum(), potentials, create_graph=create_graph)
-    return marginals                                                       # (B, W, L)
 
 
 def cva_loss(teacher: torch.Tensor, student: torch.Tensor, mask: torch.Tensor, temperature: float) -> torch.Tensor:
