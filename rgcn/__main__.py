@@ -5,6 +5,7 @@
     python -m rgcn evaluate --run RUN_DIR [RUN_DIR...] --split FILE [--drop-images] [--head-option KEY=VALUE]
                             [--constrained | --no-constrained]
     python -m rgcn compare RUN... --gold TEST [--subset-field image_decided]
+    python -m rgcn serve --run RUN [RUN...] [--images DIR] [--host 127.0.0.1] [--port 8000] [--max-upload-mb 20]
 
 ``compare`` scores each kind of post apart (F1 on its target names) whenever the gold
 posts carry a ``kind`` field, as the demo's do. ``predict`` and ``evaluate`` take
@@ -377,6 +378,12 @@ def _compare(args) -> int:
     return 0
 
 
+def _serve(args) -> int:
+    from .serve.cli import serve
+
+    return serve(args, head_options(args))
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     p = argparse.ArgumentParser(prog="python -m rgcn", description=__doc__,
@@ -432,6 +439,13 @@ def main(argv=None) -> int:
     add_decoding_args(t)
     add_head_option_args(t)
     t.set_defaults(fn=_predict)
+    v = sub.add_parser("serve", help="serve a page and a JSON API that tag posts (POST /tag, /docs)")
+    from .serve.cli import add_arguments as add_serve_arguments
+
+    add_serve_arguments(v)
+    add_decoding_args(v)
+    add_head_option_args(v)
+    v.set_defaults(fn=_serve)
     args = p.parse_args(argv)
     run = getattr(args, "run", None)
     run = run[0] if isinstance(run, list) else run
