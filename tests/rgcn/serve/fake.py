@@ -7,6 +7,8 @@ import re
 import threading
 from dataclasses import dataclass, field
 
+from data.errors import UserError
+
 LOCS = {"Paris", "Rome", "Madrid"}
 
 
@@ -42,6 +44,8 @@ class FakeTagger:
         text, image = post["text"], post.get("image")
         if text == "boom":
             raise ValueError("this post breaks the tagger")
+        if text == "boom-user":
+            raise UserError("text", "this post cannot be tagged", "change it")
         tokens = [{"text": m.group(), "start": m.start(), "end": m.end()} for m in re.finditer(r"\S+", text)]
         tags, entities = [], []
         for i, t in enumerate(tokens):
