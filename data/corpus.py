@@ -212,8 +212,13 @@ def read_corpus(path: str | os.PathLike, image_dir: str | os.PathLike | None = N
     """
     path = Path(path)
     if not path.is_file():
-        raise CorpusError(path, None, "no such file: check the split path "
-                          "(every split is given by path; nothing is looked up by name)")
+        raise CorpusError(path, None, ("a folder, not a split file: give the file" if path.is_dir() else
+                                       "no such file: check the split path (every split is given by path; "
+                                       "nothing is looked up by name)"))
+    if image_dir is not None and not Path(image_dir).is_dir():
+        raise CorpusError(image_dir, None, ("a file, not an image folder" if Path(image_dir).exists() else
+                                            "no such image folder") + f" (the images of {path}): give the "
+                          "folder that holds the posts' images, or none for text only")
     text = read_text(path, encoding)
     if not text.strip():
         raise CorpusError(path, None, "file is empty: expected CoNLL (IMGID:<id> then "
@@ -221,7 +226,7 @@ def read_corpus(path: str | os.PathLike, image_dir: str | os.PathLike | None = N
     fmt = detect_format(path, text) if fmt == "auto" else fmt
     reader = {"conll": _read_conll, "jsonl": _read_jsonl, "text": _read_text}.get(fmt)
     if reader is None:
-        raise ValueError(f"unknown format {fmt!r}: expected one of auto, conll, jsonl, text")
+        raise CorpusError(path, None, f"unknown format {fmt!r}: expected one of auto, conll, jsonl, text")
     samples, skipped = reader(path, text, image_dir)
     if skipped:
         log.warning("%s: skipped %d empty post(s)", path, skipped)

@@ -26,29 +26,26 @@ import os
 import sys
 from pathlib import Path
 
+from data.corpus import CorpusError
+from data.errors import (ArgumentParser, UserError, command, existing_dir, existing_file, nonnegative_int,
+                         output_file, positive_int)
 from data.logs import setup_logging
 
 
 def _score(args) -> int:
-    from data.corpus import CorpusError, read_corpus, read_predictions
+    from data.corpus import read_corpus, read_predictions
     from .metrics import score
 
-    try:
-        pred_tags, pred_gold = read_predictions(args.pred, args.encoding)
-        gold = read_corpus(args.gold, require_tags=True, encoding=args.encoding)
-    except CorpusError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    gold = read_corpus(args.gold, require_tags=True, encoding=args.encoding)
+    pred_tags, pred_gold = read_predictions(args.pred, args.encoding)
     gold_tags = [s.tags for s in gold.samples]
     if len(gold_tags) != len(pred_tags):
-        print(f"error: {args.gold} has {len(gold_tags)} posts but {args.pred} has {len(pred_tags)}; "
-              "the predictions file must hold the same posts in the same order", file=sys.stderr)
-        return 2
+        raise UserError(args.pred, f"{len(pred_tags)} posts, but {args.gold} has {len(gold_tags)}",
+                        "the predictions file must hold the same posts in the same order")
     for i, (g, p) in enumerate(zip(gold.samples, pred_tags)):
         if len(g.tags) != len(p):
-            print(f"error: post {i + 1} ({g.id}) has {len(g.tags)} tokens in {args.gold} but "
-                  f"{len(p)} in {args.pred}", file=sys.stderr)
-            return 2
+            raise UserError(args.pred, f"post {i + 1} ({g.id}) has {len(p)} tokens, but {len(g.tags)} in "
+                            f"{args.gold}", "the predictions file must hold the gold posts' tokens")
     result = score(gold_tags, pred_tags)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2))
@@ -59,18 +56,13 @@ def _score(args) -> int:
 
 def _load_run(args, path, drop: bool = False, **read):
     """The posts at ``path`` and the taggers of ``args.run`` set up to tag them (one run, or
-    an ensemble: :func:`load_runs`), or ``None`` after printing why not (a bad corpus file,
-    a run that cannot be loaded for these posts)."""
-    from data.corpus import CorpusError, drop_images, read_corpus
+    an ensemble: :func:`load_runs`)."""
+    from data.corpus import drop_images, read_corpus
 
-    try:
-        corpus = read_corpus(path, args.images, encoding=args.encoding, **read)
-        if drop:
-            drop_images(corpus.samples)
-        models, meta = load_runs(args, corpus)
-    except (CorpusError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return None
+    corpus = read_corpus(path, args.images, encoding=args.encoding, **read)
+    if drop:
+        drop_images(corpus.samples)
+    models, meta = load_runs(args, corpus)
     if meta.get("image_summary"):
         print(meta["image_summary"], file=sys.stderr if getattr(args, "json", False) else sys.stdout)
     return corpus, models
@@ -79,10 +71,7 @@ def _load_run(args, path, drop: bool = False, **read):
 def _predict(args) -> int:
     from data.corpus import write_conll, write_jsonl
 
-    loaded = _load_run(args, args.input, fmt=args.input_format)
-    if loaded is None:
-        return 2
-    corpus, models = loaded
+    corpus, models = _load_run(args, args.input, fmt=args.input_format)
     pred = models[0].predict(corpus.samples, args.batch_size, progress=True, ensemble=models[1:])
     fmt = args.format or ("jsonl" if str(args.output).endswith(".jsonl") else "conll")
     out = Path(args.output or Path(args.input).with_suffix(f".pred.{fmt}"))
@@ -122,7 +111,7 @@ def head_options(args) -> dict:
     for item in args.head_option or ():
         key, eq, value = item.partition("=")
         if not eq or not key:
-            raise ValueError(f"--head-option {item!r}: expected KEY=VALUE, e.g. view=text")
+            raise UserError(f"--head-option {item!r}", "expected KEY=VALUE", "e.g. --head-option view=text")
         out[key.strip()] = yaml.safe_load(value) if value else None
     if args.view:
         out["view"] = args.view
@@ -156,10 +145,7 @@ def marked_text(tokens, tags) -> str:
 def _evaluate(args) -> int:
     from data.corpus import write_conll
 
-    loaded = _load_run(args, args.split, drop=args.drop_images, require_tags=True)
-    if loaded is None:
-        return 2
-    corpus, models = loaded
+    corpus, models = _load_run(args, args.split, drop=args.drop_images, require_tags=True)
     scores, pred = models[0].evaluate(corpus.samples, args.batch_size, progress=True, ensemble=models[1:])
     if args.output:
         write_conll(args.output, corpus.samples, pred.tags)
@@ -194,7 +180,7 @@ def score_with_subset(gold_samples, pred, subset_field=None, where="gold") -> di
     if subset_field:
         missing = [s.id for s in gold_samples if subset_field not in s.meta]
         if missing:
-            raise ValueError(f"{where}: post {missing[0]!r} has no field {subset_field!r}")
+            raise CorpusError(where, None, f"post {missing[0]!r} has no field {subset_field!r}")
         listed = [{(a, b) for a, b in s.meta[subset_field]} for s in gold_samples]
 
         def overlaps_none(i, span):
@@ -221,8 +207,8 @@ def post_kinds(gold_samples, kind_field="kind", target_field="target", where="go
     ``kind_field``) and the set of its ``(start, end)`` target spans (empty without a kind).
 
     Raises:
-        ValueError: naming ``where`` and the post, for a kind that is not a string (or is
-            the reserved name ``other``), a kinded post without ``target_field``, or a
+        CorpusError: (a ``ValueError``) naming ``where`` and the post, for a kind that is not a
+            string (or is the reserved name ``other``), a kinded post without ``target_field``, or a
             target that is not a list of ``[start, end)`` word spans inside the post.
     """
     kinds, targets = [], []
@@ -233,18 +219,18 @@ def post_kinds(gold_samples, kind_field="kind", target_field="target", where="go
             targets.append(set())
             continue
         if not isinstance(kind, str) or kind == OTHER:
-            raise ValueError(f"{where}: post {s.id!r} has {kind_field} {kind!r}; expected a kind name "
-                             f"(a string other than {OTHER!r}, which names the entities outside every target)")
+            raise CorpusError(where, None, f"post {s.id!r} has {kind_field} {kind!r}; expected a kind name "
+                              f"(a string other than {OTHER!r}, which names the entities outside every target)")
         if target_field not in s.meta:
-            raise ValueError(f"{where}: post {s.id!r} has a {kind_field!r} ({kind!r}) but no {target_field!r} "
-                             "field: list the [start, end) word spans of the name the kind is about")
+            raise CorpusError(where, None, f"post {s.id!r} has a {kind_field!r} ({kind!r}) but no "
+                              f"{target_field!r} field: list the [start, end) word spans of the name the kind is about")
         spans = s.meta[target_field]
         ok = isinstance(spans, list) and all(
             isinstance(sp, (list, tuple)) and len(sp) == 2 and all(isinstance(x, int) for x in sp)
             and 0 <= sp[0] < sp[1] <= len(s.tokens) for sp in spans)
         if not ok:
-            raise ValueError(f"{where}: post {s.id!r} has {target_field} {spans!r:.80}; expected a list of "
-                             f"[start, end) word spans within its {len(s.tokens)} words, e.g. [[2, 4]]")
+            raise CorpusError(where, None, f"post {s.id!r} has {target_field} {spans!r:.80}; expected a list of "
+                              f"[start, end) word spans within its {len(s.tokens)} words, e.g. [[2, 4]]")
         kinds.append(kind)
         targets.append({(a, b) for a, b in spans})
     return kinds, targets
@@ -277,7 +263,7 @@ def score_by_kind(gold_samples, pred, kind_field="kind", target_field="target", 
     an ``image_decided`` span field).
 
     Raises:
-        ValueError: see :func:`post_kinds`.
+        CorpusError: see :func:`post_kinds`.
     """
     from .metrics import score
 
@@ -319,7 +305,7 @@ def compare_runs(runs, gold_path, subset_field=None, kind_field="kind", target_f
     for run in runs:
         pred_file = Path(run) / "test_predictions.conll"
         if not pred_file.exists():
-            raise FileNotFoundError(f"{pred_file} not found: was {run} trained with data.test set?")
+            raise UserError(str(pred_file), "no such file", f"was {run} trained with data.test set?")
         pred, _ = read_predictions(pred_file)
         row = {"run": str(run), **score_with_subset(gold.samples, pred, subset_field, str(gold_path))}
         if by_kind:
@@ -367,17 +353,12 @@ def compare_table(rows: list[dict]) -> str:
 
 
 def _compare(args) -> int:
-    from data.corpus import CorpusError
-
-    try:
-        rows = compare_runs(args.runs, args.gold, args.subset_field)
-    except (CorpusError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    rows = compare_runs(args.runs, args.gold, args.subset_field)
     print(json.dumps(rows, indent=2) if args.json else compare_table(rows))
     return 0
 
 
+@command
 def _serve(args) -> int:
     from .serve.cli import serve
 
@@ -386,27 +367,28 @@ def _serve(args) -> int:
 
 def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    p = argparse.ArgumentParser(prog="python -m rgcn", description=__doc__,
+    p = ArgumentParser(prog="python -m rgcn", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show the full log on the console too (predict and evaluate keep it in RUN/CMD.log)")
     sub = p.add_subparsers(dest="cmd", required=True)
     s = sub.add_parser("score", help="entity-level P/R/F1 of a predictions file against gold")
-    s.add_argument("gold", help="gold split (CoNLL or JSONL)")
-    s.add_argument("pred", help="predictions: CoNLL token<TAB>tag or token<TAB>gold<TAB>pred")
+    s.add_argument("gold", type=existing_file, help="gold split (CoNLL or JSONL)")
+    s.add_argument("pred", type=existing_file, help="predictions: CoNLL token<TAB>tag or token<TAB>gold<TAB>pred")
     s.add_argument("--json", action="store_true", help="print JSON instead of a table")
     s.add_argument("--encoding", default="utf-8", help="text encoding of both files (default utf-8)")
     s.set_defaults(fn=_score)
     e = sub.add_parser("evaluate", help="score a trained run on a labelled split")
-    e.add_argument("--run", required=True, nargs="+", help="run folder (uses best/) or a checkpoint folder; "
-                   "several: an ensemble (mean emissions, the first run's CRF)")
-    e.add_argument("--split", required=True, help="labelled split (CoNLL or JSONL)")
-    e.add_argument("--images", help="image folder (posts whose image is not in the run's index have it "
-                   "embedded by the index's embedder)")
+    e.add_argument("--run", required=True, nargs="+", type=existing_dir,
+                   help="run folder (uses best/) or a checkpoint folder; several: an ensemble (mean emissions, "
+                        "the first run's CRF)")
+    e.add_argument("--split", required=True, type=existing_file, help="labelled split (CoNLL or JSONL)")
+    e.add_argument("--images", type=existing_dir, help="image folder (posts whose image is not in the run's "
+                   "index have it embedded by the index's embedder)")
     e.add_argument("--drop-images", action="store_true",
                    help="evaluate as if no post had an image (the modality-missing setting)")
-    e.add_argument("--output", help="write predictions (CoNLL: token, gold, prediction)")
-    e.add_argument("--batch-size", type=int, default=64)
+    e.add_argument("--output", type=output_file, help="write predictions (CoNLL: token, gold, prediction)")
+    e.add_argument("--batch-size", type=positive_int, default=64)
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true")
     e.add_argument("--encoding", default="utf-8", help="text encoding of the split (default utf-8)")
@@ -416,24 +398,25 @@ def main(argv=None) -> int:
     c = sub.add_parser("compare", help="entity F1 of several runs' test predictions: overall, per kind "
                        "on the target names when the gold posts have a 'kind' (and 'target') field, and "
                        "optionally on a subset of listed spans")
-    c.add_argument("runs", nargs="+", help="run folders (each with test_predictions.conll)")
-    c.add_argument("--gold", required=True, help="the gold test split the runs were scored on")
+    c.add_argument("runs", nargs="+", type=existing_dir, help="run folders (each with test_predictions.conll)")
+    c.add_argument("--gold", required=True, type=existing_file, help="the gold test split the runs were scored on")
     c.add_argument("--subset-field", help="JSONL field listing [start, end) word spans to score "
                    "separately (FIELD_f1) and apart (outside_FIELD_f1: entities overlapping none of "
                    "them), e.g. image_decided in the demo data")
     c.add_argument("--json", action="store_true")
     c.set_defaults(fn=_compare)
     t = sub.add_parser("predict", help="tag posts with a trained run")
-    t.add_argument("--run", required=True, nargs="+", help="run folder (uses best/) or a checkpoint folder; "
-                   "several: an ensemble (mean emissions, the first run's CRF)")
-    t.add_argument("--input", required=True, help="CoNLL, JSONL, or raw text with one post a line")
+    t.add_argument("--run", required=True, nargs="+", type=existing_dir,
+                   help="run folder (uses best/) or a checkpoint folder; several: an ensemble (mean emissions, "
+                        "the first run's CRF)")
+    t.add_argument("--input", required=True, type=existing_file, help="CoNLL, JSONL, or raw text with one post a line")
     t.add_argument("--input-format", default="auto", choices=["auto", "conll", "jsonl", "text"])
-    t.add_argument("--output", help="output file (default: INPUT.pred.conll)")
+    t.add_argument("--output", type=output_file, help="output file (default: INPUT.pred.conll)")
     t.add_argument("--format", choices=["conll", "jsonl"], help="output format")
-    t.add_argument("--images", help="image folder for multimodal heads (posts whose image is not in the "
-                   "run's index have it embedded by the index's embedder)")
-    t.add_argument("--show", type=int, default=5, help="print the first N tagged posts (default 5)")
-    t.add_argument("--batch-size", type=int, default=64)
+    t.add_argument("--images", type=existing_dir, help="image folder for multimodal heads (posts whose "
+                   "image is not in the run's index have it embedded by the index's embedder)")
+    t.add_argument("--show", type=nonnegative_int, default=5, help="print the first N tagged posts (default 5)")
+    t.add_argument("--batch-size", type=positive_int, default=64)
     t.add_argument("--device", default="auto")
     t.add_argument("--encoding", default="utf-8", help="text encoding of the input (default utf-8)")
     add_decoding_args(t)
