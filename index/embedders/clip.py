@@ -161,6 +161,8 @@ class ClipEmbedder(Embedder):
     def to(self, device):
         self.device = torch.device(device)
         self.net.to(self.device)
+        if self._label_matrix is not None:                  # the cached prompt embeddings follow
+            self._label_matrix = self._label_matrix.to(self.device)
         return self
 
     def _labels(self) -> torch.Tensor:

@@ -127,3 +127,11 @@ def test_clip_zero_shot_tags_pick_the_label_whose_prompt_matches_the_image(tiny_
     (top, p), *_ = clip.object_tags([img], k=3)[0]
     assert top == "sign" and p > 0.99                 # logit scale (1/0.07 at init) x cosine 1, vs 0
     assert prompts["seen"] == ["a photo of a dog.", "a photo of a sign.", "a photo of a cat."]
+
+
+def test_clip_to_moves_the_cached_label_matrix_too(tiny_clip_files):
+    cfg, ckpt = tiny_clip_files
+    clip = get_embedder("clip", model=cfg, pretrained=ckpt, device="cpu", tag_vocabulary=["dog", "cat"])
+    assert clip._labels().device.type == "cpu"                # the prompts' embeddings, cached
+    clip.to("meta")                                           # stands in for a GPU: another device
+    assert clip._labels().device.type == "meta" and next(clip.net.parameters()).device.type == "meta"
