@@ -28,7 +28,8 @@ import os
 import sys
 from pathlib import Path
 
-from data.corpus import CorpusError
+from data.errors import (ArgumentParser, UserError, command, existing_dir, existing_file, nonnegative_int,
+                         nonnegative_float, output_dir, positive_int)
 from data.logs import setup_logging
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -39,44 +40,44 @@ log = logging.getLogger("index")
 def parse_args(argv=None) -> argparse.Namespace:
     from .embedders import DEFAULT_EMBEDDER, list_embedders
 
-    p = argparse.ArgumentParser(prog="python -m index", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m index", description=__doc__.split("\n\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="show the full log on the console too "
                    "(build and add keep it in the artifact folder's build.log)")
     sub = p.add_subparsers(dest="command", required=True)
 
     def collection(sp):
-        sp.add_argument("--images", required=True, help="folder of images (<id>.jpg ...)")
-        sp.add_argument("--data", nargs="+", default=[], metavar="FILE",
+        sp.add_argument("--images", required=True, type=existing_dir, help="folder of images (<id>.jpg ...)")
+        sp.add_argument("--data", nargs="+", default=[], metavar="FILE", type=existing_file,
                         help="corpus split files (CoNLL with IMGID lines, or JSONL) whose image "
                              "ids select the images; default: every image in --images")
-        sp.add_argument("--batch-size", type=int, default=32)
-        sp.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+        sp.add_argument("--batch-size", type=positive_int, default=32)
+        sp.add_argument("--workers", type=nonnegative_int, default=min(2, os.cpu_count() or 1),
                         help="DataLoader worker processes decoding images")
         sp.add_argument("--device", default="auto", help="auto (cuda if present), cpu, cuda, cuda:1 ...")
         sp.add_argument("--quiet", action="store_true", help="no progress bar")
-        sp.add_argument("--save-every", type=int, default=512, metavar="N",
+        sp.add_argument("--save-every", type=positive_int, default=512, metavar="N",
                         help="save the embedding progress every N images: a killed run resumes from there")
-        sp.add_argument("--captions", default=None, metavar="FILE",
+        sp.add_argument("--captions", default=None, metavar="FILE", type=existing_file,
                         help='captions of the images, JSONL: {"id": IMAGE_ID, "caption": TEXT} a line '
                              "(no captioning model exists offline: write them, or run one elsewhere)")
 
     b = sub.add_parser("build", help="embed images and write a new index artifact")
     collection(b)
-    b.add_argument("--out", required=True, help="artifact folder to create")
+    b.add_argument("--out", required=True, type=output_dir, help="artifact folder to create")
     b.add_argument("--embedder", default=DEFAULT_EMBEDDER, choices=list_embedders())
     b.add_argument("--model", default=None, help="clip: open_clip architecture or JSON config "
                    "(default ViT-B-32); timm: timm model name")
     b.add_argument("--pretrained", default=None, help="clip: pretrained tag or checkpoint file "
                    "(default: random weights)")
-    b.add_argument("--checkpoint", default=None, help="timm / efficientnet_lite0: state-dict file")
+    b.add_argument("--checkpoint", default=None, type=existing_file, help="timm / efficientnet_lite0: state-dict file")
     b.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
     b.add_argument("--factory", default="auto", help="FAISS factory string, or auto "
                    "(Flat up to 50k images, IVF+PQ fast-scan with re-ranking above)")
-    b.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (default by size)")
-    b.add_argument("--tags-k", type=int, default=5, help="object tags kept per image")
-    b.add_argument("--tag-min-score", type=float, default=0.1, metavar="S",
+    b.add_argument("--nprobe", type=positive_int, default=None, help="IVF lists searched (default by size)")
+    b.add_argument("--tags-k", type=nonnegative_int, default=5, help="object tags kept per image")
+    b.add_argument("--tag-min-score", type=nonnegative_float, default=0.1, metavar="S",
                    help="score a stored tag needs to be part of an image's visual context (default 0.1)")
-    b.add_argument("--tag-vocabulary", default=None, metavar="FILE",
+    b.add_argument("--tag-vocabulary", default=None, metavar="FILE", type=existing_file,
                    help="clip: labels for zero-shot object tags, one a line (default: ImageNet's with "
                         "pretrained weights, none with random ones)")
     b.add_argument("--no-tags", action="store_true", help="do not store object tags")
@@ -97,11 +98,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     b.add_argument("--keep-shards", action="store_true", help="under torchrun: keep the shard folders after the merge")
 
     mg = sub.add_parser("merge", help="merge the shard folders of a sharded build into an index artifact")
-    mg.add_argument("shards", nargs="*", metavar="SHARD", help="shard folders (default: OUT.shard-*-of-*)")
-    mg.add_argument("--out", required=True, help="artifact folder to create")
+    mg.add_argument("shards", nargs="*", metavar="SHARD", type=existing_dir,
+                    help="shard folders (default: OUT.shard-*-of-*)")
+    mg.add_argument("--out", required=True, type=output_dir, help="artifact folder to create")
     mg.add_argument("--factory", default=None, help="FAISS factory string (default: the one the shards were built "
                     "for, auto by the merged size)")
-    mg.add_argument("--nprobe", type=int, default=None, help="IVF lists searched (default by size)")
+    mg.add_argument("--nprobe", type=positive_int, default=None, help="IVF lists searched (default by size)")
     d = mg.add_mutually_exclusive_group()
     d.add_argument("--on-disk", dest="on_disk", action="store_true", default=None,
                    help="keep the IVF inverted lists on disk (index.ivfdata)")
@@ -111,11 +113,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     mg.add_argument("--quiet", action="store_true", help="no progress bar")
 
     a = sub.add_parser("add", help="embed images not yet in an artifact and add them")
-    a.add_argument("dir")
+    a.add_argument("dir", type=existing_dir, help="the artifact folder to grow")
     collection(a)
 
     i = sub.add_parser("info", help="print an artifact's manifest as a table")
-    i.add_argument("dir")
+    i.add_argument("dir", type=existing_dir, help="the artifact folder")
     i.add_argument("--json", action="store_true", help="print the raw manifest")
     args = p.parse_args(argv)
     if args.command == "build" and args.tag_vocabulary and args.embedder != "clip":
@@ -174,6 +176,7 @@ def _shard_of(args):
     return ShardSpec.from_env() or (ShardSpec(0, 1) if args.on_disk else None)
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     spec = _shard_of(args)
@@ -185,8 +188,7 @@ def main(argv=None) -> int:
         out = Path(args.dir if args.command == "add" else args.out)
         out = shard_path(out, spec) if spec is not None else out
         log_file = setup_logging(out.with_name(f".{out.name}.log"), args.verbose)
-    from .artifact import NotAddable, manifest_table, read_manifest
-    from .shards import ShardSetError
+    from .artifact import manifest_table, read_manifest
 
     if args.command == "info":
         m = read_manifest(args.dir)
@@ -201,12 +203,10 @@ def main(argv=None) -> int:
         dist.init_process_group("gloo", timeout=datetime.timedelta(hours=24))
     try:
         art = _merge(args) if args.command == "merge" else _build_or_add(args, spec)
-    except (CorpusError, ShardSetError, NotAddable) as e:   # an unusable data/captions/vocabulary file,
-        # shards that are no whole set, an artifact add cannot grow
-        setup_logging(None, args.verbose)
+    except UserError:           # an unusable data/captions/vocabulary file, an empty collection, shards that
+        setup_logging(None, args.verbose)     # are no whole set, an artifact add cannot grow: no log left behind
         log_file.unlink(missing_ok=True)
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+        raise
     setup_logging(None, args.verbose)
     folder = Path(art) if isinstance(art, Path) else Path(art.path)
     with open(log_file, encoding="utf-8") as src, open(folder / "build.log", "a", encoding="utf-8") as dst:
@@ -237,14 +237,10 @@ def _print_artifact(art) -> None:
 
 def _merge_and_print(args) -> int:
     """Merge the shards of ``args`` (a build's) into ``args.out``; print the artifact."""
-    from .shards import ShardSetError, merge_shards
+    from .shards import merge_shards
 
-    try:
-        art = merge_shards(args.shards, args.out, factory=None, on_disk=args.on_disk, overwrite=args.overwrite,
-                           progress=not args.quiet, remove_shards=args.remove_shards)
-    except ShardSetError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    art = merge_shards(args.shards, args.out, factory=None, on_disk=args.on_disk, overwrite=args.overwrite,
+                       progress=not args.quiet, remove_shards=args.remove_shards)
     _print_artifact(art)
     return 0
 

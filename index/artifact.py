@@ -61,6 +61,10 @@ class ManifestMismatch(UserError, ValueError):
     """An artifact was made by another embedder / dimension than the caller expects."""
 
 
+class NotAnArtifact(UserError, FileNotFoundError):
+    """A folder given as an index artifact that holds none."""
+
+
 class NotAddable(UserError, ValueError):
     """An artifact ``index add`` cannot grow; the message says how to make the larger one."""
 
@@ -660,8 +664,9 @@ def _manifest(embedder: Embedder | dict, fac, params, res: EmbedResult, n_reques
 def read_manifest(path) -> dict:
     f = Path(path) / "manifest.json"
     if not f.is_file():
-        raise FileNotFoundError(f"{path} is not an index artifact: no manifest.json "
-                                "(build one with `python -m index build`)")
+        raise NotAnArtifact(str(path), "not an index artifact (" + ("no manifest.json in it" if Path(path).is_dir()
+                            else "a file" if Path(path).exists() else "no such folder") + ")",
+                            "give a folder made by `python -m index build`")
     return _read_part(Path(path), "manifest.json", lambda p: json.loads(p.read_text(encoding="utf-8")), None)
 
 
