@@ -25,6 +25,7 @@ not fit in minutes on 2 CPU cores.
 from __future__ import annotations
 
 import math
+import os
 import re
 
 import numpy as np
@@ -176,6 +177,16 @@ def set_search_params(index, params: dict) -> None:
         raise ValueError(f"cannot set {text!r} on {type(index).__name__}: {e}") from None
 
 
+GPU_MAX_K = 2048
+"""The largest ``k`` a FAISS GPU index answers (its k-selection limit); a CPU index has none."""
+
+
+def max_k(index) -> int:
+    """The largest ``k`` one search of ``index`` may ask for: :data:`GPU_MAX_K` on a GPU,
+    every vector on a CPU."""
+    return min(int(index.ntotal), GPU_MAX_K) if is_gpu(index) else int(index.ntotal)
+
+
 def is_gpu(index) -> bool:
     """A faiss-gpu index, or one spread over several GPUs (``IndexShards`` of GPU indexes)."""
     import faiss
@@ -187,12 +198,15 @@ def is_gpu(index) -> bool:
     return False
 
 
-def to_gpu(index):
+def to_gpu(index, env=None):
     """Move Flat/IVF indexes to the GPUs faiss-gpu sees; else return ``index``.
 
     One GPU holds the whole index; several each hold a shard of its vectors (FAISS's
     ``index_cpu_to_all_gpus`` with ``shard=True``), so a collection too large for one GPU's
-    memory still fits, and a search asks every shard and merges their top-k. Indexes FAISS
+    memory still fits, and a search asks every shard and merges their top-k. A process
+    started by ``torchrun`` (``LOCAL_RANK`` in ``env``, default ``os.environ``) puts the
+    whole index on its own GPU only, ``LOCAL_RANK % number of GPUs``, as it trains there:
+    every process copying it onto every GPU would hold it once per process on each. Indexes FAISS
     cannot put on a GPU (HNSW, fast-scan, re-ranking wrappers) and indexes whose inverted
     lists are on disk (they are larger than the memory meant for them) stay on the CPU."""
     import faiss
@@ -204,7 +218,10 @@ def to_gpu(index):
         return index  # no GPU HNSW in faiss
     if is_on_disk(index):
         return index
+    env = os.environ if env is None else env
     try:
+        if "LOCAL_RANK" in env:
+            return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), int(env["LOCAL_RANK"]) % n_gpus, index)
         if n_gpus == 1:
             return faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), 0, index)
         options = faiss.GpuMultipleClonerOptions()
@@ -216,6 +233,13 @@ def to_gpu(index):
         logging.getLogger(__name__).info("index %s stays on the CPU: %s", type(index).__name__,
                                          str(e).splitlines()[-1] if str(e) else e)
         return index
+
+
+def cpu_copy(index):
+    """A CPU copy of a GPU index (``index`` itself when it is on the CPU)."""
+    import faiss
+
+    return faiss.index_gpu_to_cpu(index) if is_gpu(index) else index
 
 
 def is_on_disk(index) -> bool:
@@ -235,12 +259,21 @@ def as_float32(x: np.ndarray) -> np.ndarray:
 
 
 def search(index, queries: np.ndarray, k: int, batch_size: int = 16384) -> tuple[np.ndarray, np.ndarray]:
-    """``(D, I)`` of shape ``(nq, k)``; ``I`` is -1 where fewer than ``k`` were found."""
+    """``(D, I)`` of shape ``(nq, k)``; ``I`` is -1 where fewer than ``k`` were found.
+
+    A GPU index answers at most :data:`GPU_MAX_K` neighbours a search; a larger ``k`` is
+    answered by a CPU copy of it (:func:`cpu_copy`)."""
     q = as_float32(queries)
     if q.ndim != 2 or q.shape[1] != index.d:
         raise ValueError(f"queries must be (nq, {index.d}) float32, found shape {q.shape}")
     if k <= 0:
         raise ValueError(f"k must be positive, found {k}")
+    if min(k, index.ntotal) > max_k(index):
+        import logging
+
+        logging.getLogger(__name__).info("k=%d is over the GPU's limit of %d: searching a CPU copy of the index",
+                                         k, GPU_MAX_K)
+        index = cpu_copy(index)
     Ds, Is = [], []
     for s in range(0, len(q), batch_size):
         D, I = index.search(q[s:s + batch_size], k)

@@ -175,14 +175,22 @@ def search(artifact, queries: np.ndarray, k: int, exclude_ids: Sequence[str | No
 
 
 def _faiss_search(artifact, queries, k, mask, n_pool, excl):
-    """Search the artifact's FAISS index, restricted to ``mask`` when the index allows."""
+    """Search the artifact's FAISS index, restricted to ``mask`` when the index allows.
+
+    A GPU index takes no ID selector and answers at most :data:`index.factory.GPU_MAX_K`
+    neighbours a search: it is over-fetched up to that many, and a query left short of
+    admissible neighbours is answered by exact search over the pool (:func:`search`)."""
     import faiss
+
+    from index.factory import is_gpu, max_k
 
     n = len(mask)
     index = artifact.faiss_index
     fetch = k + int((excl >= 0).any())
     if n_pool < n:
         try:
+            if is_gpu(index):
+                raise TypeError("a GPU index takes no ID selector")
             sel = faiss.IDSelectorBitmap(n, np.packbits(mask, bitorder="little"))
             params = _params_for(index, sel)
             D, I = index.search(queries, min(fetch, n), params=params)
@@ -190,7 +198,7 @@ def _faiss_search(artifact, queries, k, mask, n_pool, excl):
         except (RuntimeError, TypeError, AttributeError):
             # index type without selector support: over-fetch in proportion to the pool
             fetch = int(np.ceil(fetch * n / n_pool * 1.5)) + 8
-    return index.search(queries, min(fetch, n))
+    return index.search(queries, min(fetch, max_k(index)))
 
 
 def _params_for(index, sel):

@@ -165,3 +165,47 @@ def test_to_gpu_puts_the_index_on_one_gpu_or_shards_it_over_several(monkeypatch)
     shards = faiss.IndexShards(8)
     shards.add_shard(faiss.IndexFlatIP(8))
     assert not is_gpu(shards) and not is_gpu(index)
+
+
+def test_under_torchrun_each_process_puts_the_index_on_its_own_gpu_only(monkeypatch):
+    import faiss
+
+    from index.factory import to_gpu
+
+    calls = []
+    monkeypatch.setattr(faiss, "get_num_gpus", lambda: 4, raising=False)
+    monkeypatch.setattr(faiss, "StandardGpuResources", lambda: "resources", raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_gpu", lambda res, dev, ix: calls.append(dev) or f"on gpu {dev}",
+                        raising=False)
+    monkeypatch.setattr(faiss, "index_cpu_to_all_gpus", lambda *a, **k: pytest.fail("copied onto every GPU"),
+                        raising=False)
+    index = faiss.IndexFlatIP(8)
+    assert [to_gpu(index, env={"LOCAL_RANK": str(r), "WORLD_SIZE": "6"}) for r in range(6)] == \
+        ["on gpu 0", "on gpu 1", "on gpu 2", "on gpu 3", "on gpu 0", "on gpu 1"]
+
+
+class GpuIndexFlat:
+    """Stands in for faiss-gpu's ``GpuIndexFlatIP`` (its name marks it a GPU index): a ``k``
+    over 2048 is refused, as FAISS's GPU k-selection refuses it."""
+
+    def __init__(self, cpu):
+        self.cpu, self.d, self.ntotal = cpu, cpu.d, cpu.ntotal
+
+    def search(self, q, k):
+        if k > 2048:
+            raise RuntimeError("Error: 'k > 0 && k <= GPU_MAX_SELECTION_K' failed")
+        return self.cpu.search(q, k)
+
+
+def test_a_k_over_the_gpu_limit_is_searched_on_a_cpu_copy(monkeypatch):
+    import faiss
+
+    x = l2_normalise(np.random.default_rng(0).standard_normal((2100, 8)))
+    cpu = faiss.IndexFlatIP(8)
+    cpu.add(x)
+    gpu = GpuIndexFlat(cpu)
+    monkeypatch.setattr(faiss, "index_gpu_to_cpu", lambda ix: ix.cpu, raising=False)
+    D, I = search(gpu, x[:3], 2050)
+    Dc, Ic = cpu.search(x[:3], 2050)
+    np.testing.assert_array_equal(I, Ic)
+    assert search(gpu, x[:3], 5)[1].shape == (3, 5)                    # within the limit: the GPU answers

@@ -81,3 +81,53 @@ def test_exact_search_ties_go_to_lower_row():
     x = np.array([[1, 0], [1, 0], [0, 1], [1, 0]], np.float32)
     D, I = exact_search(x, x[:1], 3, exclude_rows=np.array([0]))
     assert I.tolist() == [[1, 3, 2]]
+
+
+class GpuIndexFlat:
+    """Stands in for faiss-gpu's ``GpuIndexFlatIP`` (the name is what marks a GPU index): it
+    refuses an ID selector and any ``k`` over 2048, as FAISS's GPU k-selection does."""
+
+    def __init__(self, x):
+        import faiss
+
+        self.cpu = faiss.IndexFlatIP(x.shape[1])
+        self.cpu.add(x)
+        self.d, self.ntotal, self.ks = x.shape[1], len(x), []
+
+    def search(self, q, k, params=None):
+        self.ks.append(k)
+        if params is not None:
+            raise RuntimeError("search parameters with an ID selector are not supported on the GPU")
+        if k > 2048:
+            raise RuntimeError("Error: 'k > 0 && k <= GPU_MAX_SELECTION_K' failed: k must be <= 2048")
+        return self.cpu.search(q, k)
+
+
+def _gpu_artifact(n, seed=0):
+    x = np.random.default_rng(seed).normal(size=(n, 8)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    art = make_artifact(x)
+    art.faiss_index = GpuIndexFlat(x)
+    return art, x
+
+
+def test_a_small_pool_over_a_large_gpu_index_never_asks_more_than_2048():
+    # pool: train over a much larger outside collection: the over-fetch would be ~5000
+    art, x = _gpu_artifact(6000)
+    pool_rows = np.arange(0, 6000, 300)                                # 20 images
+    q = x[pool_rows[:5]]
+    D, I = search(art, q, 10, exclude_ids=[art.ids[r] for r in pool_rows[:5]], pool={art.ids[r] for r in pool_rows})
+    assert 0 < max(art.faiss_index.ks) <= 2048
+    mask = np.zeros(6000, bool)
+    mask[pool_rows] = True
+    Dx, Ix = exact_search(x, q, 10, mask, pool_rows[:5])
+    np.testing.assert_array_equal(I, Ix)
+    np.testing.assert_allclose(D, Dx, atol=1e-5)
+
+
+def test_k_over_2048_on_a_gpu_index_is_answered_whole():
+    art, x = _gpu_artifact(2600, seed=1)
+    D, I = search(art, x[:2], 2500)
+    assert max(art.faiss_index.ks) <= 2048
+    Dx, Ix = exact_search(x, x[:2], 2500)
+    np.testing.assert_array_equal(I, Ix)
