@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from data.errors import UserError
+from data.tweets import tokenize_post_offsets
 
 log = logging.getLogger(__name__)
 
@@ -356,13 +357,11 @@ def _read_text(path: Path, text: str, image_dir):
     return samples, skipped
 
 
-_TOKEN_RE = re.compile(r"https?://\S+|[@#]?\w+(?:[-'’]\w+)*|[^\w\s]", re.UNICODE)
-
-
 def tokenize_post(text: str) -> list[str]:
-    """Split a raw post into tokens the way the Twitter benchmarks are tokenised
-    (URLs, @mentions and #hashtags stay whole; punctuation is split off)."""
-    return _TOKEN_RE.findall(text)
+    """Split a raw post into tokens the way Twitter-2015 is tokenised (URLs, @mentions and
+    #hashtags stay whole; punctuation is split off, ``don't`` is ``don ' t``); the tokens of
+    :func:`data.tweets.tokenize_post_offsets`, which also gives their character offsets."""
+    return [t.text for t in tokenize_post_offsets(text)]
 
 
 # --------------------------------------------------------------------------- writers

@@ -15,6 +15,8 @@ from typing import Sequence
 
 import numpy as np
 
+from data.tweets import tokenize_post_offsets
+
 ENTITY_TYPES = ("PER", "LOC", "ORG", "MISC")
 
 # One pool of invented names for every type: the words alone say nothing about the type.
@@ -99,6 +101,11 @@ def _pick(rng: np.random.Generator, seq: Sequence):
     return seq[int(rng.integers(len(seq)))]
 
 
+def _tokens(text: str) -> list[str]:
+    """``text`` split as the raw-text reader splits a post (``can't`` -> ``can ' t``)."""
+    return [t.text for t in tokenize_post_offsets(text)]
+
+
 def _fill(template: str, slot: str, name: str, etype: str, origin: str):
     """Template words -> [(token, tag, origin)]; ``origin`` marks the slot's tokens."""
     out = []
@@ -107,7 +114,7 @@ def _fill(template: str, slot: str, name: str, etype: str, origin: str):
             for j, part in enumerate(name.split()):
                 out.append((part, f"{'B' if j == 0 else 'I'}-{etype}", origin))
         else:
-            out.append((word, "O", ""))
+            out.extend((piece, "O", "") for piece in _tokens(word))
     return out
 
 
@@ -139,9 +146,9 @@ def make_post(rng: np.random.Generator, entity_type: str, cue: bool = False
     words: list[tuple[str, str, str]] = []
     r = rng.random()
     if r < 0.2:
-        words += [("RT", "O", ""), (_pick(rng, MENTIONS), "O", ""), (":", "O", "")]
+        words += [("RT", "O", ""), *((p, "O", "") for p in _tokens(_pick(rng, MENTIONS))), (":", "O", "")]
     elif r < 0.3:
-        words.append((_pick(rng, MENTIONS), "O", ""))
+        words.extend((p, "O", "") for p in _tokens(_pick(rng, MENTIONS)))
     for k, i in enumerate(order):
         clause = list(clauses[i])
         if k == 0 and clause[0][1] == "O":           # sentence case for the post's first word
