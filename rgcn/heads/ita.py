@@ -22,6 +22,7 @@ multimodal view is its text view.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, fields
 from typing import Sequence
@@ -184,12 +185,17 @@ class ITAHead(FusionHead):
     def setup(cls, options: dict, splits: dict, run_dir: str | None, progress: bool = True,
               training: bool = True) -> dict:
         """Load the index named by ``options.index`` and read the visual context of every
-        post's image in ``splits``."""
+        post's image in ``splits``.
+
+        The head never searches: the index stays on the CPU, and its FAISS index and vectors
+        are released once the contexts are read (the artifact kept for posts seen later
+        gives visual contexts only)."""
         opts = ITAOptions.from_dict(options)
         if not opts.index:
             return {"visual_contexts": {}, "index_artifact": None}
-        artifact = load_index(opts.index)
+        artifact = load_index(opts.index, gpu=False)
         contexts, how = read_contexts(artifact, [s for split in splits.values() for s in split], opts, progress)
+        artifact = dataclasses.replace(artifact, faiss_index=None, embeddings=None, regions=None)
         return {"visual_contexts": contexts, "index_artifact": artifact,
                 "image_summary": {name: context_summary(split, how) for name, split in splits.items()}}
 

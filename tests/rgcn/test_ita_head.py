@@ -183,3 +183,25 @@ def test_posts_setup_did_not_see_have_their_photos_read_once(tmp_path, monkeypat
     assert head.context_words(samples, "multimodal")[3:] == [["red"], ["red"]]
     assert head.context_words(samples, "multimodal")[0][0] == "tabby,"
     assert calls == [["c", "n1", "n2"]]                           # one read for the batch, then never again
+
+
+def test_setup_keeps_the_index_off_the_gpu_and_releases_its_vectors(tmp_path, monkeypatch):
+    """The head never searches: its index is not copied onto a GPU, and once the contexts are
+    read only what gives visual contexts is kept; a post seen later still has its photo read."""
+    import index.artifact
+    from data.corpus import read_corpus
+    from rgcn.heads.ita import ITAHead
+    from tests.colour import image_decided_with_index, write_image_decided
+
+    splits = image_decided_with_index(tmp_path)
+    posts = {name: read_corpus(path, str(tmp_path / "data" / "images"), "jsonl").samples
+             for name, path in splits.items() if name != "test"}
+    monkeypatch.setattr(index.artifact, "to_gpu", lambda ix: pytest.fail("the ita head's index put on a GPU"))
+    context = ITAHead.setup({"index": str(tmp_path / "index")}, posts, None, progress=False)
+    art = context["index_artifact"]
+    assert art.faiss_index is None and art.embeddings is None and art.regions is None
+    assert context["visual_contexts"]["train-000"].text().split()[0] == "red"
+    head = build_head("ita", 8, {"index": str(tmp_path / "index")}, context)
+    fresh = write_image_decided(tmp_path / "fresh", sizes=(("test", 2),), seed=5, prefix="new-")["test"]
+    new = read_corpus(fresh, str(tmp_path / "fresh" / "images"), "jsonl").samples
+    assert [w[:1] for w in head.context_words(new, "multimodal")] == [["red"], ["blue"]]
