@@ -15,12 +15,13 @@ import argparse
 import logging
 import sys
 
+from data.errors import ArgumentParser, command, exit_status, existing_file
 from data.logs import setup_logging
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="YAML or JSON run config")
+    p = ArgumentParser(prog="train.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", type=existing_file, help="YAML or JSON run config")
     p.add_argument("overrides", nargs="*", help="section.key=value, e.g. train.epochs=3 head.name=rgcn")
     p.add_argument("--resume", action="store_true", help="continue from the run folder's last/ checkpoint")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -29,28 +30,30 @@ def parse_args(argv=None):
     return p.parse_intermixed_args(argv)
 
 
+@command
 def main(argv=None) -> dict:
+    """Train the run of ``--config``; returns its results. A wrong config value, path or data
+    file is a :class:`data.errors.UserError` (one line, status 2: :func:`data.errors.command`)."""
     args = parse_args(argv)
     setup_logging(None, args.verbose)                 # before the heavy imports, so their warnings are caught
-    from data.corpus import CorpusError
     from rgcn import distributed
-    from rgcn.config import ConfigError, load_config
+    from rgcn.config import ConfigError, check_paths, load_config
     from rgcn.training import Trainer, resolve_device
 
     try:
         cfg = load_config(args.config, args.overrides)
         distributed.check_batch_size(cfg.train.batch_size, distributed.env_world())
-    except ConfigError as e:
-        sys.exit(f"config error: {e}" if distributed.env_world().is_main else 1)   # said once under torchrun
+        check_paths(cfg)                              # every path the config names, before any work
+    except ConfigError:
+        if not distributed.env_world().is_main:      # said once under torchrun, by the first process
+            sys.exit(2)
+        raise
     dist, device = distributed.init(resolve_device(cfg.train.device))   # one process without torchrun
     try:
         if not dist.is_main:                          # the first process alone logs and prints
             logging.disable(logging.INFO)
         log_file = setup_logging(cfg.run_dir / "train.log", args.verbose) if dist.is_main else None
-        try:
-            results = Trainer(cfg, progress=not args.no_progress, dist=dist, device=device).fit(resume=args.resume)
-        except CorpusError as e:
-            sys.exit(f"data error: {e}")
+        results = Trainer(cfg, progress=not args.no_progress, dist=dist, device=device).fit(resume=args.resume)
     finally:
         distributed.shutdown(dist)
     if not dist.is_main:
@@ -64,4 +67,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

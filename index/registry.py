@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from typing import Callable, Generic, TypeVar
 
+from data.errors import UserError
+
 T = TypeVar("T")
+
+
+class UnknownName(UserError, KeyError):
+    """A name no constructor of a registry is registered under; the message lists the valid ones."""
 
 
 class Registry(dict, Generic[T]):
@@ -35,10 +41,11 @@ class Registry(dict, Generic[T]):
 
     def build(self, name: str | None = None, **kwargs) -> T:
         """Build the object registered as ``name`` (default: :attr:`default`); ``kwargs`` go to
-        its constructor. An unknown name raises ``KeyError`` listing the valid ones."""
+        its constructor. An unknown name raises :class:`UnknownName` (a ``KeyError``) listing the valid ones."""
         name = self.default if name is None else name
         try:
             make = self[name]
         except KeyError:
-            raise KeyError(f"unknown {self.kind} {name!r}: valid names are {', '.join(self.names())}") from None
+            raise UnknownName(f"{self.kind} {name!r}", f"no such {self.kind}",
+                              f"valid names are {', '.join(self.names())}") from None
         return make(**kwargs)

@@ -358,17 +358,17 @@ def _compare(args) -> int:
     return 0
 
 
-@command
 def _serve(args) -> int:
     from .serve.cli import serve
 
     return serve(args, head_options(args))
 
 
+@command
 def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     p = ArgumentParser(prog="python -m rgcn", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-v", "--verbose", action="store_true",
                    help="show the full log on the console too (predict and evaluate keep it in RUN/CMD.log)")
     sub = p.add_subparsers(dest="cmd", required=True)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -10,11 +11,12 @@ from typing import Any
 import yaml
 
 from data.corpus import ENTITY_TYPES
-from data.errors import UserError
+from data.errors import UserError, one_line
 
 
 class ConfigError(UserError, ValueError):
-    pass
+    """A config value that is wrong; the message names its key (``train.epochs``) or the file
+    and line."""
 
 
 @dataclass
@@ -76,6 +78,18 @@ class HeadConfig:
     name: str = "text"
     options: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        from .heads import list_heads
+
+        if self.name not in list_heads():
+            raise ConfigError(f"head.name={self.name!r}", "no such fusion head",
+                              f"choose one of {', '.join(list_heads())}")
+        if self.options is None:
+            self.options = {}
+        if not isinstance(self.options, dict):
+            raise ConfigError(f"head.options={self.options!r}", "expected a mapping of option: value",
+                              "e.g. head.options.k=5")
+
 
 @dataclass
 class TrainConfig:
@@ -99,17 +113,25 @@ class TrainConfig:
 
         if self.schedule not in SCHEDULES:
             raise ConfigError(f"train.schedule must be one of {', '.join(SCHEDULES)}, found {self.schedule!r}")
+        for key in ("epochs", "batch_size", "eval_batch_size"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"train.{key}={getattr(self, key)}", "must be >= 1", f"give train.{key} a "
+                                  "positive integer")
         if not 1 <= self.average_last <= self.epochs:
             raise ConfigError(f"train.average_last is a number of last epochs in [1, train.epochs={self.epochs}], "
                               f"found {self.average_last}")
-        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
-            raise ConfigError("train.epochs, train.batch_size and train.eval_batch_size must be >= 1")
         if not 0 <= self.warmup < 1:
             raise ConfigError(f"train.warmup is a fraction of all steps in [0, 1), found {self.warmup}")
         if self.precision not in ("auto", "fp32", "bf16"):
             raise ConfigError(f"train.precision must be auto, fp32 or bf16, found {self.precision!r}")
-        if self.lr <= 0 or self.head_lr <= 0:
-            raise ConfigError("train.lr and train.head_lr must be positive")
+        for key in ("lr", "head_lr"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"train.{key}={getattr(self, key)}", "must be positive", f"give train.{key} "
+                                  "a learning rate > 0, e.g. 5e-5")
+        if self.weight_decay < 0 or self.grad_clip < 0 or self.threads < 0:
+            key = next(k for k in ("weight_decay", "grad_clip", "threads") if getattr(self, k) < 0)
+            raise ConfigError(f"train.{key}={getattr(self, key)}", "must be >= 0", f"give train.{key} a "
+                              "non-negative number")
 
 
 @dataclass
@@ -146,21 +168,30 @@ _SECTIONS = {"data": DataConfig, "encoder": EncoderConfig, "head": HeadConfig, "
              "crf": CrfConfig}
 
 
-def _build(cls, values: dict, where: str):
+def _build(cls, values: dict, where: str, section: str):
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {unknown}; valid keys: {sorted(known)}")
+        raise ConfigError(f"{where}: unknown key(s) {[f'{section}.{k}' for k in unknown]}; valid keys in "
+                          f"{section}: {sorted(known)}")
     values = dict(values)
     for f in fields(cls):
-        v = values.get(f.name)
-        if isinstance(v, str) and f.type in ("float", "int"):
-            try:
-                values[f.name] = float(v) if f.type == "float" else int(v)
-            except ValueError:
-                raise ConfigError(f"{where}: {f.name} must be a number, found {v!r}") from None
-        elif isinstance(v, int) and not isinstance(v, bool) and f.type == "float":
-            values[f.name] = float(v)
+        if f.name not in values:
+            continue
+        v, key = values[f.name], f"{section}.{f.name}"
+        if f.type in ("float", "int"):
+            if isinstance(v, str):
+                try:
+                    v = float(v) if f.type == "float" else int(v)
+                except ValueError:
+                    raise ConfigError(f"{where}: {key} must be a number, found {v!r}") from None
+            if (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)
+                    or (f.type == "int" and not float(v).is_integer())):
+                raise ConfigError(f"{where}: {key} must be {'an integer' if f.type == 'int' else 'a number'}, "
+                                  f"found {v!r}")
+            values[f.name] = float(v) if f.type == "float" else int(v)
+        elif f.type == "str" and not isinstance(v, str):
+            raise ConfigError(f"{where}: {key} must be a string, found {v!r}")
     return cls(**values)
 
 
@@ -175,7 +206,7 @@ def config_from_dict(raw: dict, where: str = "config") -> RunConfig:
             raise ConfigError(f"{where}: section {key!r} must be a mapping, found {type(value).__name__}")
         if key == "data" and not value:
             raise ConfigError(f"{where}: section 'data' with train and valid paths is required")
-        sections[key] = _build(cls, value, f"{where} [{key}]")
+        sections[key] = _build(cls, value, where, key)
     top = {f.name for f in fields(RunConfig)} - set(_SECTIONS)
     unknown = sorted(set(raw) - top)
     if unknown:
@@ -196,8 +227,16 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"override {item!r}: {p!r} is not a section")
-        node[parts[-1]] = yaml.safe_load(value) if value != "" else None
+        try:
+            node[parts[-1]] = yaml.safe_load(value) if value != "" else None
+        except yaml.YAMLError as e:
+            raise ConfigError(f"override {item!r}", f"the value is not valid YAML ({_yaml_problem(e)})",
+                              "quote it, e.g. key='value'") from None
     return raw
+
+
+def _yaml_problem(e: Exception) -> str:
+    return one_line(getattr(e, "problem", None) or str(e))
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig:
@@ -206,13 +245,54 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
     if path is not None:
         path = Path(path)
         if not path.is_file():
-            raise ConfigError(f"{path}: no such config file")
+            raise ConfigError(str(path), "a folder, not a config file" if path.is_dir() else "no such config file",
+                              "give a YAML or JSON run config, e.g. configs/demo_text.yaml")
         try:
-            raw = yaml.safe_load(path.read_text()) or {}
+            raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as e:
+            raise ConfigError(str(path), f"not UTF-8 text ({e.reason} at byte {e.start})",
+                              "give a YAML or JSON run config") from None
         except yaml.YAMLError as e:
-            raise ConfigError(f"{path}: not valid YAML/JSON: {e}") from e
+            mark = getattr(e, "problem_mark", None)
+            where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+            raise ConfigError(where, f"not valid YAML/JSON ({_yaml_problem(e)})",
+                              "fix the file at that line") from None
         where = str(path)
     return config_from_dict(apply_overrides(raw, list(overrides)), where)
+
+
+def check_paths(cfg: RunConfig) -> None:
+    """Refuse, before any work, a path of ``cfg`` that is not there: the split files, the image
+    folder, the text encoder (``encoder.name``: an offline alias, a folder or a reachable hub
+    name) and the index of a head that reads one (``head.options.index``). The
+    :class:`ConfigError` names the key. A config read back from a checkpoint is not checked: its
+    paths are the training machine's."""
+    from data.pretrained import resolve_text_model
+
+    from .heads import head_class
+
+    for key in ("train", "valid", "test"):
+        value = getattr(cfg.data, key)
+        if value is not None and not Path(value).is_file():
+            raise ConfigError(f"data.{key}={value}", "a folder, not a split file" if Path(value).is_dir()
+                              else "no such file", f"give data.{key} the path of a split file (CoNLL or JSONL)")
+    images = cfg.data.images
+    if images is not None and not Path(images).is_dir():
+        raise ConfigError(f"data.images={images}", "a file, not a folder" if Path(images).exists()
+                          else "no such folder", "give the folder of the posts' images, or null for text only")
+    index = cfg.head.options.get("index")
+    if index is not None and head_class(cfg.head.name).reads_index:
+        if not (Path(index) / "manifest.json").is_file():
+            why = ("no such folder" if not Path(index).exists() else "a file, not a folder"
+                   if not Path(index).is_dir() else "no manifest.json in it: not an index artifact")
+            raise ConfigError(f"head.options.index={index}", why, "build it with `python -m index build "
+                              f"--images DIR --data SPLIT... --out {index}`, or give null for no images")
+    try:
+        resolve_text_model(cfg.encoder.name)
+    except UserError as e:
+        raise ConfigError(f"encoder.name={cfg.encoder.name}", e.why or e.what, e.fix) from None
+    except (FileNotFoundError, ImportError) as e:
+        raise ConfigError(f"encoder.name={cfg.encoder.name}", one_line(str(e))) from None
 
 
 def replace(cfg, **changes):

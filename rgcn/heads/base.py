@@ -7,6 +7,8 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import nn
 
+from data.errors import UserError
+
 _REGISTRY: dict[str, type["FusionHead"]] = {}
 
 
@@ -114,13 +116,21 @@ class FusionHead(nn.Module):
         return {}
 
 
+class UnknownHead(UserError, KeyError):
+    """A fusion head name that is not registered; the message lists the registered ones."""
+
+
+class HeadOptionError(UserError, ValueError):
+    """A head option the head does not have, or a value it refuses."""
+
+
 def parse_options(cls: type, options: dict | None, head: str):
     """``cls(**options)`` for a head's options dataclass, refusing a name it does not have with
     the list of those it has (``head``: the head's name, for the message)."""
     known = {f.name for f in fields(cls)}
     unknown = sorted(set(options or {}) - known)
     if unknown:
-        raise ValueError(f"{head} head: unknown option(s) {unknown}; valid options: {sorted(known)}")
+        raise HeadOptionError(f"{head} head: unknown option(s) {unknown}; valid options: {sorted(known)}")
     return cls(**(options or {}))
 
 
@@ -136,7 +146,7 @@ def register_head(name: str) -> Callable[[type[FusionHead]], type[FusionHead]]:
 
 def head_class(name: str) -> type[FusionHead]:
     if name not in _REGISTRY:
-        raise KeyError(f"unknown fusion head {name!r}; valid heads: {', '.join(list_heads())}")
+        raise UnknownHead(f"fusion head {name!r}", "no such head", f"valid heads: {', '.join(list_heads())}")
     return _REGISTRY[name]
 
 
