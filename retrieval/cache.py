@@ -49,6 +49,10 @@ POOLS = ("train", "all")
 INTER_STRATEGIES = ("auto", "direct", "visual_text", "posts")
 
 
+class GraphSettingsError(RetrievalError):
+    """A graph setting out of its range (``k``, ``pool``, ``relations``, ``threshold`` ...)."""
+
+
 class CacheMismatchError(RetrievalError):
     """A graph cache made from another index, data or settings than asked for."""
 
@@ -85,25 +89,25 @@ class GraphSettings:
 
     def __post_init__(self):
         if not isinstance(self.k, int) or self.k < 1:
-            raise ValueError(f"k must be a positive integer, found {self.k!r}")
+            raise GraphSettingsError(f"k must be a positive integer, found {self.k!r}")
         if self.pool not in POOLS:
-            raise ValueError(f"pool must be one of {', '.join(POOLS)}, found {self.pool!r}")
+            raise GraphSettingsError(f"pool must be one of {', '.join(POOLS)}, found {self.pool!r}")
         object.__setattr__(self, "relations", tuple(self.relations))
         bad = [r for r in self.relations if r not in RELATIONS]
         if bad or not self.relations:
-            raise ValueError(f"relations must be a non-empty subset of {', '.join(RELATIONS)}, "
-                             f"found {list(self.relations)!r}")
+            raise GraphSettingsError(f"relations must be a non-empty subset of {', '.join(RELATIONS)}, "
+                                     f"found {list(self.relations)!r}")
         if len(set(self.relations)) != len(self.relations):
-            raise ValueError(f"relations are listed twice: {list(self.relations)!r}")
+            raise GraphSettingsError(f"relations are listed twice: {list(self.relations)!r}")
         if self.inter not in INTER_STRATEGIES:
-            raise ValueError(f"inter must be one of {', '.join(INTER_STRATEGIES)}, found {self.inter!r}")
+            raise GraphSettingsError(f"inter must be one of {', '.join(INTER_STRATEGIES)}, found {self.inter!r}")
         if not isinstance(self.threshold, (int, float)) or not 0.0 <= float(self.threshold) <= 1.0:
-            raise ValueError(f"threshold must be a number in [0, 1], found {self.threshold!r}: neighbours "
-                             "scoring below it are dropped and the scores of the others are GCN edge weights, "
-                             "which a negative similarity would make negative (use 0.0 to keep every "
-                             "neighbour with a non-negative score)")
+            raise GraphSettingsError(f"threshold must be a number in [0, 1], found {self.threshold!r}: neighbours "
+                                     "scoring below it are dropped and the scores of the others are GCN edge weights, "
+                                     "which a negative similarity would make negative (use 0.0 to keep every "
+                                     "neighbour with a non-negative score)")
         if self.top_tags < 1:
-            raise ValueError(f"top_tags must be >= 1, found {self.top_tags!r}")
+            raise GraphSettingsError(f"top_tags must be >= 1, found {self.top_tags!r}")
 
     def as_dict(self) -> dict:
         d = asdict(self)

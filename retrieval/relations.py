@@ -38,7 +38,7 @@ from index.embedders import get_embedder
 from index.factory import (choose_factory, default_search_params, list_order, make_index, search as faiss_search,
                            set_search_params)
 
-from .search import EmptyPoolError, exact_search, index_embedder, pool_mask, search
+from .search import EmptyPoolError, RetrievalError, exact_search, index_embedder, pool_mask, search
 
 log = logging.getLogger(__name__)
 
@@ -580,8 +580,8 @@ def object_type_inputs(artifact, pool: set[str] | None, top_tags: int = 5, min_t
     """What :func:`object_type` searches, made once for a build that asks chunk by chunk:
     ``(sets (N + m,), mask (N + m,), tiebreak (N + m, d))`` for :func:`jaccard_topk`."""
     if not artifact.tags:
-        raise ValueError(f"the index at {getattr(artifact, 'path', '<artifact>')} has no object tags: "
-                         "rebuild it with tags (with_tags=True) or drop the 'tags' relation")
+        raise RetrievalError(f"the index at {getattr(artifact, 'path', '<artifact>')} has no object tags: "
+                             "rebuild it with tags (with_tags=True) or drop the 'tags' relation")
     sets = tag_sets({**artifact.tags, **(new_tags or {})}, list(artifact.ids) + list(new_ids), top_tags,
                     min_tag_score)
     mask = np.concatenate([pool_mask(artifact, pool), np.zeros(len(new_ids), bool)])
