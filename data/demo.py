@@ -61,6 +61,7 @@ from .demo_photos import (AUGMENTATION, JPEG_QUALITY, PHOTO_CLASSES, SHORT_SIDE,
                           SOURCE_PHOTOS, UNRELATED, PhotoClass, augment, draw_sign, encode_jpeg,
                           load_sources)
 from .demo_text import AMBIGUOUS_NAMES, CUE_TEMPLATES, ENTITY_TYPES, NEUTRAL_TEMPLATES, TWO_WORD_P, make_post
+from .errors import ArgumentParser, UserError, command, output_dir, positive_int
 from .logs import setup_logging
 from .spans import get_spans
 
@@ -464,9 +465,14 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         mix = {}
         for item in args.mix:
             kind, _, share = item.partition("=")
-            if kind not in KIND_NAMES or not share:
-                raise SystemExit(f"error: --mix {item!r}: expected KIND=SHARE with KIND one of {', '.join(KIND_NAMES)}")
-            mix[kind] = float(share)
+            try:
+                value = float(share)
+            except ValueError:
+                value = -1.0
+            if kind not in KIND_NAMES or not value >= 0:
+                raise UserError(f"--mix {item}", "expected KIND=SHARE, a share >= 0",
+                                f"with KIND one of {', '.join(KIND_NAMES)}, e.g. --mix image_decided=1 no_image=1")
+            mix[kind] = value
     summary = generate(args.out, seed=args.seed, n_train=args.n_train, n_valid=args.n_valid,
                        n_test=args.n_test, mix=mix, workers=args.workers, progress=not args.quiet)
     elapsed = time.perf_counter() - t0
@@ -527,27 +533,28 @@ def _table(rows: list[list[str]]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m data.demo", description=__doc__.split("\n\n")[0])
+    parser = ArgumentParser(prog="python -m data.demo", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     g = sub.add_parser("generate", help="write the demo benchmark (images, JSONL splits, manifest)")
-    g.add_argument("--out", default="data/demo", help="output folder (default: data/demo)")
+    g.add_argument("--out", default="data/demo", type=output_dir, help="output folder (default: data/demo)")
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    g.add_argument("--n-train", type=int, default=800, help="train posts (default: 800; tens of thousands "
+    g.add_argument("--n-train", type=positive_int, default=800, help="train posts (default: 800; tens of thousands "
                    "for speed and scale runs)")
-    g.add_argument("--n-valid", type=int, default=200, help="valid posts (default: 200)")
-    g.add_argument("--n-test", type=int, default=400, help="test posts (default: 400)")
+    g.add_argument("--n-valid", type=positive_int, default=200, help="valid posts (default: 200)")
+    g.add_argument("--n-test", type=positive_int, default=400, help="test posts (default: 400)")
     g.add_argument("--mix", nargs="+", metavar="KIND=SHARE",
                    help="share of each kind, e.g. image_decided=1 no_image=1 (default: " +
                    " ".join(f"{k}={v}" for k, v in DEFAULT_MIX.items()) + "; kinds left out get none)")
-    g.add_argument("--workers", type=int, default=1, help="processes drawing images (default: 1)")
+    g.add_argument("--workers", type=positive_int, default=1, help="processes drawing images (default: 1)")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=_cmd_generate)
     n = sub.add_parser("new-posts", help="write two new posts (one text, two photos) to tag with a trained run")
-    n.add_argument("--out", required=True, help="output folder: posts.jsonl and images/")
+    n.add_argument("--out", required=True, type=output_dir, help="output folder: posts.jsonl and images/")
     n.set_defaults(func=_cmd_new_posts)
     return parser.parse_args(argv)
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(None)
