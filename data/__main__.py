@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from .errors import UserError
+from .errors import ArgumentParser, command, existing_dir, output_dir, positive_int
 from .logs import setup_logging
 
 log = logging.getLogger("data")
@@ -24,7 +24,7 @@ log = logging.getLogger("data")
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     from .prepare import PLACEHOLDER_MIN
 
-    p = argparse.ArgumentParser(prog="python -m data", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python -m data", description=__doc__.split("\n\n")[0])
     p.add_argument("-v", "--verbose", action="store_true", help="show the full log on the console too")
     sub = p.add_subparsers(dest="command", required=True)
     pr = sub.add_parser("prepare", help="resolve and check every post's image; write PREP/<split>.jsonl and "
@@ -32,20 +32,21 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     pr.add_argument("--data", nargs="+", required=True, metavar="FILE",
                     help="split files (CoNLL with IMGID lines, or JSONL), FILE or NAME=FILE (default name: the "
                          "file's stem)")
-    pr.add_argument("--images", required=True, help="folder of the posts' images (<IMGID>.jpg ...)")
-    pr.add_argument("--out", required=True, help="folder to write the prepared collection to")
+    pr.add_argument("--images", required=True, type=existing_dir, help="folder of the posts' images (<IMGID>.jpg ...)")
+    pr.add_argument("--out", required=True, type=output_dir, help="folder to write the prepared collection to")
     pr.add_argument("--keep-placeholders", action="store_true",
                     help="count placeholder images (one file's bytes under several names) as usable")
-    pr.add_argument("--placeholder-min", type=int, default=PLACEHOLDER_MIN, metavar="N",
+    pr.add_argument("--placeholder-min", type=positive_int, default=PLACEHOLDER_MIN, metavar="N",
                     help=f"distinct image names sharing one file's bytes that make it a placeholder "
                          f"(default {PLACEHOLDER_MIN})")
-    pr.add_argument("--workers", type=int, default=1, help="processes hashing and decoding images (default 1)")
+    pr.add_argument("--workers", type=positive_int, default=1, help="processes hashing and decoding images (default 1)")
     pr.add_argument("--encoding", default="utf-8", help="the split files' text encoding (default utf-8)")
     pr.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     return p.parse_args(argv)
 
 
+@command
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     setup_logging(None, args.verbose)
@@ -65,8 +66,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(e.exit_status)
+    sys.exit(main())
