@@ -741,12 +741,25 @@ def load_index(path, expect_embedder: str | None = None, expect_dim: int | None 
 
 
 # --------------------------------------------------------------------------- adding
+def embedding_precision(manifest: dict) -> str:
+    """The precision the artifact's vectors were computed at (``fp32``, ``fp16``, ``bf16``:
+    ``embedder_info.precision``); a manifest that does not say was written at fp32."""
+    return str((manifest.get("embedder_info") or {}).get("precision") or "fp32")
+
+
 def embedder_of(artifact: IndexArtifact, embedder: Embedder | None = None, device: str | None = None) -> Embedder:
     """The embedder that made ``artifact``, rebuilt from its manifest (or ``embedder``,
-    checked against it), so new images get the same model and preprocessing."""
+    checked against it), so new images get the same model, preprocessing and precision
+    (:func:`embedding_precision`: an index built at fp32 on a CPU is not joined by fp16
+    vectors from a GPU); a given embedder of another precision is used with a warning."""
     m = artifact.manifest
+    precision = embedding_precision(m)
     if embedder is None:
-        embedder = get_embedder(m["embedder"], **(m.get("embedder_config") or {}))
+        embedder = get_embedder(m["embedder"], **{**(m.get("embedder_config") or {}), "precision": precision})
+    elif embedder.precision != precision:
+        log.warning("index %s was embedded at %s, the given embedder computes at %s: the new vectors will differ "
+                    "slightly from the index's own (give it precision=%r)", artifact.path, precision,
+                    embedder.precision, precision)
     check_manifest(m, embedder.name, embedder.dim, embedder.tag, where=f"index {artifact.path}")
     if device is not None:
         embedder.to(device)

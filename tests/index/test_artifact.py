@@ -155,3 +155,31 @@ def test_a_damaged_file_is_named_with_the_command_that_rebuilds_it(tmp_path, nam
     if name != "manifest.json":
         assert (f"`python -m index build --images {tmp_path / 'd/images'} --data {files['train']} "
                 f"--embedder test_colour --out {out} --overwrite`") in msg
+
+
+def test_new_images_are_embedded_at_the_precision_of_the_index(monkeypatch, caplog):
+    """``auto`` is fp16 on a GPU: images added to (or read beside) an index built at fp32 on
+    a CPU are embedded at fp32 all the same; a manifest that does not say is fp32."""
+    from types import SimpleNamespace
+
+    import index.artifact
+    from index.artifact import embedder_of, embedding_precision
+
+    class Made:
+        name, dim, tag = "test_colour", 3, None
+
+        def __init__(self, precision="auto", **_):
+            self.precision = {"auto": "fp16"}.get(precision, precision)     # as on a GPU
+
+    monkeypatch.setattr(index.artifact, "get_embedder", lambda name, **kw: Made(**kw))
+    manifest = {"embedder": "test_colour", "dim": 3, "tag": None, "embedder_config": {},
+                "embedder_info": {"precision": "fp32"}}
+    art = SimpleNamespace(path="idx", manifest=manifest)
+    assert embedder_of(art).precision == "fp32"
+    manifest["embedder_info"] = {"name": "test_colour"}                 # written before it was read
+    assert embedding_precision(manifest) == "fp32" and embedder_of(art).precision == "fp32"
+    manifest["embedder_info"]["precision"] = "bf16"
+    assert embedder_of(art).precision == "bf16"
+    with caplog.at_level("WARNING", logger="index.artifact"):
+        embedder_of(art, Made("fp16"))                                 # given: used, with a word
+    assert "embedded at bf16" in caplog.text and "fp16" in caplog.text

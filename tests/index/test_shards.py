@@ -257,3 +257,28 @@ def test_merged_artifact_on_gpu_searches_like_cpu(collection, shard_set, tmp_pat
     cpu, gpu = load_index(out, gpu=False), load_index(out, gpu=True)
     assert type(gpu.faiss_index).__name__.startswith("Gpu")
     np.testing.assert_array_equal(gpu.search(cpu.embeddings, 5)[1], cpu.search(cpu.embeddings, 5)[1])
+
+
+def test_shards_embedded_at_different_precisions_are_refused(shard_set, tmp_path, capsys):
+    import shutil
+
+    from data.errors import UserError
+
+    copies = [tmp_path / p.name for p in shard_set]
+    for p, c in zip(shard_set, copies):
+        shutil.copytree(p, c)
+    f = copies[1] / "manifest.json"
+    m = json.loads(f.read_text())
+    assert m["embedder_info"]["precision"] == "fp32"
+    m["embedder_info"]["precision"] = "fp16"                              # shard 1 embedded on a GPU
+    f.write_text(json.dumps(m))
+    with pytest.raises(UserError, match="different precisions") as e:
+        merge_shards(copies, tmp_path / "m")
+    msg = str(e.value)
+    assert all(str(c) in msg for c in copies) and f"{copies[1]} (fp16)" in msg and "--precision fp32" in msg
+    assert not (tmp_path / "m").exists()
+    # a shard written before the precision was read counts as fp32, so it merges with fp32 ones
+    del m["embedder_info"]["precision"]
+    f.write_text(json.dumps(m))
+    merged = merge_shards(copies, tmp_path / "m", progress=False)
+    assert merged.manifest["embedder_info"]["precision"] == "fp32" and len(merged.ids) == 12

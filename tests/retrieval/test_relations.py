@@ -178,3 +178,25 @@ def test_inter_via_posts_with_an_ivf_text_index_matches_exact(monkeypatch):
     approx = inter_via_posts(text, image_rows, cand, 5)
     recall = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(approx.rows, exact.rows)])
     assert recall > 0.9
+
+
+def test_text_queries_are_embedded_at_the_precision_of_the_index_images(monkeypatch):
+    from types import SimpleNamespace
+
+    import retrieval.relations
+    from retrieval.relations import index_text_encoder
+
+    made = []
+
+    class Clip:
+        def __init__(self, precision="auto", **kw):
+            made.append(precision)
+
+        def embed_texts(self, texts):
+            return None
+
+    monkeypatch.setattr(retrieval.relations, "get_embedder", lambda name, **kw: Clip(**kw))
+    index_text_encoder(SimpleNamespace(manifest={"embedder": "clip", "embedder_config": {"model": "m"},
+                                                 "embedder_info": {"precision": "fp32"}}))
+    index_text_encoder(SimpleNamespace(manifest={"embedder": "clip", "embedder_config": {"model": "m"}}))
+    assert made == ["fp32", "fp32"]                          # never "auto", which is fp16 on a GPU
