@@ -52,3 +52,17 @@ def tiny_corpus_file(tmp_path):
     p = tmp_path / "tiny.txt"
     p.write_text(TINY_CONLL)
     return p
+
+
+def pytest_collection_modifyitems(config, items):
+    """``gpu`` tests need a CUDA device: where torch sees none they are skipped, saying so."""
+    gpu_items = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu_items:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
+    for item in gpu_items:
+        item.add_marker(skip)
