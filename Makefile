@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# the FAISS build, one of the extras: cpu (faiss-cpu) or gpu (faiss-gpu), never both
+FAISS  ?= cpu
 
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
@@ -13,7 +15,7 @@ export TOKENIZERS_PARALLELISM ?= false
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev,ocr]'
+	$(PY) -m pip install -q -e '.[dev,ocr,$(FAISS)]'
 	touch $(STAMP)
 
 DEMO  := data/demo

@@ -395,7 +395,7 @@ def write_and_publish(out: Path, overwrite: bool, manifest: dict, ids, emb, inde
 def _write_folder(tmp: Path, manifest: dict, ids: list[str], emb: np.ndarray, index,
                   regions: np.ndarray | None, context_rows: list[dict] | None, posts: dict | None = None) -> None:
     """Write an artifact's files to ``tmp`` (a shard's: ``index=None``, no ``index.faiss``)."""
-    import faiss
+    from .faiss_module import faiss
 
     tmp.mkdir(parents=True)
     if index is not None:

@@ -136,7 +136,7 @@ def make_index(factory: str, dim: int, train_vectors: np.ndarray | None = None, 
     Raises ValueError for a bad factory string or when training vectors are missing or
     too few.
     """
-    import faiss
+    from .faiss_module import faiss
 
     try:
         index = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
@@ -159,7 +159,7 @@ def make_index(factory: str, dim: int, train_vectors: np.ndarray | None = None, 
 
 def set_search_params(index, params: dict) -> None:
     """Apply ``{"nprobe": 16}`` / ``{"efSearch": 64}`` to a CPU or GPU index."""
-    import faiss
+    from .faiss_module import faiss
 
     params = dict(params or {})
     if "k_factor" in params:
@@ -189,7 +189,7 @@ def max_k(index) -> int:
 
 def is_gpu(index) -> bool:
     """A faiss-gpu index, or one spread over several GPUs (``IndexShards`` of GPU indexes)."""
-    import faiss
+    from .faiss_module import faiss
 
     if type(index).__name__.startswith("Gpu"):
         return True
@@ -209,7 +209,7 @@ def to_gpu(index, env=None):
     every process copying it onto every GPU would hold it once per process on each. Indexes FAISS
     cannot put on a GPU (HNSW, fast-scan, re-ranking wrappers) and indexes whose inverted
     lists are on disk (they are larger than the memory meant for them) stay on the CPU."""
-    import faiss
+    from .faiss_module import faiss
 
     n_gpus = getattr(faiss, "get_num_gpus", lambda: 0)()
     if n_gpus <= 0:
@@ -237,14 +237,14 @@ def to_gpu(index, env=None):
 
 def cpu_copy(index):
     """A CPU copy of a GPU index (``index`` itself when it is on the CPU)."""
-    import faiss
+    from .faiss_module import faiss
 
     return faiss.index_gpu_to_cpu(index) if is_gpu(index) else index
 
 
 def is_on_disk(index) -> bool:
     """Whether an IVF index's inverted lists are ``OnDiskInvertedLists``."""
-    import faiss
+    from .faiss_module import faiss
 
     try:
         ivf = faiss.extract_index_ivf(index)
@@ -304,7 +304,7 @@ def list_order(index, queries: np.ndarray) -> np.ndarray:
 
     Shapes: ``queries`` (nq, d) -> (nq,) int64.
     """
-    import faiss
+    from .faiss_module import faiss
 
     q = as_float32(queries)
     try:

@@ -343,7 +343,7 @@ def merge_shards(paths: Sequence[str | os.PathLike], out, factory: str | None = 
 def _write_folder_rest(tmp: Path, manifest: dict, ids: list[str], index, shards) -> None:
     """The files of a merged artifact besides the vectors: index, ids, visual context
     (the shards' ``tags.jsonl`` one after another), posts, the shards' build logs, manifest."""
-    import faiss
+    from .faiss_module import faiss
 
     faiss.write_index(index, str(tmp / "index.faiss"))
     (tmp / "ids.json").write_text(json.dumps(ids), encoding="utf-8")

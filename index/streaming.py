@@ -166,7 +166,7 @@ def write_npy_parts(out: str | os.PathLike, parts: Sequence[np.ndarray], rows: i
 
 def check_on_disk_factory(index, factory: str) -> None:
     """Raise ``ValueError`` unless ``index`` is an inverted file whose lists can go on disk."""
-    import faiss
+    from .faiss_module import faiss
 
     top = faiss.downcast_index(index)
     try:
@@ -193,7 +193,7 @@ def build_streamed(factory: str, vectors: VectorFiles, on_disk_dir: str | os.Pat
         seed: of the training sample (as :func:`index.factory.make_index`).
     Returns the filled index (CPU).
     """
-    import faiss
+    from .faiss_module import faiss
     from tqdm.auto import tqdm
 
     n = len(vectors)
@@ -234,7 +234,7 @@ def build_streamed(factory: str, vectors: VectorFiles, on_disk_dir: str | os.Pat
 
 def read_index(path: str | os.PathLike):
     """``faiss.read_index``, opening an ``index.ivfdata`` beside the file from that folder."""
-    import faiss
+    from .faiss_module import faiss
 
     path = Path(path)
     flags = faiss.IO_FLAG_ONDISK_SAME_DIR if (path.parent / IVFDATA).is_file() else 0

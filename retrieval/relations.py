@@ -260,7 +260,7 @@ class KnnSearch:
     """
 
     def __init__(self, base: np.ndarray):
-        import faiss
+        from index.faiss_module import faiss
 
         self.base = np.ascontiguousarray(base, dtype=np.float32)
         factory = choose_factory(len(self.base), self.base.shape[1])

@@ -180,7 +180,7 @@ def _faiss_search(artifact, queries, k, mask, n_pool, excl):
     A GPU index takes no ID selector and answers at most :data:`index.factory.GPU_MAX_K`
     neighbours a search: it is over-fetched up to that many, and a query left short of
     admissible neighbours is answered by exact search over the pool (:func:`search`)."""
-    import faiss
+    from index.faiss_module import faiss
 
     from index.factory import is_gpu, max_k
 
@@ -202,7 +202,7 @@ def _faiss_search(artifact, queries, k, mask, n_pool, excl):
 
 
 def _params_for(index, sel):
-    import faiss
+    from index.faiss_module import faiss
 
     base = faiss.downcast_index(index)
     if isinstance(base, faiss.IndexIVF):
