@@ -34,12 +34,13 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from data.errors import ArgumentParser, UserError, command, exit_status, raising  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 import train  # noqa: E402
 from benchmarks.provenance import RESULTS, write_result  # noqa: E402
-from rgcn.config import ConfigError, load_config  # noqa: E402
+from rgcn.config import load_config  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 DEFAULT_CONFIG = ROOT / "configs" / "twitter2015_text.yaml"
@@ -47,7 +48,8 @@ METRICS = ("precision", "recall", "f1")
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/accuracy.py",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", default=str(DEFAULT_CONFIG), help="run config (default: %(default)s)")
     p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
                    help="config overrides as in train.py, e.g. encoder.pooling=mean train.epochs=10 "
@@ -131,12 +133,12 @@ def split_paths(a) -> dict[str, str] | None:
     if a.dataset:
         folder = SHARED / a.dataset
         if not folder.is_dir():
-            sys.exit(f"no dataset folder {folder}")
+            raise UserError(f"no dataset folder {folder}")
         for k in split:
             if split[k] is None and (folder / f"{k}.txt").exists():
                 split[k] = str(folder / f"{k}.txt")
     if not split["train"] or not split["valid"]:
-        sys.exit("give --dataset, or both --train and --valid")
+        raise UserError("give --dataset, or both --train and --valid")
     return split
 
 
@@ -172,8 +174,8 @@ def same_config(run: Path, args: list[str]) -> None:
                       if flat_want.get(k) != flat_have.get(k) and k not in EXECUTION_ONLY)
         if not diff:
             return
-        sys.exit(f"{run} was trained with another config (it differs in {', '.join(diff)}); "
-                 "give the sweep another --name or --out-dir, or delete that folder")
+        raise UserError(f"{run} was trained with another config (it differs in {', '.join(diff)}); "
+                        "give the sweep another --name or --out-dir, or delete that folder")
 
 
 def flatten(d: dict, prefix: str = "") -> dict:
@@ -192,7 +194,7 @@ def train_run(run: Path, args: list[str], progress: bool) -> tuple[dict, str]:
         return json.loads((run / "results.json").read_text()), "reused"
     resume = (run / "last" / "trainer_state.pt").exists()
     flags = [*([] if progress else ["--no-progress"]), *(["--resume"] if resume else [])]
-    return train.main([*args, *flags]), "resumed" if resume else "trained"
+    return raising(train.main)([*args, *flags]), "resumed" if resume else "trained"
 
 
 def score_test(run: Path, test: str, best_epoch: int) -> dict:
@@ -247,7 +249,7 @@ def ensemble_groups(runs: list[dict], size: int) -> list[list[dict]]:
     runs left over after the last whole group are not used."""
     size = size or len(runs)
     if size < 2 or size > len(runs):
-        sys.exit(f"--ensemble {size}: an ensemble needs 2 to {len(runs)} seeds (this sweep has {len(runs)})")
+        raise UserError(f"--ensemble {size}: an ensemble needs 2 to {len(runs)} seeds (this sweep has {len(runs)})")
     return [runs[i:i + size] for i in range(0, len(runs) - size + 1, size)]
 
 
@@ -259,16 +261,14 @@ def score_ensembles(sweep_dir: Path, runs: list[dict], size: int, splits: dict[s
             "summary": {k: summarise_split([g["scores"][k] for g in groups]) for k in groups[0]["scores"]}}
 
 
+@command
 def main(argv=None) -> dict:
     a = parse_args(argv)
     split = split_paths(a)
-    try:
-        base = load_config(a.config, a.overrides)
-    except ConfigError as e:
-        sys.exit(f"config error: {e}")
+    base = load_config(a.config, a.overrides)
     test = None if a.dev_only else (split["test"] if split else a.test or base.data.test)
     if test and not Path(test).is_file():
-        sys.exit(f"test split {test} not found (give --test, or --dev-only to score none)")
+        raise UserError(f"test split {test} not found (give --test, or --dev-only to score none)")
     stem = Path(a.config).stem
     name = a.name or stem + (f"_{a.dataset}" if a.dataset and a.dataset not in stem else "")
     sweep_dir = Path(a.out_dir) / name
@@ -315,4 +315,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

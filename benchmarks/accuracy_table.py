@@ -13,12 +13,12 @@ Writes ``benchmarks/results/accuracy_table.json`` (``--out``) and ``.md`` beside
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from data.errors import ArgumentParser, UserError, command, exit_status  # noqa: E402
 from benchmarks.provenance import RESULTS, write_rendering, write_result  # noqa: E402
 
 SWEEPS = ("twitter2015_mpnet", "twitter2015_mpnet_6seeds", "twitter2015_minilm", "twitter2017_mpnet", "twitter2017_minilm")
@@ -64,8 +64,9 @@ def render(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+@command
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python benchmarks/accuracy_table.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--sweeps", nargs="+", default=list(SWEEPS),
                    help="sweep names (benchmarks/results/accuracy_<name>.json) or result file paths")
     p.add_argument("--out", default=str(RESULTS / "accuracy_table.json"))
@@ -74,8 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
     for name in a.sweeps:
         path = Path(name) if name.endswith(".json") else RESULTS / f"accuracy_{name}.json"
         if not path.is_file():
-            sys.exit(f"error: {path} not found: run `python benchmarks/accuracy.py --config ...` for that sweep "
-                     "first (`make accuracy` runs the four default ones)")
+            raise UserError(f"{path} not found: run `python benchmarks/accuracy.py --config ...` for that sweep "
+                            "first (`make accuracy` runs the four default ones)")
         rows.append(row(json.loads(path.read_text()), path.stem.removeprefix("accuracy_")))
     out = Path(a.out)
     result = write_result(out, {"rows": rows}, __file__, argv)
@@ -88,4 +89,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

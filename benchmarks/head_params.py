@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from data.errors import ArgumentParser, UserError, command, exit_status  # noqa: E402
 
 from benchmarks.provenance import RESULTS, write_result  # noqa: E402
 
@@ -32,7 +33,7 @@ def count(run: str | Path) -> dict:
 
     ckpt = Path(run) / "best" if (Path(run) / "best" / "model.safetensors").is_file() else Path(run)
     if not (ckpt / "model.safetensors").is_file():
-        raise SystemExit(f"{run}: no model.safetensors in it or in its best/ folder (is it a run folder?)")
+        raise UserError(f"{run}: no model.safetensors in it or in its best/ folder (is it a run folder?)")
     parts = dict.fromkeys(PARTS, 0)
     with safe_open(str(ckpt / "model.safetensors"), "pt") as f:
         for key in f.keys():
@@ -42,8 +43,10 @@ def count(run: str | Path) -> dict:
     return {"run": str(run), "head_name": head, "parts": parts, "total": sum(parts.values())}
 
 
+@command
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/head_params.py",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("runs", nargs="+", help="run folders, the baseline (text) first")
     p.add_argument("--output", default=str(RESULTS / "head_params.json"))
     a = p.parse_args(argv)
@@ -61,4 +64,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

@@ -52,6 +52,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from data.errors import ArgumentParser, UserError, command, exit_status, raising  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import train  # noqa: E402
@@ -76,7 +77,8 @@ RATIO = "_vs_text"        # a timing divided by the text head's in the same seed
 def parse_args(argv=None):
     from rgcn.heads import list_heads
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/heads.py",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset-prefix", default="demo",
                    help="names the configs (configs/PREFIX_HEAD.yaml), the default data (data/PREFIX/), "
                         "index (.cache/PREFIX/index) and result (heads_PREFIX.json); default demo")
@@ -150,9 +152,9 @@ def head_args(head: str, prefix: str, index: str, config_dir: Path = CONFIGS) ->
 def text_config(prefix: str, config_dir: Path = CONFIGS) -> Path:
     path = config_dir / f"{prefix}_{TEXT}.yaml"
     if not path.is_file():
-        raise SystemExit(f"{path} not found: the board runs every head without its own config "
-                         f"({config_dir}/{prefix}_<head>.yaml) from the text config, and takes the shared "
-                         "encoder and batch size from it")
+        raise UserError(f"{path} not found: the board runs every head without its own config "
+                        f"({config_dir}/{prefix}_<head>.yaml) from the text config, and takes the shared "
+                        "encoder and batch size from it")
     return path
 
 
@@ -201,7 +203,7 @@ def run_seed(a, seed: int, shared: list[str], gold, photo_types) -> dict:
         res = finished_run(run, argv)
         if res is None:
             with quiet(not a.verbose):
-                res = train.main(argv)
+                res = raising(train.main)(argv)
         else:
             print(f"seed {seed} {name}: {_rel(str(run))} already holds this run, finished: reused", flush=True)
         hist = res["history"]
@@ -412,6 +414,7 @@ def _rel(path: str) -> str:
     return str(p.relative_to(ROOT) if p.is_relative_to(ROOT) else p)
 
 
+@command
 def main(argv=None) -> dict:
     setup_logging(None)                     # before the heads' imports, so that their warnings are held back
     from rgcn.heads import head_class
@@ -426,9 +429,9 @@ def main(argv=None) -> dict:
     shared = [f"encoder.name={base.encoder.name}", f"train.batch_size={base.train.batch_size}"]
     readers = sorted({h for _, h, _ in a.rows if head_class(h).reads_index})
     if readers and not (Path(a.index) / "manifest.json").is_file():
-        raise SystemExit(f"{', '.join(readers)} read(s) the image index, and there is none at {a.index}: "
-                         f"build it (python -m index build --data ... --images {_rel(a.images)} --out "
-                         f"{_rel(a.index)}) or pass --index")
+        raise UserError(f"{', '.join(readers)} read(s) the image index, and there is none at {a.index}: "
+                        f"build it (python -m index build --data ... --images {_rel(a.images)} --out "
+                        f"{_rel(a.index)}) or pass --index")
     print(f"heads {a.heads}" + (f", variants {[v[0] for v in a.variant]}" if a.variant else "") + f", seeds {a.seeds}, {a.epochs} epochs, threads {a.threads}; every run: "
           f"{' '.join(shared + a.set)}", flush=True)
     cwd = Path.cwd()
@@ -469,4 +472,4 @@ def render(result: dict, output: str, chart_path: str | None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

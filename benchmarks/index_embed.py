@@ -8,7 +8,6 @@ temporary folder, so decoding and resizing are included, as in a real build.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import tempfile
@@ -18,13 +17,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from data.errors import ArgumentParser, command, exit_status  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks.provenance import write_result  # noqa: E402
 
 
+@command
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python benchmarks/index_embed.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=256)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--workers", type=int, default=2)
@@ -68,4 +69,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main()))

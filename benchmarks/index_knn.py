@@ -11,7 +11,6 @@ rows marked "est" extrapolate the sample's search time to all N.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from data.errors import ArgumentParser, command, exit_status  # noqa: E402
 from benchmarks.index_synthetic import clustered_unit_vectors  # noqa: E402
 from benchmarks.provenance import write_result  # noqa: E402
 from index.factory import (choose_factory, drop_self, make_index, recall_at_k,  # noqa: E402
@@ -136,8 +136,9 @@ def table(results) -> str:
     return "\n".join(lines)
 
 
+@command
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python benchmarks/index_knn.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--sample", type=int, default=2000, help="queries for recall / estimates")
@@ -168,4 +169,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main()))

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from data.errors import ArgumentParser, command, exit_status  # noqa: E402
 from benchmarks.provenance import write_result  # noqa: E402
 from data.files import write_atomically  # noqa: E402
 
@@ -85,8 +86,9 @@ def measure(files: list[Path], factory: str, params: dict, rows: np.ndarray, k: 
             "index_ram_gb_at_10M": round(index_ram_bytes(factory, 10_000_000, v.dim) / 1e9, 3), "I": I.tolist()}
 
 
+@command
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python benchmarks/index_large.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--n", type=int, default=1_000_000)
     p.add_argument("--dim", type=int, default=512)
     p.add_argument("--shards", type=int, default=4)
@@ -145,4 +147,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main()))

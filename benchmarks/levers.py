@@ -33,6 +33,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from data.errors import ArgumentParser, command, exit_status  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -54,7 +55,8 @@ ACCURACY = ROOT / "benchmarks" / "accuracy.py"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/levers.py",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--config", required=True, help="the base run config")
     p.add_argument("--name", help="sweep prefix (default: the config file's stem)")
     p.add_argument("--levers", nargs="+", default=[*LEVERS, *DECODING],
@@ -160,6 +162,7 @@ def render(result: dict) -> str:
     return "\n".join(rows) + "\n"
 
 
+@command
 def main(argv=None) -> dict:
     a = parse_args(argv)
     from rgcn.config import load_config
@@ -193,4 +196,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

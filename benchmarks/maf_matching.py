@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from data.errors import ArgumentParser, UserError, command, exit_status  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np  # noqa: E402
@@ -35,7 +36,8 @@ from rgcn.training import load_for_corpus  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/maf_matching.py",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", default="runs/heads/maf/seed13", help="a MAF run folder (or its best/)")
     p.add_argument("--split", default="data/demo/test.jsonl", help="labelled posts held out from training")
     p.add_argument("--images", default="data/demo/images")
@@ -114,13 +116,14 @@ def plot(real: np.ndarray, swapped: np.ndarray, by_kind: dict, path: Path, title
     plt.close(fig)
 
 
+@command
 def main(argv=None) -> dict:
     a = parse_args(argv)
     output = Path(a.output).resolve()
     corpus = read_corpus(a.split, a.images, require_tags=True)
     model, cfg, _ = load_for_corpus(a.run, corpus)
     if cfg.head.name != "maf":
-        raise SystemExit(f"{a.run} is a {cfg.head.name!r} run; this measures MAF's matcher")
+        raise UserError(f"{a.run} is a {cfg.head.name!r} run; this measures MAF's matcher")
     samples = corpus.samples
     _, present = model.head.regions.lookup([s.id for s in samples])
     with_image = [s for s, p in zip(samples, present.tolist()) if p]
@@ -152,4 +155,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

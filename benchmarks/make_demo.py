@@ -20,17 +20,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from data.errors import ArgumentParser, UserError, command, exit_status  # noqa: E402
 
 from benchmarks.provenance import RESULTS, write_result  # noqa: E402
 
 
+@command
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/make_demo.py",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", default=str(RESULTS / "make_demo.json"))
     a = p.parse_args(argv)
     venv = ROOT / ".venv"
     if not (venv / "bin" / "python").exists():
-        sys.exit(f"{venv} is missing: run `make test` or `make demo` once first")
+        raise UserError(f"{venv} is missing: run `make test` or `make demo` once first")
     with tempfile.TemporaryDirectory() as tmp:
         clone = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
@@ -49,4 +52,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

@@ -22,7 +22,6 @@ frequent top tag of the sign images.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import statistics
@@ -33,6 +32,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from data.errors import ArgumentParser, command, exit_status  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from benchmarks.provenance import write_result  # noqa: E402
@@ -106,8 +106,9 @@ def photo_views(folder: Path, seed: int) -> list[tuple[str, str]]:
     return out
 
 
+@command
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python benchmarks/ocr_accuracy.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--demo", default=None, help="a demo folder (data/demo); default: generate one")
     p.add_argument("--splits", nargs="+", default=["train", "valid", "test"], help="with --demo: splits read")
     p.add_argument("--n", type=int, default=100, help="without --demo: visual_text posts generated (test split)")
@@ -191,4 +192,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main()))

@@ -22,7 +22,6 @@ it: the file records the command, the machine, and the load average at start and
 """
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from data.errors import ArgumentParser, command, exit_status  # noqa: E402
 from benchmarks.provenance import write_result  # noqa: E402
 
 
@@ -172,8 +172,9 @@ def bench_sampled(n: int, dim: int, k: int, n_queries: int, rng) -> dict:
     return out
 
 
+@command
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python benchmarks/retrieval_graphs.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", nargs="+", type=int, default=[8257, 1_000_000])
     p.add_argument("--k", type=int, default=5)
     p.add_argument("--queries", type=int, default=20_000, help="query posts timed at sizes above 100k")
@@ -210,4 +211,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main()))

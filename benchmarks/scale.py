@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from data.errors import ArgumentParser, UserError, command, exit_status  # noqa: E402
 from benchmarks.provenance import RESULTS, ROOT, write_rendering, write_result  # noqa: E402
 from data.files import write_atomically  # noqa: E402
 
@@ -80,7 +81,7 @@ def size_label(n: int) -> str:
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python benchmarks/scale.py", description=__doc__.split("\n\n")[0])
+    p = ArgumentParser(prog="python benchmarks/scale.py", description=__doc__.split("\n\n")[0])
     p.add_argument("--sizes", nargs="+", type=parse_size, default=[10_000, 100_000],
                    help="collection sizes, e.g. 10k 100k 1M 10M")
     p.add_argument("--dim", type=int, default=512, help="vector width")
@@ -418,8 +419,8 @@ def prepare_size(args, n: int) -> Path:
         old = json.loads(f.read_text())
         if old != cfg:
             diff = {k: (old.get(k), v) for k, v in cfg.items() if old.get(k) != v}
-            raise SystemExit(f"error: {d} holds a run with other settings (kept, asked): {diff}; use another "
-                             f"--work-dir or delete it (`rm -r {d}`)")
+            raise UserError(f"{d} holds a run with other settings (kept, asked): {diff}; use another "
+                            f"--work-dir or delete it (`rm -r {d}`)")
     else:
         _write_json(f, cfg)
     return d
@@ -438,8 +439,8 @@ def check_room(args, n: int, d: Path) -> None:
     need = raw * left["vectors"] + index_bytes * left["index"] + n * K * 12 * left["knn"]
     free = shutil.disk_usage(d).free
     if need > free:
-        raise SystemExit(f"error: n={size_label(n)} needs about {need / GB:.1f} GB of disk in {d} "
-                         f"(vectors, index, kNN) but {free / GB:.1f} GB are free: use another --work-dir")
+        raise UserError(f"n={size_label(n)} needs about {need / GB:.1f} GB of disk in {d} "
+                        f"(vectors, index, kNN) but {free / GB:.1f} GB are free: use another --work-dir")
     memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     if index_bytes > 0.8 * memory:
         print(f"warning: the index {factory} keeps about {index_bytes / GB:.1f} GB in memory at "
@@ -579,6 +580,7 @@ def plot(result: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
+@command
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
@@ -648,4 +650,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main()))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from data.errors import ArgumentParser, UserError, command, exit_status  # noqa: E402
 
 from benchmarks.accuracy import spread  # noqa: E402
 from benchmarks.provenance import write_result  # noqa: E402
@@ -32,11 +33,11 @@ def summarise(name: str, files: list[str]) -> dict:
     for f, r in zip(files[1:], runs[1:]):
         differ = [k for k in SAME if r.get(k) != runs[0].get(k)]
         if differ:
-            raise SystemExit(f"--group {name}: {f} differs from {files[0]} in {', '.join(differ)}, not only in "
-                             "the seed")
+            raise UserError(f"--group {name}: {f} differs from {files[0]} in {', '.join(differ)}, not only in "
+                            "the seed")
     seeds = [r["seed"] for r in runs]
     if len(set(seeds)) != len(seeds):
-        raise SystemExit(f"--group {name}: a seed appears twice ({seeds})")
+        raise UserError(f"--group {name}: a seed appears twice ({seeds})")
     return {"files": [str(f) for f in files], "seeds": seeds, "setting": {k: runs[0].get(k) for k in SAME},
             "test_f1": spread([r["test"]["f1"] for r in runs]), "valid_f1": spread([r["valid"]["f1"] for r in runs]),
             "test_f1_by_type": {t: spread([r["test_by_type"][t]["f1"] for r in runs]) for t in runs[0]["test_by_type"]},
@@ -44,8 +45,10 @@ def summarise(name: str, files: list[str]) -> dict:
             "tagging_posts_per_second": spread([r["tagging_posts_per_second"] for r in runs])}
 
 
+@command
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/seeds.py",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--group", nargs="+", action="append", required=True, metavar="NAME FILE",
                    help="a setting's name and its result files, one per seed (repeatable)")
     p.add_argument("--output", required=True, help="result JSON")
@@ -68,4 +71,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

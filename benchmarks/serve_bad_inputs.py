@@ -25,6 +25,7 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from data.errors import ArgumentParser, command, exit_status  # noqa: E402
 
 GOOD = {"text": "Look at Zelby today in Paris"}
 
@@ -146,13 +147,15 @@ def table(rows: list[dict], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+@command
 def main(argv=None) -> dict:
     import httpx
 
     from benchmarks.provenance import RESULTS, command_line, write_rendering, write_result
     from benchmarks.serve_process import ServeProcess
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/serve_bad_inputs.py",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", nargs="+", default=["runs/demo/rgcn/seed13"])
     p.add_argument("--max-upload-mb", type=float, default=20.0)
     p.add_argument("--output", default=str(RESULTS / "serve_bad_inputs.json"))
@@ -174,4 +177,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

@@ -26,13 +26,15 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from data.errors import ArgumentParser, UserError, command, exit_status  # noqa: E402
 
 from benchmarks.provenance import RESULTS, write_result  # noqa: E402
 from index.artifact import load_index  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/shard_demo.py",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--demo", default=str(ROOT / "data" / "demo"))
     p.add_argument("--nproc", type=int, default=2)
     p.add_argument("--k", type=int, default=10)
@@ -51,11 +53,12 @@ def build(args: list[str], out: Path, nproc: int = 1) -> float:
     return time.perf_counter() - t0
 
 
+@command
 def main(argv=None) -> dict:
     a = parse_args(argv)
     demo, work = Path(a.demo), Path(a.work)
     if not (demo / "manifest.json").exists():
-        sys.exit(f"no demo in {demo}: make it with `python -m data.demo generate --out {demo}`")
+        raise UserError(f"no demo in {demo}: make it with `python -m data.demo generate --out {demo}`")
     shutil.rmtree(work, ignore_errors=True)
     args = ["--images", str(demo / "images"), "--data", *(str(demo / f"{s}.jsonl") for s in ("train", "valid", "test"))]
     seconds = {"single": build(args, work / "single"), "sharded": build(args, work / "sharded", a.nproc)}
@@ -78,4 +81,4 @@ def main(argv=None) -> dict:
 
 if __name__ == "__main__":
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    main()
+    sys.exit(exit_status(main()))

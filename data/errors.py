@@ -98,6 +98,13 @@ def command(main: Callable) -> Callable:
     return wrapper
 
 
+def raising(main: Callable) -> Callable:
+    """``main`` without :func:`command`'s catch, for a command that runs another one: the inner
+    command's :class:`UserError` reaches the outer command (which says it once) instead of
+    coming back as a status 2 the caller would take for a result."""
+    return getattr(main, "__wrapped__", main)
+
+
 def exit_status(result) -> int:
     """The process status for what a decorated ``main`` returned: an int as is (``None``: 0);
     anything else (a results dict) means success."""
@@ -146,6 +153,15 @@ def existing_path(value: str) -> str:
     if not Path(value).expanduser().exists():
         raise argparse.ArgumentTypeError(f"{value}: no such file or folder; give an existing path")
     return value
+
+
+def unwritable(path: str | os.PathLike) -> str | None:
+    """Why the folder ``path`` cannot be made or written (a file in its place or above it, an
+    ancestor that is not writable), or ``None`` when it can."""
+    p = Path(path).expanduser()
+    if p.exists() and not p.is_dir():
+        return f"{p} is a file, not a folder"
+    return _writable_ancestor(p)[1]
 
 
 def _writable_ancestor(p: Path) -> tuple[Path, str | None]:

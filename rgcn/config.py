@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 
 from data.corpus import ENTITY_TYPES
-from data.errors import UserError, one_line
+from data.errors import UserError, one_line, unwritable
 
 
 class ConfigError(UserError, ValueError):
@@ -253,9 +253,12 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
             raise ConfigError(str(path), f"not UTF-8 text ({e.reason} at byte {e.start})",
                               "give a YAML or JSON run config") from None
         except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
+            mark, context = getattr(e, "problem_mark", None), getattr(e, "context_mark", None)
             where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-            raise ConfigError(where, f"not valid YAML/JSON ({_yaml_problem(e)})",
+            opened = (f"; {one_line(e.context)} at line {context.line + 1}"
+                      if context is not None and getattr(e, "context", None) and mark is not None
+                      and context.line != mark.line else "")
+            raise ConfigError(where, f"not valid YAML/JSON ({_yaml_problem(e)}{opened})",
                               "fix the file at that line") from None
         where = str(path)
     return config_from_dict(apply_overrides(raw, list(overrides)), where)
@@ -263,10 +266,10 @@ def load_config(path: str | Path | None, overrides: list[str] = ()) -> RunConfig
 
 def check_paths(cfg: RunConfig) -> None:
     """Refuse, before any work, a path of ``cfg`` that is not there: the split files, the image
-    folder, the text encoder (``encoder.name``: an offline alias, a folder or a reachable hub
-    name) and the index of a head that reads one (``head.options.index``). The
-    :class:`ConfigError` names the key. A config read back from a checkpoint is not checked: its
-    paths are the training machine's."""
+    folder, the run folder (``out_dir``: it can be written), the text encoder (``encoder.name``: an
+    offline alias, a folder or a reachable hub name) and the index of a head that reads one
+    (``head.options.index``). The :class:`ConfigError` names the key. A config read back from a
+    checkpoint is not checked: its paths are the training machine's."""
     from data.pretrained import resolve_text_model
 
     from .heads import head_class
@@ -287,6 +290,10 @@ def check_paths(cfg: RunConfig) -> None:
                    if not Path(index).is_dir() else "no manifest.json in it: not an index artifact")
             raise ConfigError(f"head.options.index={index}", why, "build it with `python -m index build "
                               f"--images DIR --data SPLIT... --out {index}`, or give null for no images")
+    why = unwritable(cfg.run_dir)
+    if why:
+        raise ConfigError(f"out_dir={cfg.out_dir}", f"the run folder {cfg.run_dir} cannot be written ({why})",
+                          "give out_dir a folder that can be written")
     try:
         resolve_text_model(cfg.encoder.name)
     except UserError as e:

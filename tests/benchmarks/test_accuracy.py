@@ -16,6 +16,7 @@ from data.corpus import read_predictions
 from rgcn.config import load_config
 from rgcn.metrics import score
 from tests.conftest import TINY_CONLL
+from data.errors import UserError, raising
 
 # dev F1 and seconds per epoch of each scripted seed; dev chooses epoch 2 of 3
 DEV_F1 = {13: 60.0, 14: 70.0, 15: 80.0}
@@ -155,8 +156,8 @@ def test_resume_skips_finished_runs_and_continues_a_killed_one(data, scripted, t
 
 def test_a_folder_trained_with_another_config_is_refused(data, scripted, tmp_path):
     accuracy.main(_args(data, tmp_path, "--seeds", "13"))
-    with pytest.raises(SystemExit, match="differs in train.lr"):
-        accuracy.main(_args(data, tmp_path, "--seeds", "13", "train.lr=1e-3"))
+    with pytest.raises(UserError, match="differs in train.lr"):
+        raising(accuracy.main)(_args(data, tmp_path, "--seeds", "13", "train.lr=1e-3"))
     # the thread count says how the run went, not what it learnt: the run is reused
     out = accuracy.main(_args(data, tmp_path, "--seeds", "13", "--threads", "1"))
     assert out["runs"][0]["how"] == "reused"
@@ -166,8 +167,8 @@ def test_a_folder_trained_with_another_config_is_refused(data, scripted, tmp_pat
     args = _args(data, tmp_path, "--seeds", "13")
     args[args.index("--out-dir") + 1], args[args.index("--name") + 1] = str(tmp_path / "other"), "linked"
     assert accuracy.main(args)["runs"][0]["how"] == "reused"
-    with pytest.raises(SystemExit, match="differs in train.lr"):
-        accuracy.main([*args, "train.lr=1e-3"])
+    with pytest.raises(UserError, match="differs in train.lr"):
+        raising(accuracy.main)([*args, "train.lr=1e-3"])
 
 
 def test_dev_only_never_reads_the_test_file(data, scripted, tmp_path, monkeypatch):
@@ -183,8 +184,8 @@ def test_dev_only_never_reads_the_test_file(data, scripted, tmp_path, monkeypatc
     assert all(dict(x.split("=", 1) for x in argv if "=" in x)["data.test"] == "" for argv in scripted.train)
     # without --dev-only a missing test file stops the sweep before any training
     scripted.train.clear()
-    with pytest.raises(SystemExit, match="not found"):
-        accuracy.main(args[:-1])
+    with pytest.raises(UserError, match="not found"):
+        raising(accuracy.main)(args[:-1])
     assert scripted.train == []
 
 
@@ -234,5 +235,5 @@ def test_disjoint_ensembles_of_k_seeds_are_each_scored_and_spread(data, tiny_enc
     f1 = [g["scores"]["test"]["micro"]["f1"] for g in groups]
     assert out["ensembles"]["summary"]["test"]["f1"]["mean"] == pytest.approx(sum(f1) / 2, abs=1e-4)
     assert len(json.loads((tmp_path / "runs" / "sweep" / "ensemble_scores.json").read_text())["entries"]) == 2
-    with pytest.raises(SystemExit, match="--ensemble 9: an ensemble needs 2 to 5 seeds"):
-        accuracy.main(_args(data, tmp_path, "--seeds", "13", "14", "15", "16", "17", "--ensemble", "9", *common))
+    with pytest.raises(UserError, match="--ensemble 9: an ensemble needs 2 to 5 seeds"):
+        raising(accuracy.main)(_args(data, tmp_path, "--seeds", "13", "14", "15", "16", "17", "--ensemble", "9", *common))

@@ -5,6 +5,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks import accuracy_table
+from data.errors import UserError, raising
 
 
 def _sweep(path, name, dev, test, ens, epochs):
@@ -45,5 +46,5 @@ def test_the_table_holds_each_sweeps_figures(tmp_path):
 
 
 def test_a_missing_sweep_says_how_to_make_it(tmp_path):
-    with pytest.raises(SystemExit, match="no_such.json not found: run `python benchmarks/accuracy.py"):
-        accuracy_table.main(["--sweeps", str(tmp_path / "no_such.json"), "--out", str(tmp_path / "t.json")])
+    with pytest.raises(UserError, match="no_such.json not found: run `python benchmarks/accuracy.py"):
+        raising(accuracy_table.main)(["--sweeps", str(tmp_path / "no_such.json"), "--out", str(tmp_path / "t.json")])

@@ -16,6 +16,7 @@ from data.corpus import read_corpus, read_predictions, write_conll
 from index.__main__ import main as index_main
 from rgcn.__main__ import score_by_kind
 from tests.colour import write_kinds
+from data.errors import UserError
 
 
 @pytest.fixture(scope="module")
@@ -220,7 +221,7 @@ def test_a_new_head_runs_from_the_text_config(monkeypatch, tmp_path):
     assert heads.head_args("rgcn", "demo", "IDX", tmp_path) == ["--config", str(tmp_path / "demo_rgcn.yaml"),
                                                                 "head.options.index=IDX"]
     assert "reader" in heads.parse_args([]).heads                 # registered: on the board by default
-    with pytest.raises(SystemExit, match="other_text.yaml not found"):
+    with pytest.raises(UserError, match="other_text.yaml not found"):
         heads.head_args("plain", "other", "IDX", tmp_path)
 
 
@@ -234,7 +235,7 @@ def test_options_and_defaults():
     assert heads.parse_args(["--no-chart"]).chart is None
     assert heads.overrides_for("rgcn", ["train.lr=1e-4", "rgcn:head.options.k=3", "text:x.y=1"]) == \
         ["train.lr=1e-4", "head.options.k=3"]
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserError):
         heads.parse_args(["--set", "nohead:train.lr=1"])
 
 
@@ -291,7 +292,7 @@ def test_a_variant_is_its_head_with_overrides(kinds_data, fake_training, tmp_pat
     assert argv[:2] == ["--config", str(heads.CONFIGS / "demo_rgcn.yaml")]
     assert opt["head.options.k"] == "3" and opt["head.options.gcn_hidden"] == "8" and "head.options.index" in opt
     assert opt["out_dir"] == str(tmp_path / "runs" / "rgcn_k3")
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserError):
         heads.parse_args(["--variant", "x", "nohead"])
-    with pytest.raises(SystemExit):
+    with pytest.raises(UserError):
         heads.parse_args(["--heads", "text", "--variant", "text", "rgcn"])

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from benchmarks import scale
+from data.errors import UserError, raising
 
 STAGES = ("vectors", "index", "knn", "graph", "recall")
 
@@ -81,8 +82,8 @@ def test_an_interrupted_sweep_keeps_its_finished_stages(tmp_path, monkeypatch, c
     for st in ("vectors", "index", "knn"):
         assert (d / f"{st}.json").read_text() == kept[st]
     assert res["sizes"][0]["stages"]["graph"]["edges"] == 10_000
-    with pytest.raises(SystemExit, match="holds a run with other settings.*'dim': \\(32, 16\\)"):
-        scale.main(["--sizes", "2k", "--dim", "16", "--work-dir", str(tmp_path / "work"), "--quiet",
+    with pytest.raises(UserError, match="holds a run with other settings.*'dim': \\(32, 16\\)"):
+        raising(scale.main)(["--sizes", "2k", "--dim", "16", "--work-dir", str(tmp_path / "work"), "--quiet",
                     "--out", str(tmp_path / "x.json")])
 
 
@@ -116,8 +117,8 @@ def test_a_size_that_does_not_fit_the_disk_is_refused(tmp_path, monkeypatch):
 
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage(10 ** 9, 0, 10 ** 5))
-    with pytest.raises(SystemExit, match="n=2k needs about 0.0 GB of disk .* use another --work-dir"):
-        scale.main(["--sizes", "2k", "--dim", "32", "--work-dir", str(tmp_path / "w"), "--quiet",
+    with pytest.raises(UserError, match="n=2k needs about 0.0 GB of disk .* use another --work-dir"):
+        raising(scale.main)(["--sizes", "2k", "--dim", "32", "--work-dir", str(tmp_path / "w"), "--quiet",
                     "--out", str(tmp_path / "x.json")])
 
 

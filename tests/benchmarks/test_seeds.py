@@ -5,6 +5,7 @@ import statistics
 import pytest
 
 from benchmarks import seeds
+from data.errors import UserError, raising
 
 
 def result(tmp_path, name, seed, test, valid, head="text"):
@@ -29,8 +30,8 @@ def test_groups_by_hand(tmp_path):
 
 def test_a_group_must_differ_in_the_seed_only(tmp_path):
     mixed = [result(tmp_path, "a", 13, 71.0, 70.0), result(tmp_path, "b", 14, 71.0, 70.0, head="bga")]
-    with pytest.raises(SystemExit, match="differs .* in head"):
-        seeds.main(["--group", "x", *mixed, "--output", str(tmp_path / "o.json")])
+    with pytest.raises(UserError, match="differs .* in head"):
+        raising(seeds.main)(["--group", "x", *mixed, "--output", str(tmp_path / "o.json")])
     twice = [result(tmp_path, "a", 13, 71.0, 70.0), result(tmp_path, "c", 13, 72.0, 70.0)]
-    with pytest.raises(SystemExit, match="appears twice"):
-        seeds.main(["--group", "x", *twice, "--output", str(tmp_path / "o.json")])
+    with pytest.raises(UserError, match="appears twice"):
+        raising(seeds.main)(["--group", "x", *twice, "--output", str(tmp_path / "o.json")])
