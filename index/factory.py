@@ -182,8 +182,8 @@ GPU_MAX_K = 2048
 
 
 def max_k(index) -> int:
-    """The largest ``k`` one search of ``index`` may ask for: :data:`GPU_MAX_K` on a GPU,
-    every vector on a CPU."""
+    """The largest useful ``k`` one search of ``index`` may ask for: its number of vectors,
+    at most :data:`GPU_MAX_K` on a GPU."""
     return min(int(index.ntotal), GPU_MAX_K) if is_gpu(index) else int(index.ntotal)
 
 
@@ -268,7 +268,7 @@ def search(index, queries: np.ndarray, k: int, batch_size: int = 16384) -> tuple
         raise ValueError(f"queries must be (nq, {index.d}) float32, found shape {q.shape}")
     if k <= 0:
         raise ValueError(f"k must be positive, found {k}")
-    if min(k, index.ntotal) > max_k(index):
+    if k > GPU_MAX_K and is_gpu(index):                # refused even when it holds fewer vectors
         import logging
 
         logging.getLogger(__name__).info("k=%d is over the GPU's limit of %d: searching a CPU copy of the index",

@@ -209,3 +209,7 @@ def test_a_k_over_the_gpu_limit_is_searched_on_a_cpu_copy(monkeypatch):
     Dc, Ic = cpu.search(x[:3], 2050)
     np.testing.assert_array_equal(I, Ic)
     assert search(gpu, x[:3], 5)[1].shape == (3, 5)                    # within the limit: the GPU answers
+    small = faiss.IndexFlatIP(8)
+    small.add(x[:100])
+    D, I = search(GpuIndexFlat(small), x[:3], 2100)                     # refused even above its size
+    assert (I[:, :100] >= 0).all() and (I[:, 100:] == -1).all()
