@@ -1,0 +1,191 @@
+"""The tagging service under load: posts/s and latency at 1, 8 and 32 concurrent clients on
+loopback, beside ``tag_many`` on the same posts in the same run.
+
+    python benchmarks/serve_load.py                      # the demo's text and rgcn runs
+    python benchmarks/serve_load.py --run text=runs/demo/text/seed13 --clients 1 8 32 --posts 128
+
+For each run: ``tag_many`` (batch ``--batch-size``) times the posts in this process, then
+``python -m rgcn serve`` is started as a subprocess (a real uvicorn on a free loopback port,
+micro-batching up to ``--batch-size`` posts or ``--batch-wait-ms``) and, for each number of
+clients C, C clients each send their share of the same ``--posts`` posts one request after
+another (``POST /tag``, JSON, the photo by its path in ``--images``); then ``tag_many`` is
+timed again (the two bracket the server's measurements, the machine's load drifting). The
+ratio is the service's posts/s over the mean of the two ``tag_many`` figures.
+
+Targets: at 32 clients the service reaches >= 80% of ``tag_many``'s posts/s; at 1 client
+the text head's p95 latency is < 100 ms. The figures are wall-clock: on a machine shared with
+other work they are lower than on idle cores (``load_avg`` in the provenance block says how
+loaded it was). Writes ``benchmarks/results/serve_load.json`` and ``.md`` through
+``benchmarks/provenance.py``.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+DEMO_RUNS = ["text=runs/demo/text/seed13", "rgcn=runs/demo/rgcn/seed13"]
+
+
+def read_posts(path: str, n: int) -> list[dict]:
+    """The first ``n`` posts of a JSONL split as ``{"text", "image"}`` (the text: the tokens
+    joined by spaces when the file has no ``text``), repeated when the file has fewer."""
+    rows = [json.loads(line) for line in open(path) if line.strip()]
+    posts = [{"text": r.get("text") or " ".join(r["tokens"]), "image": r.get("image")} for r in rows]
+    if not posts:
+        raise SystemExit(f"error: {path} holds no posts")
+    return [dict(posts[i % len(posts)]) for i in range(n)]
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) by linear interpolation between closest ranks."""
+    s = sorted(values)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * q / 100
+    lo, hi = math.floor(k), math.ceil(k)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+def time_tag_many(tagger, posts: list[dict], batch_size: int) -> dict:
+    list(tagger.tag_many(posts[:batch_size], batch_size=batch_size))         # warm-up
+    t0 = time.perf_counter()
+    n = sum(1 for _ in tagger.tag_many(posts, batch_size=batch_size))
+    dt = time.perf_counter() - t0
+    return {"posts": n, "seconds": round(dt, 3), "posts_per_s": round(n / dt, 2)}
+
+
+async def load(url: str, posts: list[dict], clients: int) -> dict:
+    """``clients`` clients, each sending its share of ``posts`` one after another."""
+    import httpx
+
+    shares = [posts[i::clients] for i in range(clients)]
+    latencies, batch_sizes, errors = [], [], []
+
+    async def client(share, http):
+        for post in share:
+            t0 = time.perf_counter()
+            r = await http.post("/tag", json=post)
+            latencies.append(1000 * (time.perf_counter() - t0))
+            if r.status_code != 200:
+                errors.append(f"{r.status_code}: {r.text[:200]}")
+            else:
+                batch_sizes.append(r.json()["timings"]["batch_size"])
+
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(client(s, http) for s in shares if s))
+        wall = time.perf_counter() - t0
+    return {"clients": clients, "requests": len(latencies), "errors": len(errors), "error_examples": errors[:3],
+            "seconds": round(wall, 3), "posts_per_s": round(len(latencies) / wall, 2),
+            "p50_ms": round(percentile(latencies, 50), 1), "p95_ms": round(percentile(latencies, 95), 1),
+            "p99_ms": round(percentile(latencies, 99), 1),
+            "mean_model_batch": round(sum(batch_sizes) / len(batch_sizes), 2) if batch_sizes else None}
+
+
+def bench_run(name: str, run: str, a) -> dict:
+    import httpx
+
+    from benchmarks.serve_process import ServeProcess
+    from rgcn import load_tagger
+
+    posts = read_posts(a.posts_file, a.posts)
+    t0 = time.perf_counter()
+    tagger = load_tagger(run, images=a.images, batch_size=a.batch_size)
+    print(f"[{name}] loaded in {time.perf_counter() - t0:.1f} s; tag_many ...", file=sys.stderr, flush=True)
+    before = time_tag_many(tagger, posts, a.batch_size)
+    print(f"[{name}] tag_many {before['posts_per_s']} posts/s; starting the server", file=sys.stderr, flush=True)
+    levels = []
+    with tempfile.TemporaryDirectory() as tmp, \
+            ServeProcess(["--run", run, "--images", a.images, "--batch-size", a.batch_size,
+                          "--batch-wait-ms", a.batch_wait_ms], log=Path(tmp) / "serve.log", imports=tuple(a.imports),
+                         start_timeout=a.start_timeout) as server:
+        with httpx.Client(base_url=server.url, timeout=600) as http:                # warm-up
+            for post in posts[: a.warmup]:
+                http.post("/tag", json=post).raise_for_status()
+        for c in a.clients:
+            level = asyncio.run(load(server.url, posts, c))
+            print(f"[{name}] {c} clients: {level['posts_per_s']} posts/s, p95 {level['p95_ms']} ms",
+                  file=sys.stderr, flush=True)
+            levels.append(level)
+    after = time_tag_many(tagger, posts, a.batch_size)
+    base = (before["posts_per_s"] + after["posts_per_s"]) / 2
+    for level in levels:
+        level["vs_tag_many"] = round(level["posts_per_s"] / base, 3)
+    return {"run": run, "head": tagger.heads[0], "tag_many_before": before, "tag_many_after": after,
+            "tag_many_posts_per_s": round(base, 2), "levels": levels}
+
+
+def targets(results: dict) -> dict:
+    out = {}
+    for name, r in results.items():
+        top = max(r["levels"], key=lambda lv: lv["clients"])
+        out[f"{name}: {top['clients']} clients >= 80% of tag_many"] = top["vs_tag_many"] >= 0.8
+        one = [lv for lv in r["levels"] if lv["clients"] == 1]
+        if r["head"] == "text" and one:
+            out[f"{name}: 1 client p95 < 100 ms"] = one[0]["p95_ms"] < 100
+    return out
+
+
+def table(result: dict, command: str) -> str:
+    lines = [f"`{command}`", "",
+             f"Loopback, {result['posts']} posts per level, server micro-batches of up to {result['batch_size']} "
+             f"posts or {result['batch_wait_ms']} ms; load average at the end: "
+             f"{result['provenance']['machine'].get('load_avg_at_write')} on {result['provenance']['machine']['cpu_count']} "
+             "cores (wall-clock figures: a loaded machine lowers them).", "",
+             "| run | clients | posts/s | tag_many posts/s | vs tag_many | p50 ms | p95 ms | p99 ms | mean model batch | errors |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, r in result["runs"].items():
+        for lv in r["levels"]:
+            lines.append(f"| {name} | {lv['clients']} | {lv['posts_per_s']} | {r['tag_many_posts_per_s']} | "
+                         f"{100 * lv['vs_tag_many']:.0f}% | {lv['p50_ms']} | {lv['p95_ms']} | {lv['p99_ms']} | "
+                         f"{lv['mean_model_batch']} | {lv['errors']} |")
+    lines += ["", "tag_many is timed before and after the server's levels; the ratio uses their mean:"]
+    for name, r in result["runs"].items():
+        lines.append(f"- {name}: {r['tag_many_before']['posts_per_s']} then {r['tag_many_after']['posts_per_s']} posts/s")
+    lines += ["", "Targets:"] + [f"- {k}: {'met' if v else 'NOT met'}" for k, v in result["targets"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> dict:
+    from benchmarks.provenance import RESULTS, command_line, write_rendering, write_result
+
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--run", nargs="+", default=DEMO_RUNS, metavar="NAME=RUN", help="runs to serve, one at a time")
+    p.add_argument("--posts-file", default="data/demo/test.jsonl")
+    p.add_argument("--images", default="data/demo/images")
+    p.add_argument("--posts", type=int, default=128, help="posts sent at each level (split among the clients)")
+    p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
+    p.add_argument("--batch-size", type=int, default=32, help="tag_many's batch and the server's largest")
+    p.add_argument("--batch-wait-ms", type=float, default=5.0)
+    p.add_argument("--warmup", type=int, default=4, help="requests sent before measuring")
+    p.add_argument("--start-timeout", type=float, default=600.0)
+    p.add_argument("--output", default=str(RESULTS / "serve_load.json"))
+    p.add_argument("--import", dest="imports", action="append", default=[], help=argparse.SUPPRESS)
+    a = p.parse_args(argv)
+    runs = dict(item.split("=", 1) if "=" in item else (Path(item).parent.name, item) for item in a.run)
+    results = {name: bench_run(name, run, a) for name, run in runs.items()}
+    payload = {"posts_file": a.posts_file, "posts": a.posts, "clients": a.clients, "batch_size": a.batch_size,
+               "batch_wait_ms": a.batch_wait_ms, "runs": results, "targets": targets(results)}
+    result = write_result(a.output, payload, __file__, argv)
+    text = table(result, command_line(__file__, argv))
+    write_rendering(Path(a.output).with_suffix(".md"), result, text)
+    print(text)
+    return result
+
+
+if __name__ == "__main__":
+    main()

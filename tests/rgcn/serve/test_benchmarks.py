@@ -1,0 +1,37 @@
+"""benchmarks/serve_load.py and benchmarks/serve_bad_inputs.py end to end on the tiny rgcn run
+(real servers, few posts), and the load benchmark's arithmetic by hand."""
+import json
+
+import pytest
+
+from benchmarks import serve_bad_inputs, serve_load
+
+
+def test_percentile_by_hand():
+    assert serve_load.percentile([10, 20, 30, 40, 50], 50) == 30
+    assert serve_load.percentile([10, 20, 30, 40, 50], 95) == pytest.approx(48)
+    assert serve_load.percentile([7], 99) == 7
+
+
+def test_targets():
+    r = {"text": {"head": "text", "levels": [{"clients": 1, "p95_ms": 90, "vs_tag_many": 0.5},
+                                             {"clients": 32, "p95_ms": 900, "vs_tag_many": 0.79}]}}
+    assert serve_load.targets(r) == {"text: 32 clients >= 80% of tag_many": False, "text: 1 client p95 < 100 ms": True}
+
+
+def test_both_scripts_on_a_tiny_run(tiny_rgcn, tmp_path):
+    run = str(tiny_rgcn / "runs" / "rgcn")
+    out = tmp_path / "load.json"
+    res = serve_load.main(["--run", f"rgcn={run}", "--posts-file", str(tiny_rgcn / "data" / "test.jsonl"),
+                           "--images", str(tiny_rgcn / "data" / "images"), "--posts", "16", "--clients", "1", "8",
+                           "--batch-wait-ms", "20", "--warmup", "2", "--import", "tests.colour", "--output", str(out)])
+    levels = res["runs"]["rgcn"]["levels"]
+    assert [lv["clients"] for lv in levels] == [1, 8] and all(lv["errors"] == 0 for lv in levels)
+    assert all(lv["requests"] == 16 for lv in levels)
+    assert levels[0]["mean_model_batch"] == 1 and levels[1]["mean_model_batch"] > 1     # batched under load
+    assert json.loads(out.read_text())["provenance"]["command"].startswith("python benchmarks/serve_load.py")
+    assert out.with_suffix(".md").read_text().startswith("`python benchmarks/serve_load.py")
+    bad = serve_bad_inputs.main(["--run", run, "--max-upload-mb", "1", "--import", "tests.colour",
+                                 "--output", str(tmp_path / "bad.json")])
+    assert bad["all_as_expected"] and bad["server_alive_after_all"], bad["cases"]
+    assert len(bad["cases"]) == len(serve_bad_inputs.CASES)
