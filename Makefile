@@ -26,7 +26,8 @@ DEMO_SEED ?= 13
 # see data/README.md), index its images with the offline EfficientNet-Lite0, train every
 # registered fusion head (text, rgcn, ...) with the same encoder and budget, print their F1
 # per kind of post beside the photo-only baseline (benchmarks/heads.py: table, JSON, chart),
-# tag two new posts whose photos are in no index, write a retrieval report.
+# tag two new posts whose photos are in no index, write a retrieval report, and print the
+# command that serves the rgcn run (python -m rgcn serve: a page and a JSON API).
 demo: $(STAMP) $(DEMO_INDEX)/manifest.json
 	$(PY) benchmarks/heads.py --seeds $(DEMO_SEED) --out-dir runs/demo --output runs/demo/leaderboard.json
 	$(PY) -m data.demo new-posts --out runs/demo/new_posts
@@ -36,6 +37,8 @@ demo: $(STAMP) $(DEMO_INDEX)/manifest.json
 	    --data train=$(DEMO)/train.jsonl valid=$(DEMO)/valid.jsonl test=$(DEMO)/test.jsonl \
 	    --cache .cache/demo/graphs --split test --sample 12 --out runs/demo/retrieval_report.html
 	@echo "leaderboard: runs/demo/leaderboard.png; retrieval report: runs/demo/retrieval_report.html"
+	@echo "serve the rgcn run (page at http://127.0.0.1:8000/, API docs at /docs):"
+	@echo "  $(PY) -m rgcn serve --run runs/demo/rgcn/seed$(DEMO_SEED) --images $(DEMO)/images"
 
 # remade when the generator changes (and the index with it)
 $(DEMO)/manifest.json: data/demo.py data/demo_photos.py data/demo_text.py | $(STAMP)
