@@ -69,18 +69,35 @@ def _load_run(args, path, drop: bool = False, **read):
 
 
 def _predict(args) -> int:
-    from data.corpus import write_conll, write_jsonl
+    """Tag the posts of a file with :mod:`rgcn.api` (one run or an ensemble); the JSONL output
+    gives each post's ``entities`` (offsets into its tokens joined by spaces, confidences)."""
+    from dataclasses import replace
 
-    corpus, models = _load_run(args, args.input, fmt=args.input_format)
-    pred = models[0].predict(corpus.samples, args.batch_size, progress=True, ensemble=models[1:])
+    from data.corpus import read_corpus, write_conll, write_jsonl
+    from .api import load_tagger
+
+    corpus = read_corpus(args.input, args.images, encoding=args.encoding, fmt=args.input_format)
+    tagger = load_tagger(args.run, args.device, head_options=head_options(args),
+                         constrained=getattr(args, "constrained", None), batch_size=args.batch_size)
+    if len(args.run) > 1:
+        print(f"ensemble of {len(args.run)} runs: mean emissions, decoded by the CRF of {args.run[0]}",
+              file=sys.stderr)
+    results, summary, seconds = tagger.tag_samples(corpus.samples, args.batch_size, progress=True)
+    if summary:
+        print(summary)
+    tags = [r.tags for r in results]
     fmt = args.format or ("jsonl" if str(args.output).endswith(".jsonl") else "conll")
     out = Path(args.output or Path(args.input).with_suffix(f".pred.{fmt}"))
-    (write_jsonl if fmt == "jsonl" else write_conll)(out, corpus.samples, pred.tags)
-    n_ent = sum(sum(1 for t in tags if t.startswith("B-") or t.startswith("I-")) for tags in pred.tags)
-    print(f"tagged {len(corpus)} posts ({pred.posts_per_second:.0f} posts/s), "
-          f"{n_ent} entity words -> {out}")
-    for s, tags in list(zip(corpus.samples, pred.tags))[:args.show]:
-        print(f"  {s.id}: {marked_text(s.tokens, tags)}")
+    if fmt == "jsonl":
+        samples = [replace(s, meta={**s.meta, "entities": r.entities}) for s, r in zip(corpus.samples, results)]
+        write_jsonl(out, samples, tags)
+    else:
+        write_conll(out, corpus.samples, tags)
+    n_ent = sum(sum(1 for t in t_ if t.startswith("B-") or t.startswith("I-")) for t_ in tags)
+    rate = len(results) / seconds if seconds else float("inf")
+    print(f"tagged {len(corpus)} posts ({rate:.0f} posts/s), {n_ent} entity words -> {out}")
+    for s, t_ in list(zip(corpus.samples, tags))[:args.show]:
+        print(f"  {s.id}: {marked_text(s.tokens, t_)}")
     if corpus.skipped_empty:
         print(f"skipped {corpus.skipped_empty} empty post(s)")
     return 0

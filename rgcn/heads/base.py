@@ -74,6 +74,15 @@ class FusionHead(nn.Module):
         one line saying how many posts had their image used; the commands print it."""
         return {}
 
+    @classmethod
+    def setup_for_posts(cls, options: dict, train: Sequence[Any], posts: Sequence[Any], run_dir: str | None,
+                        memo: dict) -> dict:
+        """The context to tag ``posts`` (new posts, a batch at a time) with a trained head:
+        :meth:`setup` over the training split and the posts (split ``predict``), by default.
+        ``memo`` is a dict the caller keeps between batches, for what is costly to remake
+        (a loaded index, encoded texts); heads whose setup is costly override this."""
+        return cls.setup(options, {"train": train, "predict": posts}, run_dir, progress=False, training=False)
+
     def prepare(self, samples: Sequence[Any], training: bool) -> dict:
         """Per-batch inputs for :meth:`forward`, built from the batch's samples."""
         return {}

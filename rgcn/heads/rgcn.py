@@ -26,6 +26,7 @@ import warnings
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -36,8 +37,9 @@ with warnings.catch_warnings():     # PyG's own use of torch.jit.script, depreca
     from torch_geometric.utils import to_dense_batch
 
 from index.artifact import load_index
-from retrieval.cache import GraphSettings, load_or_build
+from retrieval.cache import GraphSettings, build_graphs, load_or_build
 from retrieval.graphs import relation_graph, relation_id
+from retrieval.relations import index_has_text, index_text_encoder, sentence_encoder
 
 from .base import FusionHead, HeadOutput, register_head
 from .blocks import attend, fit_heads, gated_fusion, images_dropped
@@ -100,6 +102,28 @@ class NoImageGraphs:
     def graph(self, post_id: str, relation: str):
         return relation_graph(None, torch.zeros(0, self.node_features.shape[1]), [], relation_id(relation),
                               has_image=False, dim=self.node_features.shape[1])
+
+
+def graph_settings(options: dict) -> GraphSettings:
+    """The graph settings of the head's options (``k``, ``pool``, ``threshold``, ``relations``, ``inter``)."""
+    wanted = list(options.get("relations", ["inter", "intra"]))
+    return GraphSettings(k=int(options.get("k", 5)), pool=options.get("pool", "train"),
+                         threshold=options.get("threshold", 0.0),
+                         relations=tuple(options.get("graph_relations", wanted)), inter=options.get("inter", "auto"))
+
+
+def remembered(encode):
+    """A text encoder that encodes each distinct string once and keeps its vector."""
+    seen: dict[str, np.ndarray] = {}
+
+    def encoder(texts):
+        new = [t for t in dict.fromkeys(texts) if t not in seen]
+        if new:
+            seen.update(zip(new, np.asarray(encode(new), dtype=np.float32)))
+        if not texts:
+            return np.asarray(encode([]), dtype=np.float32)
+        return np.stack([seen[t] for t in texts])
+    return encoder
 
 
 @register_head("rgcn")
@@ -165,15 +189,29 @@ class RGCNHead(FusionHead):
             # post's own, featureless node
             return {"graphs": NoImageGraphs(int(options.get("feature_dim", 1280)))}
         artifact = load_index(options["index"])
-        wanted = list(options.get("relations", ["inter", "intra"]))
-        settings = GraphSettings(k=int(options.get("k", 5)), pool=options.get("pool", "train"),
-                                 threshold=options.get("threshold", 0.0),
-                                 relations=tuple(options.get("graph_relations", wanted)),
-                                 inter=options.get("inter", "auto"))
         cache = options.get("graph_cache") or str(Path(options["index"]).parent / "graphs")
-        graphs = load_or_build(splits, artifact, settings, cache, progress=progress)
+        graphs = load_or_build(splits, artifact, graph_settings(options), cache, progress=progress)
         return {"graphs": graphs, "image_summary": {name: graphs.image_summary([s.id for s in split])
                                                     for name, split in splits.items()}}
+
+    @classmethod
+    def setup_for_posts(cls, options: dict, train: Sequence, posts: Sequence, run_dir: str | None,
+                        memo: dict) -> dict:
+        """The relation graphs of ``posts``, built in memory (no graph cache is written for a
+        batch of new posts); the index and the texts already encoded are kept in ``memo``, so
+        a later batch encodes only its own posts."""
+        if not options.get("index"):
+            return cls.setup(options, {"predict": posts}, run_dir, progress=False, training=False)
+        if "artifact" not in memo:
+            memo["artifact"] = load_index(options["index"])
+        artifact, settings = memo["artifact"], graph_settings(options)
+        if "text_encoder" not in memo:
+            direct = settings.inter == "direct" or (settings.inter == "auto" and index_has_text(artifact))
+            memo["text_encoder"] = remembered(index_text_encoder(artifact) if direct
+                                              else sentence_encoder(settings.text_model))
+        graphs = build_graphs({"train": train, "predict": posts}, artifact, settings, None, memo["text_encoder"],
+                              progress=False)
+        return {"graphs": graphs, "image_summary": {"predict": graphs.image_summary([s.id for s in posts])}}
 
     def extra_state(self) -> dict:
         return {"feature_dim": self.feature_dim}

@@ -1,0 +1,185 @@
+"""rgcn/api.py: the tagging API on tiny runs of every head (the colour data of tests.colour):
+offsets, confidences, images in three forms, posts without images, lazy batches, ensembles,
+and predict's JSONL entities."""
+import io
+import json
+import random
+
+import pytest
+from PIL import Image
+
+from data.errors import UserError
+from data.spans import get_spans
+from rgcn import load_tagger
+from tests.colour import colour_image, image_decided_with_index, run_cli, train_colour_run
+
+HEADS = ("text", "rgcn", "maf", "ita", "bga")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory, tiny_encoder):
+    """One tiny run of every head on the colour data (text and rgcn trained long enough to tag the names)."""
+    root = tmp_path_factory.mktemp("api")
+    splits = image_decided_with_index(root)
+    index = f"head.options.index={root / 'index'}"
+    extra = {"text": [], "rgcn": [index, "head.options.k=3", "head.options.gcn_hidden=16"], "maf": [index],
+             "ita": [index], "bga": [index]}
+    for head in HEADS:
+        epochs = 6 if head in ("text", "rgcn") else 1
+        train_colour_run(root, splits, tiny_encoder, head, epochs, f"head.name={head}", *extra[head])
+    return root, splits
+
+
+def _run(runs, head):
+    return str(runs[0] / "runs" / head)
+
+
+@pytest.fixture(scope="module")
+def text_tagger(runs):
+    return load_tagger(_run(runs, "text"))
+
+
+def _fresh_image(tmp_path, colour="red", seed=3):
+    return colour_image(tmp_path / f"fresh-{colour}.png", colour, random.Random(seed))
+
+
+POSTS = ["look at Zelby now", "Zelby 🎉 is here today, Zelby!", "can't stop thinking about Rellow 👩‍👩‍👧 Rellow",
+         "  Quandor   is here today  ", "look at Mivra now Mivra"]
+
+
+def test_offsets_round_trip_with_emoji_and_repeated_words(text_tagger):
+    results = list(text_tagger.tag_many(POSTS))
+    assert sum(len(r.entities) for r in results) >= len(POSTS)         # the names are tagged
+    for text, r in zip(POSTS, results):
+        assert r.text == text and len(r.tokens) == len(r.tags)
+        for tok in r.tokens:
+            assert text[tok["start"]:tok["end"]] == tok["text"]
+        for ent in r.entities:
+            assert text[ent["start"]:ent["end"]] == ent["text"]
+            assert (ent["type"], ent["token_start"], ent["token_end"]) in get_spans(r.tags)
+            assert ent["start"] == r.tokens[ent["token_start"]]["start"]
+            assert ent["end"] == r.tokens[ent["token_end"] - 1]["end"]
+    # the repeated names are told apart by their offsets
+    second = results[1]
+    zelby = [e for e in second.entities if e["text"] == "Zelby"]
+    assert len({e["start"] for e in zelby}) == len(zelby) >= 2
+
+
+def test_confidences_are_probabilities_and_follow_the_crf(text_tagger):
+    import torch
+
+    from rgcn.crf import crf_span_probabilities
+
+    results = list(text_tagger.tag_many(POSTS))
+    confs = [e["confidence"] for r in results for e in r.entities]
+    assert confs and all(0.0 <= c <= 1.0 for c in confs)
+    # the confidence is the CRF's probability of the span (not 1, not a softmax of one word)
+    model = text_tagger.runs[0].model
+    from rgcn.batching import TaggingDataset
+    from data.corpus import Sample
+
+    r = results[0]
+    ds = TaggingDataset([Sample("x", [t["text"] for t in r.tokens])], model.tokenizer)
+    batch = model.make_batch(ds, [0], training=False)
+    with torch.inference_mode():
+        em = model.emissions(batch)[0]
+    labels = model.labels
+    e = r.entities[0]
+    b, i = labels.index("B-" + e["type"]), labels.index("I-" + e["type"])
+    want = crf_span_probabilities(model.crf, em, batch.word_mask, [(0, e["token_start"], e["token_end"], b, i, b)])
+    assert e["confidence"] == pytest.approx(want[0], abs=1e-5)
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_a_post_without_image_works_with_every_head(runs, head):
+    tagger = load_tagger(_run(runs, head))
+    assert tagger.heads == [head]
+    r = tagger.tag("look at Zelby now")
+    assert r.image == "none" and len(r.tags) == 4
+    assert (r.evidence["head"] == head) and json.dumps(r.to_dict())
+    r = tagger.tag({"tokens": ["look", "at", "Zelby", "now"], "id": "p1"})
+    assert r.id == "p1" and r.text == "look at Zelby now" and len(r.tags) == 4
+
+
+@pytest.mark.parametrize("head", ["rgcn", "maf", "ita"])
+def test_image_as_path_bytes_or_pil_gives_the_same_result(runs, tmp_path, head):
+    tagger = load_tagger(_run(runs, head))
+    path = _fresh_image(tmp_path)
+    data = open(path, "rb").read()
+    pil = Image.open(io.BytesIO(data))
+    got = [tagger.tag("look at Zelby now", image=img) for img in (path, data, pil)]
+    assert [g.image for g in got] == ["embedded"] * 3
+    assert got[0].tags == got[1].tags == got[2].tags
+    for g in got[1:]:
+        assert [e["confidence"] for e in g.entities] == pytest.approx([e["confidence"] for e in got[0].entities],
+                                                                      abs=1e-5)
+    # an image the index holds is used, an unreadable one is reported and the post tagged without it
+    indexed = runs[0] / "data" / "images" / "train-000.png"
+    assert tagger.tag("look at Zelby now", image=str(indexed)).image == "used"
+    bad = tagger.tag("look at Zelby now", image=b"not an image")
+    assert bad.image == "unreadable" and bad.tags == tagger.tag("look at Zelby now").tags
+
+
+def test_the_photo_reaches_the_rgcn_head(runs, tmp_path):
+    tagger = load_tagger(_run(runs, "rgcn"))
+    red = tagger.tag("look at Zelby now", image=_fresh_image(tmp_path, "red"))
+    blue = tagger.tag("look at Zelby now", image=_fresh_image(tmp_path, "blue"))
+    assert red.evidence["relations"]["intra"] and red.evidence["relations"]["intra"] != \
+        blue.evidence["relations"]["intra"]
+
+
+def test_tag_many_is_lazy_and_equals_tag_one_by_one(text_tagger):
+    read = []
+
+    def posts():
+        for i, p in enumerate(POSTS * 3):
+            read.append(i)
+            yield {"text": p, "id": i}
+
+    gen = text_tagger.tag_many(posts(), batch_size=2)
+    first = next(gen)
+    assert first.id == 0 and len(read) == 2                            # one batch read, not all 15 posts
+    rest = list(gen)
+    assert len(read) == 15 and [r.id for r in rest] == list(range(1, 15))
+    for r in [first, *rest]:
+        one = text_tagger.tag(POSTS[r.id % len(POSTS)], id=r.id)
+        assert one.tags == r.tags and one.tokens == r.tokens
+        assert [e["confidence"] for e in one.entities] == pytest.approx([e["confidence"] for e in r.entities],
+                                                                        abs=1e-5)
+
+
+def test_an_ensemble_averages_the_runs(runs, text_tagger):
+    twice = load_tagger([_run(runs, "text"), _run(runs, "text")])
+    for a, b in zip(text_tagger.tag_many(POSTS), twice.tag_many(POSTS)):
+        assert a.tags == b.tags                                        # the mean of one run with itself
+        assert [e["confidence"] for e in a.entities] == pytest.approx([e["confidence"] for e in b.entities],
+                                                                      abs=1e-5)
+        assert b.evidence == [{"head": "text"}, {"head": "text"}]
+    mixed = load_tagger([_run(runs, "text"), _run(runs, "rgcn")])
+    r = mixed.tag("look at Zelby now")
+    assert mixed.heads == ["text", "rgcn"] and [e["head"] for e in r.evidence] == ["text", "rgcn"]
+
+
+def test_bad_input_is_a_user_error(text_tagger, tmp_path):
+    for post in ("", "   ", {"tokens": []}, 42, {"text": "hi", "colour": "red"}):
+        with pytest.raises(UserError):
+            text_tagger.tag(post)
+    with pytest.raises(UserError):
+        text_tagger.tag("hi there", image=3.5)
+    with pytest.raises(UserError):
+        load_tagger(str(tmp_path))
+
+
+def test_predict_jsonl_has_the_entities(runs, tmp_path):
+    root, splits = runs
+    out = tmp_path / "pred.jsonl"
+    rc, said = run_cli("predict", "--run", root / "runs" / "rgcn", "--input", splits["test"], "--images",
+                       root / "data" / "images", "--output", out, "--format", "jsonl")
+    assert rc == 0 and "posts had their image used" in said or rc == 0
+    rows = [json.loads(line) for line in open(out)]
+    assert len(rows) == 40 and sum(len(r["entities"]) for r in rows) >= 20
+    for r in rows:
+        text = " ".join(r["tokens"])
+        assert [(e["type"], e["token_start"], e["token_end"]) for e in r["entities"]] == get_spans(r["tags"])
+        for e in r["entities"]:
+            assert text[e["start"]:e["end"]] == e["text"] and 0 <= e["confidence"] <= 1
