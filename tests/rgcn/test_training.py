@@ -219,3 +219,21 @@ def test_train_console_is_short_and_the_log_file_has_the_config(tmp_path, tiny_e
     assert "run folder:" in console and "epoch 1:" in console
     log = (tmp_path / "runs" / "r" / "train.log").read_text()
     assert "resolved config" in log and '"head_lr": 0.05' in log
+
+
+def test_a_window_longer_than_the_encoder_reads_is_refused_naming_the_key(tmp_path, tiny_encoder):
+    from transformers import AutoConfig, RobertaConfig
+
+    from data.errors import raising
+    from rgcn.checkpoint import check_window
+
+    cfg = AutoConfig.from_pretrained(tiny_encoder)              # 160 positions
+    check_window(158, cfg, tiny_encoder)                        # 158 sub-words + 2 separators fit
+    with pytest.raises(ConfigError, match=r"encoder.max_subwords=159.*at most 160 positions.*max_subwords=158"):
+        check_window(159, cfg, tiny_encoder)
+    roberta = RobertaConfig(max_position_embeddings=66)         # two positions reserved below the first token
+    check_window(62, roberta, "r")
+    with pytest.raises(ConfigError, match="max_subwords=62 or less"):
+        check_window(63, roberta, "r")
+    with pytest.raises(ConfigError, match="encoder.max_subwords"):  # checked where the tagger is built
+        raising(train.main)(_args(tmp_path, tiny_encoder, "encoder.max_subwords=200"))
