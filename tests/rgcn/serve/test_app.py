@@ -197,3 +197,24 @@ def test_another_host_warns_that_there_is_no_authentication(monkeypatch, capsys,
     assert bound["host"] == "127.0.0.1" and "no authentication" not in capsys.readouterr().err
     assert cli.serve(p.parse_args(["--run", "r", "--host", "0.0.0.0"])) == 0
     assert bound["host"] == "0.0.0.0" and "no authentication" in capsys.readouterr().err
+
+
+def test_make_demo_ends_with_the_command_that_serves_the_rgcn_run():
+    import shlex
+    import shutil
+    import subprocess
+    from pathlib import Path
+
+    from rgcn.__main__ import main
+
+    root = Path(__file__).resolve().parents[3]
+    if not shutil.which("make"):
+        pytest.skip("make is not installed")
+    out = subprocess.run(["make", "-n", "-s", "demo", "STAMP=/dev/null"], cwd=root, capture_output=True, text=True,
+                         timeout=60).stdout.strip().splitlines()
+    last = shlex.split(out[-1])                             # echo "  .venv/bin/python -m rgcn serve ..."
+    argv = last[-1].split()
+    assert argv[1:5] == ["-m", "rgcn", "serve", "--run"] and argv[5] == "runs/demo/rgcn/seed13"
+    with pytest.raises(SystemExit) as e:                    # the command's arguments parse
+        main([*argv[3:], "--help"])
+    assert e.value.code == 0
