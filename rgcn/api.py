@@ -28,7 +28,6 @@ import hashlib
 import io
 import itertools
 import os
-import re
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
@@ -39,17 +38,16 @@ import torch
 
 from data.corpus import Corpus, Sample, read_corpus
 from data.errors import UserError
+from data.tweets import tokenize_post_offsets
 
 USED, EMBEDDED, NONE, UNREADABLE = "used", "embedded", "none", "unreadable"
 """What happened to a post's image (``TagResult.image``): found in the run's index; embedded
 now by the index's embedder; no image given; given but not readable (tagged without one)."""
 
-_TOKEN_RE = re.compile(r"https?://\S+|[@#]?\w+(?:[-'’]\w+)*|[^\w\s]", re.UNICODE)
-
-
 def tokenize_with_offsets(text: str) -> list[tuple[str, int, int]]:
-    """A raw post's tokens with their ``[start, end)`` character offsets in ``text``."""
-    return [(m.group(), m.start(), m.end()) for m in _TOKEN_RE.finditer(text)]
+    """A raw post's tokens with their ``[start, end)`` character offsets in ``text``
+    (:func:`data.tweets.tokenize_post_offsets`, the way the Twitter benchmarks split posts)."""
+    return [(t.text, t.start, t.end) for t in tokenize_post_offsets(text)]
 
 
 class TaggingError(UserError, ValueError):
@@ -283,8 +281,8 @@ class PostTagger:
         summary = None
         for i, run in enumerate(self.runs):               # each head's context for these posts
             cls = head_class(run.head)
-            ctx = cls.setup_for_posts(dict(run.cfg.head.options), run.train() if cls.reads_index else [],
-                                      samples, str(run.path), run.memo) if cls.reads_index else {}
+            ctx = cls.setup_for_posts(dict(run.cfg.head.options), run.train(), samples, str(run.path),
+                                      run.memo) if cls.reads_index else {}
             if i == 0 and ctx.get("image_summary"):
                 summary = ctx["image_summary"].get("predict")
             if ctx:
@@ -299,16 +297,7 @@ class PostTagger:
         results: list[TagResult | None] = [None] * len(posts)
         batches = BucketSampler(datasets[0].lengths(), batch_size, shuffle=False)
         for idx in tqdm(batches, desc="tagging", unit="batch", disable=not progress, leave=False):
-            emissions, evidence = None, [[] for _ in idx]
-            for run, ds in zip(self.runs, datasets):
-                batch = run.model.make_batch(ds, idx, training=False).to(run.model.device)
-                em = run.model.emissions(batch)[0].to(first.device)        # (B, W, L)
-                emissions = em if emissions is None else emissions + em
-                for j, ev in enumerate(head_evidence(run, batch, [samples[k] for k in idx])):
-                    evidence[j].append(ev)
-                if run is self.runs[0]:
-                    mask = batch.word_mask
-            emissions = emissions / len(self.runs)
+            emissions, mask, evidence = self._emissions(datasets, idx, [samples[k] for k in idx])
             paths = first.decode_emissions(emissions, mask)
             spans = [(j, *sp) for j, tags in enumerate(paths) for sp in labelled_spans(tags, first.labels)]
             conf = crf_span_probabilities(crf, emissions, mask, [(j, s, e, a, b, c) for j, _, s, e, a, b, c in spans])
@@ -319,6 +308,24 @@ class PostTagger:
                 results[k] = self._result(posts[k], paths[j], by_post.get(j, []),
                                           evidence[j][0] if len(self.runs) == 1 else evidence[j])
         return results, summary, time.perf_counter() - start   # type: ignore[return-value]
+
+    def _emissions(self, datasets, idx: list[int], samples: list[Sample]
+                   ) -> tuple[torch.Tensor, torch.Tensor, list[list[dict]]]:
+        """The mean of the runs' emission scores for the posts ``idx`` of ``datasets`` (one
+        per run), the first run's word mask, and each post's evidence from every run.
+
+        Shapes: ``emissions (B, W, L)``, ``mask (B, W)``."""
+        first = self.runs[0].model
+        emissions, mask, evidence = None, None, [[] for _ in idx]
+        for run, ds in zip(self.runs, datasets):
+            batch = run.model.make_batch(ds, idx, training=False).to(run.model.device)
+            em = run.model.emissions(batch)[0].to(first.device)           # (B, W, L)
+            emissions = em if emissions is None else emissions + em
+            for j, ev in enumerate(head_evidence(run, batch, samples)):
+                evidence[j].append(ev)
+            if mask is None:
+                mask = batch.word_mask.to(first.device)
+        return emissions / len(self.runs), mask, evidence
 
     @staticmethod
     def _result(post: _Post, tags: list[str], spans: list, evidence) -> TagResult:
