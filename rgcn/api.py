@@ -40,9 +40,10 @@ from data.corpus import Corpus, Sample, read_corpus
 from data.errors import UserError
 from data.tweets import tokenize_post_offsets
 
-USED, EMBEDDED, NONE, UNREADABLE = "used", "embedded", "none", "unreadable"
+USED, EMBEDDED, NONE, UNREADABLE, IGNORED = "used", "embedded", "none", "unreadable", "ignored"
 """What happened to a post's image (``TagResult.image``): found in the run's index; embedded
-now by the index's embedder; no image given; given but not readable (tagged without one)."""
+now by the index's embedder; no image given; given but not readable (tagged without one);
+given to runs whose heads read no image (the text head)."""
 
 def tokenize_with_offsets(text: str) -> list[tuple[str, int, int]]:
     """A raw post's tokens with their ``[start, end)`` character offsets in ``text``
@@ -59,7 +60,7 @@ class TagResult:
     """One tagged post. ``tokens``: ``{"text", "start", "end"}`` per word; ``entities``:
     ``{"text", "type", "start", "end", "token_start", "token_end", "confidence"}`` each
     (``token_end`` exclusive); ``image``: one of ``used``, ``embedded``, ``none``,
-    ``unreadable``; ``evidence``: what the head read (a list, one per run, for an ensemble)."""
+    ``unreadable``, ``ignored`` (:data:`USED`, ...); ``evidence``: what the head read (a list, one per run, for an ensemble)."""
 
     id: Any
     text: str
@@ -157,6 +158,15 @@ class PostTagger:
             self._index_ids = set(load_index(path).ids) if path else set()
         return self._index_ids
 
+    def _status(self, key: str) -> str:
+        """:data:`USED` when the first index a run reads holds ``key``, else :data:`EMBEDDED`;
+        :data:`IGNORED` when no run reads an index."""
+        from .heads import head_class
+
+        if not any(head_class(r.head).reads_index and r.cfg.head.options.get("index") for r in self.runs):
+            return IGNORED
+        return USED if key in self._index_keys() else EMBEDDED
+
     def _image(self, image) -> tuple[str | None, str | None, str]:
         """``(path, key, status)`` of a post's image: the file the heads read, the id the
         index would know it by, and :data:`USED` / :data:`EMBEDDED` / :data:`NONE` /
@@ -181,7 +191,7 @@ class PostTagger:
             except (OSError, UnidentifiedImageError, ValueError):
                 return None, None, UNREADABLE
             key = p.stem
-            return str(p), key, USED if key in self._index_keys() else EMBEDDED
+            return str(p), key, self._status(key)
         else:
             raise TaggingError("image", f"expected a path, bytes, a PIL image or None, found {type(image).__name__}",
                                "pass the image file's path or its bytes")
@@ -195,7 +205,7 @@ class PostTagger:
         path = Path(self._tmp.name) / (key + suffix)
         if not path.exists():
             path.write_bytes(data)
-        return str(path), key, USED if key in self._index_keys() else EMBEDDED
+        return str(path), key, self._status(key)
 
     def _post(self, post, image=None, id=None) -> _Post:
         """A post given as a string or a dict, checked, as the tagger reads it."""

@@ -120,6 +120,11 @@ def test_image_as_path_bytes_or_pil_gives_the_same_result(runs, tmp_path, head):
     assert bad.image == "unreadable" and bad.tags == tagger.tag("look at Zelby now").tags
 
 
+def test_a_text_run_ignores_the_image(text_tagger, tmp_path):
+    r = text_tagger.tag("look at Zelby now", image=_fresh_image(tmp_path))
+    assert r.image == "ignored" and r.tags == text_tagger.tag("look at Zelby now").tags
+
+
 def test_the_photo_reaches_the_rgcn_head(runs, tmp_path):
     tagger = load_tagger(_run(runs, "rgcn"))
     red = tagger.tag("look at Zelby now", image=_fresh_image(tmp_path, "red"))
