@@ -60,7 +60,8 @@ class TagResult:
     """One tagged post. ``tokens``: ``{"text", "start", "end"}`` per word; ``entities``:
     ``{"text", "type", "start", "end", "token_start", "token_end", "confidence"}`` each
     (``token_end`` exclusive); ``image``: one of ``used``, ``embedded``, ``none``,
-    ``unreadable``, ``ignored`` (:data:`USED`, ...); ``evidence``: what the head read (a list, one per run, for an ensemble)."""
+    ``unreadable``, ``ignored`` (:data:`USED`, ...); ``evidence``: what the head read (a list,
+    one per run, for an ensemble)."""
 
     id: Any
     text: str

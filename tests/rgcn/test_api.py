@@ -43,7 +43,8 @@ def _fresh_image(tmp_path, colour="red", seed=3):
     return colour_image(tmp_path / f"fresh-{colour}.png", colour, random.Random(seed))
 
 
-POSTS = ["look at Zelby now", "Zelby 🎉 is here today, Zelby!", "can't stop thinking about Rellow 👩‍👩‍👧 Rellow",
+POSTS = ["look at Zelby now", "Zelby 🎉 is here today, Zelby!",
+         "can't stop thinking about Rellow 👩‍👩‍👧 Rellow",
          "  Quandor   is here today  ", "look at Mivra now Mivra"]
 
 

@@ -43,10 +43,9 @@ def test_viterbi_equals_pytorch_crf_decode(seed):
 
 def test_viterbi_of_one_word_posts_and_full_masks():
     crf = random_crf(5, 1)
-    emissions = torch.randn(7, 1, 5)
-    assert decode(crf, emissions, torch.ones(7, 1, dtype=torch.bool)) == crf.decode(emissions, mask=torch.ones(7, 1, dtype=torch.bool))
-    emissions = torch.randn(3, 6, 5)
-    assert decode(crf, emissions, torch.ones(3, 6, dtype=torch.bool)) == crf.decode(emissions, mask=torch.ones(3, 6, dtype=torch.bool))
+    for shape in ((7, 1), (3, 6)):
+        emissions, mask = torch.randn(*shape, 5), torch.ones(*shape, dtype=torch.bool)
+        assert decode(crf, emissions, mask) == crf.decode(emissions, mask=mask)
 
 
 def test_viterbi_by_hand():
