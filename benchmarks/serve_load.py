@@ -11,8 +11,9 @@ differ several-fold, the CPU's denormal handling being set per thread), then
 micro-batching up to ``--batch-size`` posts or ``--batch-wait-ms``) and, for each number of
 clients C, C clients each send their share of the same ``--posts`` posts one request after
 another (``POST /tag``, JSON, the photo by its path in ``--images``); then ``tag_many`` is
-timed again on the worker (the two bracket the server's measurements, the machine's load
-drifting). The ratio is the service's posts/s over the mean of the two worker figures.
+timed again on the worker. Each level is also bracketed by a ``tag_many`` just before and
+just after it (the machine's load drifts), and its ratio is the service's posts/s over the
+mean of those two.
 
 Targets: at 32 clients the service reaches >= 80% of ``tag_many``'s posts/s; at 1 client
 the text head's p95 latency is < 100 ms. The figures are wall-clock: on a machine shared with
@@ -75,33 +76,74 @@ def time_tag_many(tagger, posts: list[dict], batch_size: int, thread=None) -> di
     return {"posts": n, "seconds": round(dt, 3), "posts_per_s": round(n / dt, 2)}
 
 
+class Connection:
+    """One keep-alive HTTP/1.1 connection that POSTs JSON and reads the answer: a client light
+    enough that on a few cores the load it adds stays small beside the server's."""
+
+    def __init__(self, host: str, port: int):
+        self.host, self.port = host, port
+        self.reader = self.writer = None
+
+    async def post_json(self, path: str, payload: dict) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        body = json.dumps(payload).encode()
+        self.writer.write(f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json"
+                          f"\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        await self.writer.drain()
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:] if x)}
+        data = await self.reader.readexactly(int(headers.get("content-length", 0)))
+        if headers.get("connection", "").lower() == "close":
+            await self.close()
+        return status, data
+
+    async def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            try:
+                await self.writer.wait_closed()
+            except OSError:
+                pass
+        self.reader = self.writer = None
+
+
 async def load(url: str, posts: list[dict], clients: int) -> dict:
-    """``clients`` clients, each sending its share of ``posts`` one after another."""
-    import httpx
+    """``clients`` clients, each on its own connection, sending its share of ``posts`` one
+    after another; latency is from sending a request to having read its whole answer."""
+    from urllib.parse import urlsplit
 
+    where = urlsplit(url)
     shares = [posts[i::clients] for i in range(clients)]
-    latencies, batch_sizes, errors = [], [], []
+    latencies, batch_sizes, model_ms, errors = [], [], [], []
 
-    async def client(share, http):
-        for post in share:
-            t0 = time.perf_counter()
-            r = await http.post("/tag", json=post)
-            latencies.append(1000 * (time.perf_counter() - t0))
-            if r.status_code != 200:
-                errors.append(f"{r.status_code}: {r.text[:200]}")
-            else:
-                batch_sizes.append(r.json()["timings"]["batch_size"])
+    async def client(share):
+        conn = Connection(where.hostname, where.port)
+        try:
+            for post in share:
+                t0 = time.perf_counter()
+                status, data = await conn.post_json("/tag", post)
+                latencies.append(1000 * (time.perf_counter() - t0))
+                if status != 200:
+                    errors.append(f"{status}: {data[:200]!r}")
+                    continue
+                timings = json.loads(data)["timings"]
+                batch_sizes.append(timings["batch_size"])
+                model_ms.append(timings["model_ms"] / timings["batch_size"])
+        finally:
+            await conn.close()
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as http:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(s, http) for s in shares if s))
-        wall = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(s) for s in shares if s))
+    wall = time.perf_counter() - t0
     return {"clients": clients, "requests": len(latencies), "errors": len(errors), "error_examples": errors[:3],
             "seconds": round(wall, 3), "posts_per_s": round(len(latencies) / wall, 2),
             "p50_ms": round(percentile(latencies, 50), 1), "p95_ms": round(percentile(latencies, 95), 1),
             "p99_ms": round(percentile(latencies, 99), 1),
-            "mean_model_batch": round(sum(batch_sizes) / len(batch_sizes), 2) if batch_sizes else None}
+            "mean_model_batch": round(sum(batch_sizes) / len(batch_sizes), 2) if batch_sizes else None,
+            "model_ms_per_post": round(sum(model_ms) / len(model_ms), 2) if model_ms else None}
 
 
 def bench_run(name: str, run: str, a) -> dict:
@@ -127,15 +169,17 @@ def bench_run(name: str, run: str, a) -> dict:
             for post in posts[: a.warmup]:
                 http.post("/tag", json=post).raise_for_status()
         for c in a.clients:
+            around = [time_tag_many(tagger, posts, a.batch_size, worker)["posts_per_s"]]
             level = asyncio.run(load(server.url, posts, c))
+            around.append(time_tag_many(tagger, posts, a.batch_size, worker)["posts_per_s"])
+            level["tag_many_around"] = around
+            level["vs_tag_many"] = round(level["posts_per_s"] / (sum(around) / 2), 3)
             print(f"[{name}] {c} clients: {level['posts_per_s']} posts/s, p95 {level['p95_ms']} ms",
                   file=sys.stderr, flush=True)
             levels.append(level)
     after = time_tag_many(tagger, posts, a.batch_size, worker)
     worker.shutdown()
     base = (before["posts_per_s"] + after["posts_per_s"]) / 2
-    for level in levels:
-        level["vs_tag_many"] = round(level["posts_per_s"] / base, 3)
     return {"run": run, "head": tagger.heads[0], "tag_many_main_thread": main_thread,
             "tag_many_before": before, "tag_many_after": after,
             "tag_many_posts_per_s": round(base, 2), "levels": levels}
@@ -158,15 +202,19 @@ def table(result: dict, command: str) -> str:
              f"posts or {result['batch_wait_ms']} ms; load average at the end: "
              f"{result['provenance']['machine'].get('load_avg_at_write')} on {result['provenance']['machine']['cpu_count']} "
              "cores (wall-clock figures: a loaded machine lowers them).", "",
-             "| run | clients | posts/s | tag_many posts/s | vs tag_many | p50 ms | p95 ms | p99 ms | mean model batch | errors |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| run | clients | posts/s | tag_many posts/s (before / after) | vs tag_many | p50 ms | p95 ms | p99 ms | mean model batch "
+             "| server model ms/post | errors |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in result["runs"].items():
         for lv in r["levels"]:
-            lines.append(f"| {name} | {lv['clients']} | {lv['posts_per_s']} | {r['tag_many_posts_per_s']} | "
+            lines.append(f"| {name} | {lv['clients']} | {lv['posts_per_s']} | "
+                         f"{' / '.join(map(str, lv['tag_many_around']))} | "
                          f"{100 * lv['vs_tag_many']:.0f}% | {lv['p50_ms']} | {lv['p95_ms']} | {lv['p99_ms']} | "
-                         f"{lv['mean_model_batch']} | {lv['errors']} |")
-    lines += ["", "tag_many is timed on one worker thread, as the service runs the model, before and after the "
-              "server's levels; the ratio uses their mean (on the main thread: its figure alone):"]
+                         f"{lv['mean_model_batch']} | {lv['model_ms_per_post']} | {lv['errors']} |")
+    lines += ["", "server model ms/post: the model batch's time over its posts, as the server reports it "
+              "(the rest of a request's time is HTTP, JSON and waiting).", "",
+              "tag_many is timed on one worker thread, as the service runs the model, just before and just after "
+              "each level (the ratio uses their mean), and around all the levels (on the main thread: once, first):"]
     for name, r in result["runs"].items():
         lines.append(f"- {name}: {r['tag_many_before']['posts_per_s']} then {r['tag_many_after']['posts_per_s']} "
                      f"posts/s (main thread: {r['tag_many_main_thread']['posts_per_s']})")

@@ -350,7 +350,7 @@ def create_app(settings: Settings, tagger=None) -> FastAPI:
         else:
             raise BadInput(415, f"content type {ctype!r}", "this route reads JSON or a multipart form",
                            "send Content-Type: application/json or multipart/form-data")
-        return await tag(post, received)
+        return JSONResponse(await tag(post, received))          # already JSON-ready: no jsonable_encoder pass
 
     @app.post("/tag/batch", response_model=None, responses={200: {"model": BatchOut}, **ERRORS}, openapi_extra={
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
@@ -369,8 +369,8 @@ def create_app(settings: Settings, tagger=None) -> FastAPI:
                            "split them into several requests")
         posts = [post_of(item, f"posts[{i}].") for i, item in enumerate(items)]
         results = await asyncio.gather(*(tag(p, received) for p in posts))
-        return {"results": results, "timings": {"total_ms": round(1000 * (time.perf_counter() - received), 2),
-                                                "posts": len(results)}}
+        return JSONResponse({"results": results, "timings": {
+            "total_ms": round(1000 * (time.perf_counter() - received), 2), "posts": len(results)}})
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def index(request: Request):
