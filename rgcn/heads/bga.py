@@ -385,19 +385,30 @@ class BGAHead(FusionHead):
                 m_t = layer.scs_t(T, m_t, word_mask, o.gumbel_tau)                # (B, W)       (1)-(3)
             else:
                 m_t = word_mask.float()
-            V_gen = self.t2v(T, m_t, R)                                           # (B, R, D)        (4)
+            cycle = image and self.training and o.cycle
+            if image:
+                T_p, w_p = T[rows], word_mask[rows]                               # (n, W, D), (n, W)
+            if cycle:             # (4) beside the first half of text -> image -> text (7): one decoder call
+                V_both = self.t2v(torch.cat([T, T_p]), torch.cat([m_t, w_p.to(m_t.dtype)]), R)   # (B + n, R, D)
+                V_gen, V_of_T = V_both[:B], V_both[B:]                            # (B, R, D), (n, R, D)
+            else:
+                V_gen = self.t2v(T, m_t, R)                                       # (B, R, D)        (4)
             keys = V_gen
             if image:
                 if o.scs:
                     m_v = layer.scs_v(V, m_v, all_regions, o.gumbel_tau)          # (n, R)       (1)-(3)
-                T_p, w_p = T[rows], word_mask[rows]                               # (n, W, D), (n, W)
-                T_gen = self.i2t(V, m_v, W, w_p)                                  # (n, W, D)        (5)
+                if cycle:         # (5) beside image -> text and text -> image -> text of (7): one decoder call
+                    n, every = len(rows), torch.ones_like(m_v)
+                    T_all = self.i2t(torch.cat([V, V, V_of_T]), torch.cat([m_v, every, every]), W,
+                                     w_p.repeat(3, 1))                            # (3n, W, D)
+                    T_gen, T_of_V, T_cyc = T_all[:n], T_all[n:2 * n], T_all[2 * n:]
+                    V_cyc = self.t2v(T_of_V, w_p, R)                              # (n, R, D)
+                else:
+                    T_gen = self.i2t(V, m_v, W, w_p)                              # (n, W, D)        (5)
                 if self.training:
                     loss = generation_kl(V, V_gen[rows], m_v) + generation_kl(T_p, T_gen, m_t[rows] * w_p)  # (6)
-                    if o.cycle:
-                        T_cyc = self.i2t(self.t2v(T_p, w_p, R), all_regions, W, w_p)             # (n, W, D)
-                        V_cyc = self.t2v(self.i2t(V, all_regions, W, w_p), w_p, R)               # (n, R, D)
-                        loss = loss + generation_kl(T_p, T_cyc, w_p) + generation_kl(V, V_cyc, m_v.new_ones(m_v.shape))  # (7)
+                    if cycle:     # T_cyc = i2t(t2v(T)), V_cyc = t2v(i2t(V)), every token kept
+                        loss = loss + generation_kl(T_p, T_cyc, w_p) + generation_kl(V, V_cyc, every)    # (7)
                     losses.append(loss)
                 real = torch.where(use_real.view(-1, 1, 1), V, V_gen[rows])       # (n, R, D)
                 keys = V_gen.index_put((rows,), real)                             # (B, R, D)

@@ -252,3 +252,61 @@ def test_the_head_trains_inside_the_tagger(tiny_encoder):
         losses.append(loss.item())
     assert losses[-1] < 0.3 * losses[0]
     assert model.predict(samples).tags == [s.tags for s in samples]
+
+
+# --------------------------------------------------------------------------- the batched decoder calls
+def unbatched_forward(head, T, word_mask, inputs):
+    """The head's training forward as first written: one generator call per direction and
+    purpose, six a layer with the cycle loss ((4), (5) and the four passes of (7))."""
+    from rgcn.heads.bga import hybrid
+
+    o, (B, W, _), R = head.opts, T.shape, head.t2v.queries.shape[0]
+    word_mask = word_mask.bool()
+    rows = inputs["present"].bool().nonzero().squeeze(1)
+    V = head.W_v(inputs["regions"][rows].to(T.dtype))
+    use_real = inputs["use_real"].bool()[rows]
+    m_v, every = torch.ones(len(rows), R), torch.ones(len(rows), R, dtype=torch.bool)
+    m_t, ones_r, losses = word_mask.float(), torch.ones(B, R, dtype=torch.bool), []
+    for layer in head.layers:
+        m_t = layer.scs_t(T, m_t, word_mask, o.gumbel_tau) if o.scs else word_mask.float()
+        V_gen = head.t2v(T, m_t, R)
+        if o.scs:
+            m_v = layer.scs_v(V, m_v, every, o.gumbel_tau)
+        T_p, w_p = T[rows], word_mask[rows]
+        T_gen = head.i2t(V, m_v, W, w_p)
+        loss = generation_kl(V, V_gen[rows], m_v) + generation_kl(T_p, T_gen, m_t[rows] * w_p)
+        if o.cycle:
+            T_cyc = head.i2t(head.t2v(T_p, w_p, R), every, W, w_p)
+            V_cyc = head.t2v(head.i2t(V, every, W, w_p), w_p, R)
+            loss = loss + generation_kl(T_p, T_cyc, w_p) + generation_kl(V, V_cyc, m_v.new_ones(m_v.shape))
+        losses.append(loss)
+        keys = V_gen.index_put((rows,), torch.where(use_real.view(-1, 1, 1), V, V_gen[rows]))
+        V = hybrid(layer.image, V, every, T_gen, w_p)
+        T = hybrid(layer.text, T, word_mask, keys, ones_r)
+    H = head.final(T, T, word_mask) if head.final is not None else T
+    return H, o.alpha * torch.stack(losses).mean()
+
+
+@pytest.mark.parametrize("scs", [True, False])
+def test_the_batched_generator_calls_give_the_unbatched_loss_and_gradients(scs):
+    head = bga(scs=scs, alpha=0.5, real_share=0.5).train()       # dropout 0: the only noise is Gumbel's
+    states = torch.randn(4, 4, D, requires_grad=True)
+    torch.manual_seed(5)
+    inputs = head.prepare(posts(), training=True)                 # p3 has no image
+    results = []
+    for forward in (lambda: run(head, states, inputs), lambda: unbatched_forward(head, states, word_mask(), inputs)):
+        torch.manual_seed(3)
+        out = forward()
+        H, aux = (out.states, out.aux_loss) if hasattr(out, "states") else out
+        head.zero_grad()
+        states.grad = None
+        ((H * torch.linspace(-1, 1, D)).sum() + aux).backward()
+        grads = {n: p.grad.clone() for n, p in head.named_parameters() if p.grad is not None}
+        results.append((H.detach(), aux.detach(), states.grad.clone(), grads))
+    (H, aux, g, grads), (H0, aux0, g0, grads0) = results
+    assert aux0.item() > 0 and grads.keys() == grads0.keys() and len(grads) > 20
+    torch.testing.assert_close(aux, aux0, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(H, H0, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g, g0, rtol=1e-4, atol=1e-6)
+    for name in grads0:
+        torch.testing.assert_close(grads[name], grads0[name], rtol=1e-4, atol=1e-6, msg=name)
