@@ -32,7 +32,8 @@ overrides (an ablation), in ``--out-dir``/NAME/seed<N>.
 
 Writes ``benchmarks/results/heads_<prefix>.json`` (``--output``) through
 ``benchmarks/provenance.py`` with every seed's rows, the table as Markdown beside it
-(``.md``, headed by the command) and a bar chart of mean F1 per kind and head (``.png``;
+(``.md``, headed by the command) and a heatmap of mean F1 per row and kind, each cell's
+value written in it, the rows without the test images in a block below (``.png``;
 ``--chart``, ``--no-chart``), and prints the table. ``--render RESULT.json`` redraws the
 Markdown and chart of a result without training anything. Run folders
 go to ``--out-dir``/<head>/seed<N>. Paths given are read from where the command runs; the
@@ -56,7 +57,7 @@ from data.errors import ArgumentParser, UserError, command, exit_status, raising
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import train  # noqa: E402
-from benchmarks.provenance import RESULTS, write_rendering, write_result  # noqa: E402
+from benchmarks.provenance import RESULTS, command_line, write_rendering, write_result  # noqa: E402
 from data.corpus import drop_images, read_corpus, read_predictions  # noqa: E402
 from data.logs import setup_logging  # noqa: E402
 from index.artifact import load_index  # noqa: E402
@@ -100,7 +101,7 @@ def parse_args(argv=None):
                         "--variant rgcn_no_intra rgcn 'head.options.relations=[inter]' (repeatable)")
     p.add_argument("--out-dir", default="runs/heads", help="run folders: OUT_DIR/<name>/seed<N>")
     p.add_argument("--output", help="result JSON (default benchmarks/results/heads_PREFIX.json)")
-    p.add_argument("--chart", help="bar chart (default: the result JSON with .png)")
+    p.add_argument("--chart", help="heatmap PNG (default: the result JSON with .png)")
     p.add_argument("--no-chart", action="store_true", help="write no chart")
     p.add_argument("-v", "--verbose", action="store_true", help="show each run's console output")
     p.add_argument("--render", metavar="RESULT.json", help="train nothing: print the table of this result and "
@@ -374,10 +375,24 @@ def markdown(summary: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def chart(summary: dict, path: str | os.PathLike, title: str = "") -> None:
-    """Grouped bars: per column (overall, each kind, other) one bar per row, the mean F1
-    with the sample sd as error bar; a head's row without the test images in its colour,
-    hatched."""
+CHART_WIDTH_PX = 1200
+CHART_DPI = 100
+
+
+def chart_cell(s: dict | None) -> str:
+    """One heatmap cell: the mean F1 in percent, with the sample sd below it over several seeds."""
+    if s is None:
+        return ""
+    return f"{100 * s['mean']:.1f}" + ("" if s["sd"] is None else f"\n± {100 * s['sd']:.1f}")
+
+
+def chart(summary: dict, path: str | os.PathLike, title: str = "", metadata: dict | None = None) -> dict:
+    """A heatmap of mean F1 (%) with the rows (heads, their views and variants, photo_knn)
+    down and the columns (overall, each kind, other) across, each cell's mean (and sd over
+    seeds) written in it; the rows scored without the test images in a second block below,
+    under the same columns. 1,200 pixels wide. ``metadata`` goes into the PNG's text chunks.
+
+    Returns ``{(row, column): text}``, the text written in each cell."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -385,28 +400,47 @@ def chart(summary: dict, path: str | os.PathLike, title: str = "") -> None:
     import numpy as np
 
     groups = [(h, get) for h, get, scale in columns(summary) if scale == 100]
-    names = list(summary)
-    x = np.arange(len(groups))
-    width = 0.8 / len(names)
-    fig, ax = plt.subplots(figsize=(2.5 + max(6.0, 1.2 * len(groups) * max(1.0, len(names) / 3)), 4))
     suffix = NO_IMAGES.format("")
-    bases = list(dict.fromkeys(n.removesuffix(suffix) for n in names))
-    for j, name in enumerate(names):
-        spreads = [get(summary[name]) for _, get in groups]
-        means = [100 * s["mean"] if s else 0.0 for s in spreads]
-        sds = [100 * (s["sd"] or 0.0) if s else 0.0 for s in spreads]
-        ax.bar(x - 0.4 + (j + 0.5) * width, means, width, yerr=sds, capsize=2, label=name,
-               color=f"C{bases.index(name.removesuffix(suffix)) % 10}",
-               hatch="//" if name.endswith(suffix) else None, edgecolor="white" if name.endswith(suffix) else None)
-    ax.set_xticks(x, [h for h, _ in groups], rotation=15)
-    ax.set_ylabel("test F1 (%)")
-    ax.set_ylim(0, 105)
-    ax.set_title(title)
-    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0))
+    blocks = [("with the test images", [n for n in summary if not n.endswith(suffix)]),
+              ("without the test images (modality missing)", [n for n in summary if n.endswith(suffix)])]
+    blocks = [(label, names) for label, names in blocks if names]
+    row_in = 0.36 + 0.14 * any((get(summary[n]) or {}).get("sd") is not None for _, names in blocks
+                               for n in names for _, get in groups)
+    heights = [len(names) * row_in + 0.9 for _, names in blocks]
+    width = CHART_WIDTH_PX / CHART_DPI
+    fig, axes = plt.subplots(len(blocks), 1, figsize=(width, sum(heights) + 0.6),
+                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    cmap = plt.get_cmap("viridis")
+    texts = {}
+    for ax, (label, names) in zip(axes[:, 0], blocks):
+        spreads = [[get(summary[n]) for _, get in groups] for n in names]
+        values = np.array([[np.nan if s is None else 100 * s["mean"] for s in row] for row in spreads])
+        ax.imshow(np.ma.masked_invalid(values), cmap=cmap, vmin=0, vmax=100, aspect="auto")
+        for i, name in enumerate(names):
+            for j, (column, _) in enumerate(groups):
+                text = chart_cell(spreads[i][j])
+                texts[(name, column)] = text
+                if text:
+                    dark = values[i, j] < 60                          # white on viridis' dark half
+                    ax.text(j, i, text, ha="center", va="center", fontsize=10, linespacing=1.0,
+                            color="white" if dark else "black")
+        ax.set_xticks(range(len(groups)), [h.replace("_", " ") for h, _ in groups], fontsize=10)
+        ax.xaxis.tick_top()
+        ax.set_yticks(range(len(names)), [n.removesuffix(suffix) for n in names], fontsize=10)
+        ax.tick_params(length=0)
+        ax.set_xticks(np.arange(len(groups) + 1) - 0.5, minor=True)
+        ax.set_yticks(np.arange(len(names) + 1) - 0.5, minor=True)
+        ax.grid(which="minor", color="white", linewidth=1.5)
+        ax.tick_params(which="minor", length=0)
+        for side in ax.spines.values():
+            side.set_visible(False)
+        ax.set_xlabel(f"test F1 (%), {label}", fontsize=10)
+    fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=CHART_DPI, metadata=metadata or {})
     plt.close(fig)
+    return texts
 
 
 def _rel(path: str) -> str:
@@ -422,7 +456,7 @@ def main(argv=None) -> dict:
     a = parse_args(argv)
     if a.render:                            # redraw a result: its table, Markdown and chart, no training
         result = json.loads(Path(a.render).read_text())
-        render(result, a.render, a.chart)
+        render(result, a.render, a.chart, command_line(__file__, argv))
         return result
     data_overrides = [f"data.train={a.train}", f"data.valid={a.valid}"]
     base = load_config(text_config(a.dataset_prefix), data_overrides)
@@ -454,18 +488,20 @@ def main(argv=None) -> dict:
            "gold": gold_counts(next(iter(per_seed.values()))["rows"][a.heads[0]]),
            "summary": summary, "per_seed": per_seed}
     written = write_result(a.output, out, __file__, argv)
-    render(written, a.output, a.chart)
+    render(written, a.output, a.chart, written["provenance"]["command"])
     return out
 
 
-def render(result: dict, output: str, chart_path: str | None) -> None:
+def render(result: dict, output: str, chart_path: str | None, drawn_by: str = "") -> None:
     """Print the table of a result and write its Markdown (``output`` with ``.md``) and chart,
-    all from its per-seed rows (so a result written before a column existed gets it too)."""
+    all from its per-seed rows (so a result written before a column existed gets it too); the
+    chart's PNG names the result's command and ``drawn_by``, the command that drew it."""
     summary = summarise(result["per_seed"])
     write_rendering(Path(output).with_suffix(".md"), result, markdown(summary, result["provenance"]["command"]))
     if chart_path:
         chart(summary, chart_path, f"{result['dataset_prefix']}: test F1, mean ± sd over {len(result['seeds'])} "
-                                   "seed(s)")
+                                   "seed(s)",
+              {"Description": f"result of: {result['provenance']['command']}", "Software": drawn_by})
     print("\n" + table(summary))
     print(f"written {output}, its table {Path(output).with_suffix('.md').name}"
           + (f" and chart {Path(chart_path).name}" if chart_path else ""))

@@ -296,3 +296,29 @@ def test_a_variant_is_its_head_with_overrides(kinds_data, fake_training, tmp_pat
         heads.parse_args(["--variant", "x", "nohead"])
     with pytest.raises(UserError):
         heads.parse_args(["--heads", "text", "--variant", "text", "rgcn"])
+
+
+def test_the_chart_is_a_heatmap_1200_pixels_wide_with_every_cell_written(tmp_path):
+    """Fourteen rows, seven columns: each cell's text is its mean F1 (and sd), the rows
+    without the test images in the block below, and the PNG is 1,200 pixels wide and names
+    the commands that made the result and drew it."""
+    from PIL import Image
+
+    kinds = ["conflicting_image", "image_decided", "no_image", "unrelated_image", "visual_text"]
+    names = ["text", "bga", "bga (real view)", "bga_no_scs", "bga_no_mcg", "bga_no_cycle", "photo_knn",
+             *(heads.NO_IMAGES.format(n) for n in ("text", "bga", "bga_no_scs", "bga_no_mcg", "bga_no_cycle"))]
+    per_seed = {str(seed): {"timing": {}, "rows": {
+        n: {"f1": 0.5 + 0.01 * i + 0.001 * seed, "precision": 0.5, "recall": 0.5,
+            "kinds": {k: {"f1": (i * 7 + j * 13 + seed) % 100 / 100} for j, k in enumerate(kinds)},
+            "other": {"f1": 0.9}} for i, n in enumerate(names)}} for seed in (13, 14)}
+    summary = heads.summarise(per_seed)
+    texts = heads.chart(summary, tmp_path / "c.png", "t", {"Software": "python benchmarks/heads.py --render x"})
+    columns = ["overall", *kinds, "other"]
+    assert set(texts) == {(n, c) for n in names for c in columns}
+    for (name, column), text in texts.items():
+        s = summary[name]["f1"] if column == "overall" else summary[name]["kinds"].get(column, summary[name]["other"])
+        assert text == f"{100 * s['mean']:.1f}\n± {100 * s['sd']:.1f}"
+    assert texts[("bga", "image_decided")] == f"{(7 + 13 + 13.5) % 100:.1f}\n± 0.7"
+    image = Image.open(tmp_path / "c.png")
+    assert image.size[0] == 1200 and 600 < image.size[1] < 1400
+    assert image.text["Software"] == "python benchmarks/heads.py --render x"
