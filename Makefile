@@ -9,6 +9,9 @@ FAISS  ?= cpu
 export HF_HUB_OFFLINE ?= 1
 export TRANSFORMERS_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
+# OpenMP's threads sleep when idle instead of spinning: on cores shared with other jobs,
+# spinning threads wait on each other and an epoch takes many times longer (same results)
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: demo test test-all bench-text accuracy clean
 
