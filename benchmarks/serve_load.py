@@ -53,6 +53,11 @@ def read_posts(path: str, n: int) -> list[dict]:
     return [dict(posts[i % len(posts)]) for i in range(n)]
 
 
+def images_inside(posts: list[dict], images: str) -> list[dict]:
+    """``posts`` with each image path joined to the ``images`` folder, as the service passes them."""
+    return [{**p, "image": str(Path(images).resolve() / p["image"]) if p.get("image") else None} for p in posts]
+
+
 def percentile(values: list[float], q: float) -> float:
     """The ``q``-th percentile (0-100) by linear interpolation between closest ranks."""
     s = sorted(values)
@@ -146,6 +151,25 @@ async def load(url: str, posts: list[dict], clients: int) -> dict:
             "model_ms_per_post": round(sum(model_ms) / len(model_ms), 2) if model_ms else None}
 
 
+def batcher_only(tagger, posts: list[dict], max_batch: int, wait_ms: float) -> dict:
+    """The service's micro-batcher without HTTP: every post submitted at once, in this process."""
+    from rgcn.serve.batcher import MicroBatcher
+
+    async def go():
+        b = MicroBatcher(tagger.tag_many, max_batch, wait_ms)
+        await b.start()
+        try:
+            await asyncio.gather(*(b.submit(p) for p in posts[:max_batch]))            # warm-up
+            t0 = time.perf_counter()
+            out = await asyncio.gather(*(b.submit(p) for p in posts))
+            return len(out), time.perf_counter() - t0
+        finally:
+            await b.stop()
+
+    n, dt = asyncio.run(go())
+    return {"posts": n, "seconds": round(dt, 3), "posts_per_s": round(n / dt, 2)}
+
+
 def bench_run(name: str, run: str, a) -> dict:
     import httpx
 
@@ -178,10 +202,11 @@ def bench_run(name: str, run: str, a) -> dict:
                   file=sys.stderr, flush=True)
             levels.append(level)
     after = time_tag_many(tagger, posts, a.batch_size, worker)
+    alone = batcher_only(tagger, images_inside(posts, a.images), a.batch_size, a.batch_wait_ms)
     worker.shutdown()
     base = (before["posts_per_s"] + after["posts_per_s"]) / 2
     return {"run": run, "head": tagger.heads[0], "tag_many_main_thread": main_thread,
-            "tag_many_before": before, "tag_many_after": after,
+            "tag_many_before": before, "tag_many_after": after, "batcher_without_http": alone,
             "tag_many_posts_per_s": round(base, 2), "levels": levels}
 
 
@@ -217,7 +242,8 @@ def table(result: dict, command: str) -> str:
               "each level (the ratio uses their mean), and around all the levels (on the main thread: once, first):"]
     for name, r in result["runs"].items():
         lines.append(f"- {name}: {r['tag_many_before']['posts_per_s']} then {r['tag_many_after']['posts_per_s']} "
-                     f"posts/s (main thread: {r['tag_many_main_thread']['posts_per_s']})")
+                     f"posts/s (main thread: {r['tag_many_main_thread']['posts_per_s']}); the service's "
+                     f"micro-batcher without HTTP, all posts at once: {r['batcher_without_http']['posts_per_s']} posts/s")
     lines += ["", "Targets:"] + [f"- {k}: {'met' if v else 'NOT met'}" for k, v in result["targets"].items()]
     return "\n".join(lines) + "\n"
 

@@ -294,7 +294,7 @@ def create_app(settings: Settings, tagger=None) -> FastAPI:
 
     async def read_form(request: Request) -> dict:
         try:
-            form = await request.form(max_files=1, max_fields=8, max_part_size=8 * settings.max_chars + 1024)
+            form = await request.form(max_files=1, max_fields=8, max_part_size=settings.max_body_bytes)
         except StarletteHTTPException as e:
             raise BadInput(400, "the form", str(e.detail), "send the fields 'text' and, optionally, one file "
                            "'image'") from None

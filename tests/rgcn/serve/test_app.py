@@ -99,6 +99,8 @@ def test_page_highlights_entities_and_shows_neighbours(client):
     assert "embedded" in r.text
     err = client.post("/", data={"text": ""})
     assert err.status_code == 422 and 'id="error"' in err.text and "the post is empty" in err.text
+    err = client.post("/", data={"text": "word " * 20_000})
+    assert err.status_code == 413 and "the post has 100,000 characters" in err.text
 
 
 @pytest.mark.parametrize("head, says", [("text", "text only"), ("maf", "p(match)"), ("bga", "no photo was read"),

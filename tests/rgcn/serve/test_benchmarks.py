@@ -29,6 +29,8 @@ def test_both_scripts_on_a_tiny_run(tiny_rgcn, tmp_path):
     assert [lv["clients"] for lv in levels] == [1, 8] and all(lv["errors"] == 0 for lv in levels)
     assert all(lv["requests"] == 16 for lv in levels)
     assert levels[0]["mean_model_batch"] == 1 and levels[1]["mean_model_batch"] > 1     # batched under load
+    assert all(len(lv["tag_many_around"]) == 2 for lv in levels)
+    assert res["runs"]["rgcn"]["batcher_without_http"]["posts"] == 16
     assert json.loads(out.read_text())["provenance"]["command"].startswith("python benchmarks/serve_load.py")
     assert out.with_suffix(".md").read_text().startswith("`python benchmarks/serve_load.py")
     bad = serve_bad_inputs.main(["--run", run, "--max-upload-mb", "1", "--import", "tests.colour",
