@@ -10,8 +10,13 @@ space, whitespace collapsed.
   images (micro) and averaged per image; also with every space removed from both texts,
   which separates reading the letters from finding the gaps between words;
 * name read = the post's name (its target entity) appears in the text read, exactly, and
-  with the spaces removed;
-* seconds per image (the engine's start-up apart).
+  with the spaces removed; name as a word = it appears between word boundaries (spaces or
+  the text's ends) of the text as read, as an encoder reading the words would meet it;
+* seconds per image (the engine's start-up apart), wall-clock and CPU (the process's own
+  time, which a shared machine's other work does not inflate), split into detection and
+  recognition, and the machine's load average while it ran; the same for one demo view
+  per source photo without a sign (where nothing should be read, and recognition is
+  skipped where nothing is detected).
 
 Object tags: EfficientNet-Lite0's ImageNet top tags (through the index's embedding path)
 of one demo view per source photo (``data.demo_photos.augment``, no sign), and the most
@@ -19,6 +24,8 @@ frequent top tag of the sign images.
 
     python benchmarks/ocr_accuracy.py                       # a fresh demo of 100 sign posts
     python benchmarks/ocr_accuracy.py --demo data/demo      # the visual_text posts of a demo
+    python benchmarks/ocr_accuracy.py --demo data/demo --engine det_side=736 space_gap=0 threads=0
+                                                            # RapidOCR's detection size, no spacing
 """
 from __future__ import annotations
 
@@ -72,7 +79,53 @@ def score_reads(rows: list[dict]) -> dict:
                 "exact_text_rate": statistics.fmean(a == b for a, b in zip(refs, hyps)),
                 "name_read_rate": statistics.fmean(prep(r["name"]) in h for r, h in zip(rows, hyps))}
 
-    return {"images": len(rows), "as_read": figures(False), "spaces_ignored": figures(True)}
+    as_read = figures(False)
+    as_read["name_as_word_rate"] = statistics.fmean(f" {normalise(r['name'])} " in f" {normalise(r['read'])} "
+                                                    for r in rows)
+    return {"images": len(rows), "as_read": as_read, "spaces_ignored": figures(True)}
+
+
+def engine_settings(pairs: list[str]) -> dict:
+    """``["det_side=736", "space_gap=0", "threads=0"]`` -> constructor kwargs (numbers as
+    numbers; ``threads=0``: onnxruntime's default)."""
+    from data.errors import UserError
+
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"--engine {pair!r}", "not KEY=VALUE", "write e.g. --engine det_side=736 space_gap=0")
+        number = float(value)
+        out[key] = int(number) if number.is_integer() and key != "space_gap" else number
+    if out.get("threads") == 0:
+        out["threads"] = None
+    return out
+
+
+def timed_reads(engine, paths: list[str]) -> tuple[list[str], dict]:
+    """Each image's text, and the time it took: wall and CPU seconds per image, the
+    engine's detection and recognition seconds, and the load average around it."""
+    from index.images import open_image
+
+    images = [open_image(p) for p in paths]
+    before = dict(getattr(engine, "timing", {}))
+    load0 = os.getloadavg()[0]
+    wall, cpu = time.perf_counter(), time.process_time()
+    reads, seconds = [], []
+    for image in images:
+        t = time.perf_counter()
+        reads.append(engine.read(image))
+        seconds.append(time.perf_counter() - t)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    timing = {k: v - before.get(k, 0) for k, v in getattr(engine, "timing", {}).items()}
+    n = len(images)
+    return reads, {"images": n, "seconds_per_image": statistics.fmean(seconds),
+                   "seconds_per_image_median": statistics.median(seconds), "images_per_second": n / wall,
+                   "cpu_seconds_per_image": cpu / n, "images_per_cpu_second": n / cpu if cpu else None,
+                   "detect_seconds_per_image": timing.get("detect_s", 0.0) / n if timing else None,
+                   "recognise_seconds_per_image": timing.get("recognise_s", 0.0) / n if timing else None,
+                   "nothing_detected": timing.get("nothing_detected"),
+                   "load_average_1min": [round(load0, 2), round(os.getloadavg()[0], 2)]}
 
 
 def sign_posts(demo: Path, splits: list[str]) -> list[dict]:
@@ -115,6 +168,8 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0, help="demo generation and photo views")
     p.add_argument("--limit", type=int, default=None, help="read at most this many sign images")
     p.add_argument("--tags-k", type=int, default=3)
+    p.add_argument("--engine", nargs="+", default=[], metavar="KEY=VALUE",
+                   help="OCR engine settings (index.ocr.RapidOcr), e.g. det_side=736 space_gap=0 threads=0")
     p.add_argument("--out", default="benchmarks/results/ocr_accuracy.json")
     args = p.parse_args(argv)
 
@@ -122,7 +177,6 @@ def main(argv=None) -> int:
 
     from index.artifact import embed_collection
     from index.embedders import get_embedder
-    from index.images import open_image
     from index.ocr import get_ocr_engine
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -142,26 +196,23 @@ def main(argv=None) -> int:
             print(f"error: no visual_text post with an image in {demo}", file=sys.stderr)
             return 2
 
+        settings = engine_settings(args.engine)
         t0 = time.perf_counter()
-        engine = get_ocr_engine("rapidocr")
+        engine = get_ocr_engine("rapidocr", **settings)
         start_seconds = time.perf_counter() - t0
-        rows, seconds = [], []
-        for q in posts:
-            image = open_image(q["image"])
-            t = time.perf_counter()
-            read = engine.read(image)
-            seconds.append(time.perf_counter() - t)
-            rows.append({"id": q["id"], "source_photo": q["source_photo"], "reference": q["sign"], "read": read,
-                         "name": q["name"], "char_accuracy": round(character_accuracy(normalise(q["sign"]),
-                                                                                    normalise(read)), 4)})
-        ocr = {"engine": engine.describe(), **score_reads(rows),
-               "seconds_per_image": statistics.fmean(seconds), "seconds_per_image_median": statistics.median(seconds),
-               "engine_start_seconds": start_seconds,
+        reads, speed = timed_reads(engine, [q["image"] for q in posts])
+        rows = [{"id": q["id"], "source_photo": q["source_photo"], "reference": q["sign"], "read": read,
+                 "name": q["name"], "char_accuracy": round(character_accuracy(normalise(q["sign"]), normalise(read)), 4)}
+                for q, read in zip(posts, reads)]
+        views = photo_views(tmp, args.seed)
+        view_reads, view_speed = timed_reads(engine, [path for _, path in views])
+        ocr = {"engine": engine.describe(), "settings": {k: v for k, v in settings.items()},
+               **score_reads(rows), **speed, "engine_start_seconds": start_seconds,
+               "photos_without_text": {**view_speed, "read": {name: r for (name, _), r in zip(views, view_reads) if r}},
                "misread": [{k: r[k] for k in ("id", "reference", "read", "char_accuracy")}
                            for r in rows if normalise(r["read"]) != normalise(r["reference"])][:15]}
 
         embedder = get_embedder("efficientnet_lite0", device="cpu")
-        views = photo_views(tmp, args.seed)
         res = embed_collection(views, embedder, batch_size=16, tags_k=args.tags_k, progress=False)
         photo_tags = {i: [{"label": lab, "score": round(s, 4)} for lab, s in t] for i, t in zip(res.ids, res.tags)}
         signs = embed_collection([(q["id"], q["image"]) for q in posts], embedder, batch_size=32, tags_k=1,
@@ -178,10 +229,19 @@ def main(argv=None) -> int:
     write_result(args.out, payload, __file__, argv)
 
     a, s = ocr["as_read"], ocr["spaces_ignored"]
-    print(f"OCR ({engine.name}) on {ocr['images']} sign images: {ocr['seconds_per_image']:.2f} s/image")
-    print(f"{'':<16} {'char acc':>9} {'exact text':>11} {'name read':>10}")
+    print(f"OCR ({engine.name}) on {ocr['images']} sign images: {ocr['seconds_per_image']:.3f} s/image "
+          f"({ocr['images_per_second']:.1f} images/s; CPU {ocr['cpu_seconds_per_image']:.3f} s/image; "
+          f"load average {ocr['load_average_1min']})")
+    if ocr["detect_seconds_per_image"] is not None:
+        print(f"  detection {ocr['detect_seconds_per_image']:.3f} s/image, recognition "
+              f"{ocr['recognise_seconds_per_image']:.3f} s/image")
+    w = ocr["photos_without_text"]
+    print(f"photos without text: {w['images']}, {w['seconds_per_image']:.3f} s/image, nothing detected in "
+          f"{w['nothing_detected']}, text read in {len(w['read'])}: {w['read']}")
+    print(f"{'':<16} {'char acc':>9} {'exact text':>11} {'name read':>10} {'as a word':>10}")
     for label, f in (("as read", a), ("spaces ignored", s)):
-        print(f"{label:<16} {f['char_accuracy_micro']:>9.3f} {f['exact_text_rate']:>11.3f} {f['name_read_rate']:>10.3f}")
+        print(f"{label:<16} {f['char_accuracy_micro']:>9.3f} {f['exact_text_rate']:>11.3f} {f['name_read_rate']:>10.3f}"
+              f" {f.get('name_as_word_rate', float('nan')):>10.3f}")
     print("\ntop tags of one demo view per source photo:")
     for name, t in photo_tags.items():
         print(f"  {name:<22} " + ", ".join(f"{x['label'].split(',')[0]} {x['score']:.2f}" for x in t))

@@ -452,11 +452,23 @@ def ocr_engine_of(artifact: IndexArtifact) -> OcrEngine | None:
     if info is None:
         return None
     engine = get_ocr_engine(info["engine"], **(info.get("config") or {}))
-    now = engine.describe().get("version")
+    desc = engine.describe()
+    now = desc.get("version")
     if info.get("version") and now != info["version"]:
         log.warning("index %s was read by %s %s, this machine has %s: text read now may differ",
                     artifact.path, info["engine"], info["version"], now)
+    if ocr_reader(info) != desc.get("reader", 1):
+        log.warning("index %s was read by %s's reader %s, this code has reader %s: text read now differs "
+                    "(reader 1 glued the words of a line); rebuild the index with --ocr to match",
+                    artifact.path, info["engine"], ocr_reader(info), desc.get("reader", 1))
     return engine
+
+
+def ocr_reader(info: dict | None) -> int | None:
+    """The OCR reader version a manifest's ``visual_context.ocr`` block records: ``None``
+    without OCR, 1 for an index made before readers were numbered (RapidOCR's own
+    pipeline, the words of a line glued)."""
+    return None if info is None else int(info.get("reader", 1))
 
 
 def captioner_of(artifact: IndexArtifact) -> Captioner | None:

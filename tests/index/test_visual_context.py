@@ -21,6 +21,10 @@ def letters(text: str) -> str:
     return "".join(text.replace(" / ", " ").upper().split())
 
 
+def normalised(text: str) -> str:
+    return " ".join(text.replace(" / ", " ").upper().split())
+
+
 # --------------------------------------------------------------------------- pure parts
 def test_context_text_keeps_tags_above_the_score_best_first():
     record = {"tags": [("cup", 0.07), ("tabby, tabby cat", 0.42), ("Egyptian cat", 0.24), ("rug", 0.099999)],
@@ -118,7 +122,8 @@ def test_manifest_records_each_extractor_and_its_version(built, photos):
     assert vc["tags"]["weights"] == "efficientnet-lite0-57934424" and vc["tags"]["vocabulary"] == "imagenet-1k"
     assert vc["tags"]["library"] == "timm" and vc["tags"]["version"] == timm.__version__
     assert vc["tags"]["k"] == 5 and vc["tags"]["labels"] == 1000 and len(vc["tags"]["labels_sha256"]) == 64
-    assert vc["ocr"]["engine"] == "rapidocr" and vc["ocr"]["config"] == {"min_score": 0.5, "min_chars": 2}
+    assert vc["ocr"]["engine"] == "rapidocr" and vc["ocr"]["reader"] == 2
+    assert vc["ocr"]["config"] == {"min_score": 0.5, "min_chars": 2, "det_side": 256, "space_gap": 0.37}
     assert vc["ocr"]["version"] == metadata.version("rapidocr-onnxruntime")
     assert vc["captions"]["captioner"] == "file"
     assert vc["captions"]["config"] == {"paths": [str(photos[0] / "captions.jsonl")]}
@@ -128,7 +133,7 @@ def test_manifest_records_each_extractor_and_its_version(built, photos):
 def test_build_stores_tags_ocr_and_caption(built, photos):
     _, signs = photos
     sign = built.visual_context("sign1")
-    assert letters(sign.ocr) == letters(signs["sign1"]) and "ZELBY" in sign.ocr
+    assert normalised(sign.ocr) == normalised(signs["sign1"]) and "ZELBY" in sign.ocr      # spaces too
     assert sign.caption == "a cup of coffee under a sign"
     cat = built.post_visual_context("post-7")                  # a post's image, through posts.json
     assert cat.ocr == "" and cat.caption == ""
