@@ -380,7 +380,7 @@ class BGAHead(FusionHead):
         m_t = word_mask.float()                                                   # m^0
         ones_r = torch.ones(B, R, dtype=torch.bool, device=T.device)
         losses = []
-        for layer in self.layers:
+        for depth, layer in enumerate(self.layers, 1):
             if o.scs:
                 m_t = layer.scs_t(T, m_t, word_mask, o.gumbel_tau)                # (B, W)       (1)-(3)
             else:
@@ -403,7 +403,7 @@ class BGAHead(FusionHead):
                                      w_p.repeat(3, 1))                            # (3n, W, D)
                     T_gen, T_of_V, T_cyc = T_all[:n], T_all[n:2 * n], T_all[2 * n:]
                     V_cyc = self.t2v(T_of_V, w_p, R)                              # (n, R, D)
-                else:
+                elif self.training or depth < len(self.layers):   # else T_gen would reach nothing
                     T_gen = self.i2t(V, m_v, W, w_p)                              # (n, W, D)        (5)
                 if self.training:
                     loss = generation_kl(V, V_gen[rows], m_v) + generation_kl(T_p, T_gen, m_t[rows] * w_p)  # (6)
@@ -412,7 +412,8 @@ class BGAHead(FusionHead):
                     losses.append(loss)
                 real = torch.where(use_real.view(-1, 1, 1), V, V_gen[rows])       # (n, R, D)
                 keys = V_gen.index_put((rows,), real)                             # (B, R, D)
-                V = hybrid(layer.image, V, all_regions, T_gen, w_p)               # (n, R, D)  (8) right
+                if depth < len(self.layers):          # the last layer's V^(L+1) would reach nothing
+                    V = hybrid(layer.image, V, all_regions, T_gen, w_p)           # (n, R, D)  (8) right
             T = hybrid(layer.text, T, word_mask, keys, ones_r)                    # (B, W, D)  (8) left
         H = self.final(T, T, word_mask) if self.final is not None else T          # (B, W, D)        (9)
         aux = o.alpha * torch.stack(losses).mean() if losses else None            #                  (10)

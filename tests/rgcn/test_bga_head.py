@@ -257,7 +257,8 @@ def test_the_head_trains_inside_the_tagger(tiny_encoder):
 # --------------------------------------------------------------------------- the batched decoder calls
 def unbatched_forward(head, T, word_mask, inputs):
     """The head's training forward as first written: one generator call per direction and
-    purpose, six a layer with the cycle loss ((4), (5) and the four passes of (7))."""
+    purpose, six a layer with the cycle loss ((4), (5) and the four passes of (7)), and the
+    image branch's layer (8) run in every layer, the last one's output unused."""
     from rgcn.heads.bga import hybrid
 
     o, (B, W, _), R = head.opts, T.shape, head.t2v.queries.shape[0]
@@ -289,6 +290,7 @@ def unbatched_forward(head, T, word_mask, inputs):
 
 @pytest.mark.parametrize("scs", [True, False])
 def test_the_batched_generator_calls_give_the_unbatched_loss_and_gradients(scs):
+    """Three generator calls a layer instead of six, and no image layer after the last text one."""
     head = bga(scs=scs, alpha=0.5, real_share=0.5).train()       # dropout 0: the only noise is Gumbel's
     states = torch.randn(4, 4, D, requires_grad=True)
     torch.manual_seed(5)
