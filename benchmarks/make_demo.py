@@ -3,7 +3,8 @@
 Clones the repository's HEAD into a temporary folder, links this checkout's `.venv` into it
 (the environment is installed; `make` is told not to reinstall it), runs `make demo` there
 and records the seconds it took, the lines it printed (stdout and stderr together) and
-the last of them.
+the last of them, with the CPU seconds its processes used (user and system: less moved by other
+jobs on the cores than the wall time) and the load average before and after.
 
     python benchmarks/make_demo.py
 
@@ -12,6 +13,8 @@ Writes ``benchmarks/results/make_demo.json`` (``--output``) through ``benchmarks
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -23,6 +26,12 @@ sys.path.insert(0, str(ROOT))
 from data.errors import ArgumentParser, UserError, command, exit_status  # noqa: E402
 
 from benchmarks.provenance import RESULTS, write_result  # noqa: E402
+
+
+def children_cpu_seconds() -> float:
+    """User and system CPU seconds of every finished child process so far (``make`` and what it ran)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 @command
@@ -38,14 +47,21 @@ def main(argv=None) -> dict:
         clone = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         (clone / ".venv").symlink_to(venv)
+        load_before, cpu_before = os.getloadavg(), children_cpu_seconds()
         t0 = time.perf_counter()
         proc = subprocess.run(["make", "-o", ".venv/.installed", "demo"], cwd=clone, capture_output=True, text=True)
         seconds = time.perf_counter() - t0
+        cpu = children_cpu_seconds() - cpu_before
     lines = (proc.stdout + proc.stderr).splitlines()
-    out = {"returncode": proc.returncode, "seconds": round(seconds, 1), "console_lines": len(lines),
+    out = {"returncode": proc.returncode, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+           "load_avg_before": [round(x, 2) for x in load_before],
+           "load_avg_after": [round(x, 2) for x in os.getloadavg()],
+           "environment": {k: os.environ.get(k, "unset") for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")},
+           "console_lines": len(lines), "epoch_lines": [x for x in lines if "s/epoch" in x and x.startswith("seed ")],
            "last_lines": lines[-12:]}
     write_result(a.output, out, __file__, argv)
-    print(f"make demo: exit {proc.returncode}, {seconds:.0f} s, {len(lines)} console lines -> {a.output}")
+    print(f"make demo: exit {proc.returncode}, {seconds:.0f} s ({cpu:.0f} CPU s), {len(lines)} console lines, "
+          f"load {out['load_avg_before'][0]} before, {out['load_avg_after'][0]} after -> {a.output}")
     if proc.returncode:
         print("\n".join(lines[-30:]), file=sys.stderr)
     return out
