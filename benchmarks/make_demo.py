@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,8 @@ def main(argv=None) -> dict:
     p = ArgumentParser(prog="python benchmarks/make_demo.py",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--output", default=str(RESULTS / "make_demo.json"))
+    p.add_argument("--timeout", type=float, default=0, help="stop make demo after this many seconds and record "
+                   "how far it got (0: never)")
     a = p.parse_args(argv)
     venv = ROOT / ".venv"
     if not (venv / "bin" / "python").exists():
@@ -49,11 +52,17 @@ def main(argv=None) -> dict:
         (clone / ".venv").symlink_to(venv)
         load_before, cpu_before = os.getloadavg(), children_cpu_seconds()
         t0 = time.perf_counter()
-        proc = subprocess.run(["make", "-o", ".venv/.installed", "demo"], cwd=clone, capture_output=True, text=True)
+        proc = subprocess.Popen(["make", "-o", ".venv/.installed", "demo"], cwd=clone, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True, start_new_session=True)
+        try:
+            stdout, stderr = proc.communicate(timeout=a.timeout or None)
+        except subprocess.TimeoutExpired:                       # stop make and what it runs, by its group
+            os.killpg(proc.pid, signal.SIGTERM)
+            stdout, stderr = proc.communicate()
         seconds = time.perf_counter() - t0
         cpu = children_cpu_seconds() - cpu_before
-    lines = (proc.stdout + proc.stderr).splitlines()
-    out = {"returncode": proc.returncode, "seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1),
+    lines = (stdout + stderr).splitlines()
+    out = {"returncode": proc.returncode, "seconds": round(seconds, 1), "stopped_after_seconds": a.timeout or None, "cpu_seconds": round(cpu, 1),
            "load_avg_before": [round(x, 2) for x in load_before],
            "load_avg_after": [round(x, 2) for x in os.getloadavg()],
            "environment": {k: os.environ.get(k, "unset") for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")},

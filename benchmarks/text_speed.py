@@ -47,9 +47,12 @@ def main(argv=None) -> dict:
     p.add_argument("--head-option", action="append", default=[], metavar="KEY=VALUE",
                    help="a head option, e.g. index=.cache/demo/index (rgcn without any: index=null)")
     p.add_argument("--images", help="the posts' image folder (default: none)")
-    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"])
+    p.add_argument("--precisions", nargs="+", default=["fp32", "bf16"], help="fp32, bf16 or auto (bf16 where "
+                   "the hardware has it, as training's default)")
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batches", type=int, default=0,
+                   help="time only the epoch's first N batches and scale to the epoch (0: the whole epoch)")
     p.add_argument("--output", help="result JSON (default: benchmarks/results/text_speed_<head>.json)")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -60,7 +63,8 @@ def main(argv=None) -> dict:
     cfg = load_config(None, overrides)
     splits = read_splits(cfg)
     labels = label_set(splits["train"].samples)
-    results = {"threads": a.threads, "encoder": a.encoder, "head": a.head, "head_options": a.head_option,
+    results = {"threads": a.threads, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "unset (OpenMP's default)"),
+               "encoder": a.encoder, "head": a.head, "head_options": a.head_option,
                "train": a.train, "test": a.test, "images": a.images, "train_posts": len(splits["train"]),
                "test_posts": len(splits["valid"]), "runs": {}}
     for prec in a.precisions:
@@ -72,15 +76,20 @@ def main(argv=None) -> dict:
         test = TaggingDataset(splits["valid"].samples, model.tokenizer, labels)
         opt = make_optimizer(model, cfg)
         model.train()
-        t0 = time.perf_counter()
-        for idx in BucketSampler(train.lengths(), a.batch_size, shuffle=True, seed=13):
+        batches = list(BucketSampler(train.lengths(), a.batch_size, shuffle=True, seed=13))
+        timed = batches[:a.batches] if a.batches else batches
+        t0, c0 = time.perf_counter(), time.process_time()
+        for idx in timed:
             loss = model.forward_loss(model.make_batch(train, idx, training=True))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-        epoch = time.perf_counter() - t0
+        scale = len(batches) / len(timed)                   # the epoch's time from its first batches
+        epoch, cpu = scale * (time.perf_counter() - t0), scale * (time.process_time() - c0)
         pred = model.predict(test, 64)
-        results["runs"][prec] = {"train_minutes_per_epoch": round(epoch / 60, 2),
+        results["runs"][prec] = {"train_seconds_per_epoch": round(epoch, 1), "train_cpu_seconds_per_epoch": round(cpu, 1),
+                                 "batches_timed": f"{len(timed)} of {len(batches)}",
+                                 "train_minutes_per_epoch": round(epoch / 60, 2),
                                  "train_posts_per_second": round(len(train) / epoch, 1),
                                  "tagging_posts_per_second": round(pred.posts_per_second, 1)}
         print(prec, results["runs"][prec], flush=True)

@@ -29,3 +29,15 @@ def test_make_demo_records_wall_and_cpu_seconds_and_the_epoch_lines(tmp_path, mo
     written = json.loads((tmp_path / "md.json").read_text())
     assert written["provenance"]["command"].startswith("python benchmarks/make_demo.py --output")
     assert written["last_lines"][-1] == "last"
+
+
+@pytest.mark.skipif(not shutil.which("git"), reason="no git")
+def test_a_make_demo_past_its_timeout_is_stopped_and_recorded(tmp_path, monkeypatch):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "make").write_text('#!/bin/sh\necho started\nsleep 30\necho never\n')
+    (bin_dir / "make").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    out = make_demo.main(["--output", str(tmp_path / "md.json"), "--timeout", "1"])
+    assert out["returncode"] == -15 and out["seconds"] < 20 and out["stopped_after_seconds"] == 1
+    assert out["last_lines"] == ["started"]
