@@ -26,7 +26,7 @@ DEMO_INDEX := .cache/demo/index
 DEMO_SEED ?= 13
 
 # The main job: generate the demo (real photos from installed packages; five kinds of post,
-# see data/README.md), index its images with the offline EfficientNet-Lite0, train every
+# see data/README.md), index its images with the offline EfficientNet-Lite0 and OCR, train every
 # registered fusion head (text, rgcn, ...) with the same encoder and budget, print their F1
 # per kind of post beside the photo-only baseline (benchmarks/heads.py: table, JSON, chart),
 # tag two new posts whose photos are in no index, write a retrieval report, and print the
@@ -47,8 +47,9 @@ demo: $(STAMP) $(DEMO_INDEX)/manifest.json
 $(DEMO)/manifest.json: data/demo.py data/demo_photos.py data/demo_text.py | $(STAMP)
 	$(PY) -m data.demo generate --out $(DEMO) --quiet
 
-$(DEMO_INDEX)/manifest.json: $(DEMO)/manifest.json
-	$(PY) -m index build --quiet --overwrite --images $(DEMO)/images \
+# with the text read in every photo (OCR), which ITA reads as context; remade when the reader changes
+$(DEMO_INDEX)/manifest.json: $(DEMO)/manifest.json index/ocr.py
+	$(PY) -m index build --quiet --overwrite --ocr --images $(DEMO)/images \
 	    --data $(DEMO)/train.jsonl $(DEMO)/valid.jsonl $(DEMO)/test.jsonl --out $(DEMO_INDEX)
 
 test: $(STAMP)

@@ -23,3 +23,12 @@ def test_make_runs_its_commands_with_passive_openmp_threads_unless_told_otherwis
     assert make_env("OMP_WAIT_POLICY") == "[PASSIVE]"
     assert make_env("OMP_WAIT_POLICY", OMP_WAIT_POLICY="ACTIVE") == "[ACTIVE]"
     assert make_env("HF_HUB_OFFLINE") == "[1]"
+
+
+@pytest.mark.skipif(not shutil.which("make"), reason="no make")
+def test_make_demo_builds_the_demo_index_with_ocr(tmp_path):
+    """On a fresh clone (no index yet) make demo's index build reads the text in the photos."""
+    out = subprocess.run(["make", "-n", "-s", "demo", "STAMP=/dev/null", f"DEMO_INDEX={tmp_path}/index"],
+                         cwd=ROOT, capture_output=True, text=True, timeout=60)
+    build = [line for line in out.stdout.splitlines() if " -m index build " in line]
+    assert len(build) == 1 and " --ocr " in build[0] and f"--out {tmp_path}/index" in out.stdout
