@@ -98,25 +98,27 @@ def main(argv=None) -> int:
     p.add_argument("--runs", required=True, help="a head's run folders: RUNS/seed<N>/test_predictions.conll")
     p.add_argument("--index", required=True, help="the index artifact the runs read (its OCR text)")
     p.add_argument("--demo", default="data/demo", help="the demo folder (its test.jsonl)")
-    p.add_argument("--order", nargs="+", default=None, help="visual context order (default: the ITA head's)")
-    p.add_argument("--max-context-words", type=int, default=None, help="default: the ITA head's")
+    p.add_argument("--order", nargs="+", default=None,
+                   help="visual context order (default: the runs' head.options, else the ITA head's default)")
+    p.add_argument("--max-context-words", type=int, default=None, help="default: as --order")
     p.add_argument("--out", default="benchmarks/results/visual_text_misses.json")
     args = p.parse_args(argv)
 
     from index.artifact import load_index
     from rgcn.heads.ita import ITAOptions
 
-    opts = ITAOptions()
-    order = tuple(args.order or opts.order)
-    budget = opts.max_context_words if args.max_context_words is None else args.max_context_words
     seeds = sorted(Path(args.runs).glob("seed*/test_predictions.conll"))
     if not seeds:
         raise UserError(f"--runs {args.runs}", "no seed*/test_predictions.conll under it",
                         "give a head's folder of a finished benchmarks/heads.py run, e.g. runs/heads_ocr/ita")
+    head = json.loads((seeds[0].parent / "config.json").read_text())["head"]
+    opts = ITAOptions.from_dict((head.get("options") or {}) if head["name"] == "ita" else {})
+    order = tuple(args.order or opts.order)
+    budget = opts.max_context_words if args.max_context_words is None else args.max_context_words
     posts = [json.loads(line) for line in (Path(args.demo) / "test.jsonl").read_text(encoding="utf-8").splitlines()]
     posts = [q for q in posts if q.get("kind") == "visual_text" and q.get("sign")]
     art = load_index(args.index)
-    contexts = {q["id"]: art.post_visual_context(q["id"]) for q in posts}
+    contexts = {q["id"]: art.post_visual_context(q["id"], opts.min_tag_score, opts.max_tags) for q in posts}
     context_words = {i: c.text(order).split()[:budget] for i, c in contexts.items()}
 
     per_seed, examples = {}, []
@@ -138,7 +140,7 @@ def main(argv=None) -> int:
 
     words = [len(w) for w in context_words.values()]
     payload = {"runs": args.runs, "index": args.index, "ocr_reader": art.manifest["visual_context"]["ocr"],
-               "context": {"order": list(order), "max_context_words": budget,
+               "context": {"order": list(order), "max_context_words": budget, "max_tags": opts.max_tags,
                            "words_mean": sum(words) / len(words), "words_max": max(words),
                            "posts_cut_by_budget": sum(len(c.text(order).split()) > budget for c in contexts.values()),
                            "name_in_ocr": sum(f" {' '.join(q['tokens'][slice(*q['target'][0])]).upper()} "
