@@ -189,11 +189,31 @@ class Generator(nn.Module):
 
     def forward(self, source: torch.Tensor, keep: torch.Tensor, n_out: int,
                 target_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder layer (post-norm, as :class:`torch.nn.TransformerDecoderLayer` computes
+        it), its self-attention's input projection done once for the whole batch: every row's
+        queries are the same learnt vectors."""
         position = torch.arange(n_out, device=source.device).clamp(max=self.queries.shape[0] - 1)
-        Q = self.queries[position].to(source.dtype).unsqueeze(0).expand(source.shape[0], -1, -1)   # (B, n_out, D)
+        q = self.queries[position].to(source.dtype)                                 # (n_out, D)
         memory = source * keep.unsqueeze(-1).to(source.dtype)     # (B, N, D): the mask's gradient (straight-through)
-        pad = None if target_mask is None else ~target_mask.bool()
-        return self.decoder(Q, memory, tgt_key_padding_mask=pad, memory_key_padding_mask=~keep.bool())
+        dec, B = self.decoder, source.shape[0]
+        x = q.unsqueeze(0).expand(B, -1, -1)                                        # (B, n_out, D)
+        x = dec.norm1(x + dec.dropout1(self.query_attention(q, B, target_mask)))
+        x = dec.norm2(x + dec._mha_block(x, memory, None, ~keep.bool()))
+        return dec.norm3(x + dec._ff_block(x))                                      # (B, n_out, D)
+
+    def query_attention(self, q: torch.Tensor, B: int, target_mask: torch.Tensor | None) -> torch.Tensor:
+        """The decoder's self-attention over the queries ``q (n_out, D)``, the same in each of
+        the ``B`` rows but for their ``target_mask (B, n_out)`` (True: attend) and the dropout on
+        their attention weights: keys, values and queries are projected once.
+        -> ``(B, n_out, D)``."""
+        mha = self.decoder.self_attn
+        n, D, H = q.shape[0], q.shape[1], mha.num_heads
+        qkv = F.linear(q, mha.in_proj_weight, mha.in_proj_bias)                     # (n_out, 3D), once
+        qh, kh, vh = (t.expand(B, -1, -1, -1) for t in qkv.view(n, 3, H, D // H).permute(1, 2, 0, 3))  # (B, H, n, d)
+        mask = None if target_mask is None else target_mask.bool().view(B, 1, 1, n)
+        out = F.scaled_dot_product_attention(qh, kh, vh, attn_mask=mask,
+                                             dropout_p=mha.dropout if self.training else 0.0)   # (B, H, n, d)
+        return mha.out_proj(out.transpose(1, 2).reshape(B, n, D))                   # (B, n_out, D)
 
 
 @dataclass

@@ -312,3 +312,29 @@ def test_the_batched_generator_calls_give_the_unbatched_loss_and_gradients(scs):
     torch.testing.assert_close(g, g0, rtol=1e-4, atol=1e-6)
     for name in grads0:
         torch.testing.assert_close(grads[name], grads0[name], rtol=1e-4, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("target", [False, True])
+def test_the_generator_equals_its_decoder_layer_run_on_the_expanded_queries(target):
+    """Its self-attention projects the shared queries once; the layer's output and every
+    gradient equal torch's TransformerDecoderLayer on the queries copied into each row."""
+    torch.manual_seed(0)
+    gen = Generator(D, 5, heads=2, dropout=0.0).train()
+    source, keep = torch.randn(3, 4, D, requires_grad=True), torch.tensor([[1, 1, 0, 1], [1, 0, 0, 0], [1, 1, 1, 1.]])
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 0, 0, 0, 0], [1, 1, 1, 1, 1]]).bool() if target else None
+    results = []
+    for forward in (lambda: gen(source, keep, 5, mask),
+                    lambda: gen.decoder(gen.queries.unsqueeze(0).expand(3, -1, -1), source * keep.unsqueeze(-1),
+                                        tgt_key_padding_mask=None if mask is None else ~mask,
+                                        memory_key_padding_mask=~keep.bool())):
+        gen.zero_grad()
+        source.grad = None
+        out = forward()
+        (out * torch.linspace(-1, 1, D)).sum().backward()
+        results.append((out.detach(), source.grad.clone(), {n: p.grad.clone() for n, p in gen.named_parameters()}))
+    (out, g, grads), (out0, g0, grads0) = results
+    torch.testing.assert_close(out, out0, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g, g0, rtol=1e-4, atol=1e-6)
+    assert grads.keys() == grads0.keys() and grads["queries"].abs().sum() > 0
+    for name in grads0:
+        torch.testing.assert_close(grads[name], grads0[name], rtol=1e-4, atol=1e-6, msg=name)
