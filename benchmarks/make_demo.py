@@ -4,7 +4,8 @@ Clones the repository's HEAD into a temporary folder, links this checkout's `.ve
 (the environment is installed; `make` is told not to reinstall it), runs `make demo` there
 and records the seconds it took, the lines it printed (stdout and stderr together) and
 the last of them, with the CPU seconds its processes used (user and system: less moved by other
-jobs on the cores than the wall time) and the load average before and after.
+jobs on the cores than the wall time), the load average before and after, and the OpenMP
+variables given to make (where OMP_WAIT_POLICY is unset the Makefile exports PASSIVE).
 
     python benchmarks/make_demo.py
 
@@ -65,7 +66,8 @@ def main(argv=None) -> dict:
     out = {"returncode": proc.returncode, "seconds": round(seconds, 1), "stopped_after_seconds": a.timeout or None, "cpu_seconds": round(cpu, 1),
            "load_avg_before": [round(x, 2) for x in load_before],
            "load_avg_after": [round(x, 2) for x in os.getloadavg()],
-           "environment": {k: os.environ.get(k, "unset") for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")},
+           "environment_given_to_make": {k: os.environ.get(k, "unset")
+                                         for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS")},
            "console_lines": len(lines), "epoch_lines": [x for x in lines if "s/epoch" in x and x.startswith("seed ")],
            "last_lines": lines[-12:]}
     write_result(a.output, out, __file__, argv)
