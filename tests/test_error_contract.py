@@ -38,7 +38,7 @@ ENTRY_POINTS = {
            "accuracy", "accuracy_table", "bga_head_speed", "calibration", "crf_decode", "error_table", "gpu_check", "head_params",
            "heads", "index_embed", "index_knn", "index_large", "levers", "maf_matching", "make_demo",
            "ocr_accuracy", "retrieval_graphs", "scale", "seeds", "serve_bad_inputs", "serve_load",
-           "shard_demo", "text_baseline", "text_speed", "tokenizer_roundtrip"}},
+           "shard_demo", "text_baseline", "text_speed", "tokenizer_roundtrip", "visual_text_misses"}},
 }
 
 

@@ -29,3 +29,11 @@ def test_read_conll(tmp_path):
     f = tmp_path / "p.conll"
     f.write_text("IMGID:a\nZelby\tB-ORG\tB-PER\nInc\tO\tO\n\nIMGID:b\nhi\tO\tO\n\n")
     assert read_conll(f) == {"a": [("Zelby", "B-ORG", "B-PER"), ("Inc", "O", "O")], "b": [("hi", "O", "O")]}
+
+
+def test_a_folder_without_runs_is_a_user_error(tmp_path, capsys):
+    from benchmarks.visual_text_misses import main
+
+    assert main(["--runs", str(tmp_path), "--index", str(tmp_path), "--out", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --runs") and "test_predictions.conll" in err
