@@ -159,6 +159,13 @@ class PostTagger:
             self._index_ids = set(load_index(path).ids) if path else set()
         return self._index_ids
 
+    @staticmethod
+    def _reads_train(run: _Run) -> bool:
+        """Whether the run's head reads the training split beside new posts (its index's pool)."""
+        from .heads import head_class
+
+        return head_class(run.head).reads_index
+
     def _status(self, key: str) -> str:
         """:data:`USED` when the first index a run reads holds ``key``, else :data:`EMBEDDED`;
         :data:`IGNORED` when no run reads an index."""
@@ -256,9 +263,11 @@ class PostTagger:
     def tag_samples(self, samples: Sequence[Sample], batch_size: int | None = None, progress: bool = False
                     ) -> tuple[list[TagResult], str | None, float]:
         """Tag posts already read from a split file (:func:`data.corpus.read_corpus`), all
-        their images looked up at once (the command line's way). Returns the results, the
+        their images looked up at once (the command line's way); the posts keep their ids
+        unless the training split a head reads has the same. Returns the results, the
         first run's one-line image summary (``None`` when its head reads no image) and the
         seconds the tagging took."""
+        taken = {t.id for r in self.runs if self._reads_train(r) for t in r.train()}
         posts = []
         for s in samples:
             if s.image is not None or s.image_missing:
@@ -268,7 +277,7 @@ class PostTagger:
             if s.meta.get("image_dropped"):
                 path, key, status = None, None, NONE
             n = next(self._count)
-            sample = replace(s, id=f"tag:{n}", image=path, image_key=key if path else s.image_key,
+            sample = replace(s, id=f"tag:{n}" if s.id in taken else s.id, image=path, image_key=key if path else s.image_key,
                              meta=dict(s.meta))
             spans, at = [], 0
             for t in s.tokens:
