@@ -65,8 +65,13 @@ def spans(tags: list[str]) -> dict[tuple[int, int], str]:
 
 
 def words_of(text: str) -> str:
-    """Upper-case words, the line separator a space: ``" MOSSVEL FOR MAYOR "`` (padded)."""
-    return " " + " ".join(text.replace(" / ", " ").upper().split()) + " "
+    """Upper-case words, the line separator a space, a word's trailing full stop or comma
+    (the visual context's part separators) dropped: ``" MOSSVEL FOR MAYOR "`` (padded).
+
+    >>> words_of("VOTE / Mossvel. espresso, cup")
+    ' VOTE MOSSVEL ESPRESSO CUP '
+    """
+    return " " + " ".join(w.rstrip(".,") for w in text.replace(" / ", " ").upper().split()) + " "
 
 
 def classify(post: dict, predicted: list[str], ocr: str, context_words: list[str]) -> str | None:
@@ -81,7 +86,8 @@ def classify(post: dict, predicted: list[str], ocr: str, context_words: list[str
     if f" {name} " not in words_of(" ".join(context_words)):
         return "context_cut"
     if (a, b) in pred:
-        return "wrong_type_sign_read" if words_of(ocr) == words_of(post["sign"]) else "wrong_type_sign_misread"
+        read_exactly = " ".join(ocr.replace(" / ", " ").upper().split()) == " ".join(post["sign"].replace(" / ", " ").split())
+        return "wrong_type_sign_read" if read_exactly else "wrong_type_sign_misread"
     return "wrong_span"
 
 

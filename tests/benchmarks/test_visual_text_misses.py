@@ -37,3 +37,8 @@ def test_a_folder_without_runs_is_a_user_error(tmp_path, capsys):
     assert main(["--runs", str(tmp_path), "--index", str(tmp_path), "--out", str(tmp_path / "o.json")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: --runs") and "test_predictions.conll" in err
+
+
+def test_a_name_ending_a_context_part_is_still_a_word():
+    ctx = "VOTE / MOSSVEL. espresso, cup".split()          # the OCR part, then the tags
+    assert classify(POST, WRONG_TYPE, "VOTE / MOSSVEL", ctx) == "wrong_type_sign_misread"
