@@ -51,6 +51,8 @@ def main(argv=None) -> dict:
         clone = Path(tmp) / "clone"
         subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
         (clone / ".venv").symlink_to(venv)
+        cloned = subprocess.run(["git", "rev-parse", "HEAD"], cwd=clone, check=True, capture_output=True,
+                                text=True).stdout.strip()          # the commit timed (HEAD may move meanwhile)
         load_before, cpu_before = os.getloadavg(), children_cpu_seconds()
         t0 = time.perf_counter()
         proc = subprocess.Popen(["make", "-o", ".venv/.installed", "demo"], cwd=clone, stdout=subprocess.PIPE,
@@ -63,7 +65,7 @@ def main(argv=None) -> dict:
         seconds = time.perf_counter() - t0
         cpu = children_cpu_seconds() - cpu_before
     lines = (stdout + stderr).splitlines()
-    out = {"returncode": proc.returncode, "seconds": round(seconds, 1), "stopped_after_seconds": a.timeout or None, "cpu_seconds": round(cpu, 1),
+    out = {"clone_commit": cloned, "returncode": proc.returncode, "seconds": round(seconds, 1), "stopped_after_seconds": a.timeout or None, "cpu_seconds": round(cpu, 1),
            "load_avg_before": [round(x, 2) for x in load_before],
            "load_avg_after": [round(x, 2) for x in os.getloadavg()],
            "environment_given_to_make": {k: os.environ.get(k, "unset")

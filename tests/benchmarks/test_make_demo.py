@@ -24,6 +24,7 @@ def test_make_demo_records_wall_and_cpu_seconds_and_the_epoch_lines(tmp_path, mo
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     out = make_demo.main(["--output", str(tmp_path / "md.json")])
     assert out["returncode"] == 0 and out["last_lines"][0] == "make -o .venv/.installed demo"
+    assert len(out["clone_commit"]) == 40
     assert out["epoch_lines"] == ["seed 13 bga: test F1 81.30 (no test images 81.30), 12.5 s/epoch"]
     assert 0 < out["cpu_seconds"] <= out["seconds"] + 0.5 and len(out["load_avg_before"]) == 3
     written = json.loads((tmp_path / "md.json").read_text())
