@@ -24,10 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.provenance import RESULTS, write_rendering, write_result  # noqa: E402
+from data.errors import ArgumentParser, command, exit_status  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/calibration.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", nargs="+", required=True, help="run folders, each scored alone")
     p.add_argument("--split", required=True, help="a labelled split (JSONL or CoNLL)")
     p.add_argument("--images", help="the split's image folder (default: the first run's data.images)")
@@ -109,6 +110,7 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+@command
 def main(argv=None) -> dict:
     args = parse_args(argv)
     from data.corpus import read_corpus
@@ -136,4 +138,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

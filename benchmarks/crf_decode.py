@@ -22,10 +22,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.provenance import RESULTS, write_result  # noqa: E402
+from data.errors import ArgumentParser, command, exit_status  # noqa: E402
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/crf_decode.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--batch", type=int, default=64, help="posts per batch (default 64)")
     p.add_argument("--words", type=int, default=40, help="the longest post's words (default 40)")
     p.add_argument("--tags", type=int, default=9, help="tags (default 9: O and B/I of four types)")
@@ -48,6 +49,7 @@ def timed(fn, repeats: int, sync) -> list[float]:
     return out
 
 
+@command
 def main(argv=None) -> dict:
     args = parse_args(argv)
     import torch
@@ -86,4 +88,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

@@ -21,19 +21,21 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.provenance import RESULTS, write_result  # noqa: E402
+from data.errors import ArgumentParser, command, exit_status  # noqa: E402
 
 EXPECTED = {"grace_hopper": "PER", "chelsea": "MISC"}
 """The type the photo gives the invented name: a person's portrait, a pet."""
 
 
 def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/new_posts.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", nargs="+", default=["runs/demo/rgcn/seed13"], help="the run (several: an ensemble)")
     p.add_argument("--device", default="auto")
     p.add_argument("--output", default=str(RESULTS / "new_posts_demo.json"))
     return p.parse_args(argv)
 
 
+@command
 def main(argv=None) -> int:
     args = parse_args(argv)
     from data.demo import write_new_posts
@@ -63,4 +65,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_status(main()))

@@ -40,6 +40,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from data.errors import ArgumentParser, command, exit_status  # noqa: E402
+
 DEMO_RUNS = ["text=runs/demo/text/seed13", "rgcn=runs/demo/rgcn/seed13"]
 
 
@@ -248,10 +250,11 @@ def table(result: dict, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+@command
 def main(argv=None) -> dict:
     from benchmarks.provenance import RESULTS, command_line, write_rendering, write_result
 
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = ArgumentParser(prog="python benchmarks/serve_load.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", nargs="+", default=DEMO_RUNS, metavar="NAME=RUN", help="runs to serve, one at a time")
     p.add_argument("--posts-file", default="data/demo/test.jsonl")
     p.add_argument("--images", default="data/demo/images")
@@ -276,4 +279,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(exit_status(main()))

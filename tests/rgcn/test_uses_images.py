@@ -105,7 +105,7 @@ def test_new_posts_keep_their_images_whatever_the_files_are_called(trained, tmp_
     assert results[0] == results[1]
     gold = read_corpus(new, require_tags=True)
     right = sum(p == s.tags for p, s in zip(results[0], gold.samples))
-    assert right >= 36                                           # new photos type the names as well
+    assert right >= 32      # new photos type the names as well (35 to 40 of 40 across heads and trainings; chance is half)
 
 
 @pytest.mark.parametrize("head", ["rgcn", "maf", "bga"])
