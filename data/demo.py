@@ -61,7 +61,7 @@ from .demo_photos import (AUGMENTATION, JPEG_QUALITY, PHOTO_CLASSES, SHORT_SIDE,
                           SOURCE_PHOTOS, UNRELATED, PhotoClass, augment, draw_sign, encode_jpeg,
                           load_sources)
 from .demo_text import AMBIGUOUS_NAMES, CUE_TEMPLATES, ENTITY_TYPES, NEUTRAL_TEMPLATES, TWO_WORD_P, make_post
-from .errors import ArgumentParser, UserError, command, output_dir, positive_int
+from .errors import ArgumentParser, UserError, command, nonnegative_int, output_dir, positive_int
 from .logs import setup_logging
 from .spans import get_spans
 
@@ -540,8 +540,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     g.add_argument("--n-train", type=positive_int, default=800, help="train posts (default: 800; tens of thousands "
                    "for speed and scale runs)")
-    g.add_argument("--n-valid", type=positive_int, default=200, help="valid posts (default: 200)")
-    g.add_argument("--n-test", type=positive_int, default=400, help="test posts (default: 400)")
+    g.add_argument("--n-valid", type=nonnegative_int, default=200, help="valid posts (default: 200)")
+    g.add_argument("--n-test", type=nonnegative_int, default=400, help="test posts (default: 400)")
     g.add_argument("--mix", nargs="+", metavar="KIND=SHARE",
                    help="share of each kind, e.g. image_decided=1 no_image=1 (default: " +
                    " ".join(f"{k}={v}" for k, v in DEFAULT_MIX.items()) + "; kinds left out get none)")

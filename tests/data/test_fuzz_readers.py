@@ -18,6 +18,9 @@ JSONL = "".join(json.dumps(o) + "\n" for o in [
     {"id": "2", "tokens": ["Go", "Lakers"], "tags": ["O", "B-ORG"]},
     {"id": "3", "tokens": ["Madrid"], "tags": ["I-LOC"], "extra": [1, 2]},
 ])
+NO_IMAGES = tempfile.mkdtemp(prefix="fuzz-images-")
+"""An existing, empty image folder: every post's image is missing (a missing folder is refused)."""
+
 PRED = "IMGID:1\nGeorge\tB-PER\tB-PER\nin\tO\tO\n\nIMGID:2\nGo\tO\tB-ORG\n"
 STRAY = ["", "IMGID:", "IMGID:77", "\t", "a\tb\tc", "x\tB-", "y\tZ-PER", "z\tB-PER\tI-LOC", "{", "{}", "[]",
          '{"tokens": []}', '{"tokens": "a b"}', '{"id": 5, "tokens": [1, 2]}', '{"tokens": ["a"], "tags": [3]}',
@@ -70,13 +73,13 @@ FUZZ = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCh
 @FUZZ
 @given(mutated(TINY_CONLL))
 def test_conll_reader_never_raises_another_exception(data):
-    check(read_corpus, data, ".txt", image_dir="/nonexistent")
+    check(read_corpus, data, ".txt", image_dir=NO_IMAGES)
 
 
 @FUZZ
 @given(mutated(JSONL))
 def test_jsonl_reader_never_raises_another_exception(data):
-    check(read_corpus, data, ".jsonl", image_dir="/nonexistent")
+    check(read_corpus, data, ".jsonl", image_dir=NO_IMAGES)
 
 
 @FUZZ
@@ -89,4 +92,4 @@ def test_predictions_reader_never_raises_another_exception(data):
 @given(st.lists(st.dictionaries(st.sampled_from(["id", "tokens", "tags", "image", "x"]), json_values, max_size=5),
                 min_size=1, max_size=4))
 def test_jsonl_fields_of_any_type(objs):
-    check(read_corpus, "".join(json.dumps(o) + "\n" for o in objs).encode(), ".jsonl", image_dir="/nonexistent")
+    check(read_corpus, "".join(json.dumps(o) + "\n" for o in objs).encode(), ".jsonl", image_dir=NO_IMAGES)
