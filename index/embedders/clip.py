@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from data.errors import UserError
+from data.pretrained import hub_reachable
 
 from .base import Embedder, EncodeOutput, autocast_context, l2_normalise, resolve_device, resolve_precision
-
-HUB_HOST = ("huggingface.co", 443)
 
 
 class PretrainedUnavailable(UserError, RuntimeError):
@@ -31,18 +29,6 @@ def _advice(model: str, pretrained: str) -> str:
             "local cache. Point at a checkpoint file with --pretrained /path/to/checkpoint.pt "
             "(Python: get_embedder('clip', model=..., pretrained='/path/to/checkpoint.pt')), "
             "or use the offline ImageNet model with --embedder efficientnet_lite0.")
-
-
-def hub_reachable(timeout: float = 2.0) -> bool:
-    """Whether the Hugging Face hub answers a TCP connect within ``timeout`` seconds
-    (``False`` at once when ``HF_HUB_OFFLINE`` is set)."""
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
-        return False
-    try:
-        with socket.create_connection(HUB_HOST, timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _tag_cached(model: str, pretrained: str, cache_dir: str | None) -> bool:
