@@ -287,8 +287,22 @@ class PostTagger:
         results, summary, seconds = self._tag_posts(posts, batch_size or self.batch_size, progress)
         return results, summary, seconds
 
-    @torch.inference_mode()
     def _tag_posts(self, posts: list[_Post], batch_size: int, progress: bool = False
+                   ) -> tuple[list[TagResult], str | None, float]:
+        """Tag ``posts``; the photos given as bytes or PIL images were written to a temporary
+        folder for the heads to read, and are removed once their posts are tagged, so a
+        long-running service keeps no upload."""
+        try:
+            return self._tag_batch(posts, batch_size, progress)
+        finally:
+            uploads = Path(self._tmp.name)
+            for post in posts:
+                image = post.sample.image
+                if image and Path(image).parent == uploads:
+                    Path(image).unlink(missing_ok=True)
+
+    @torch.inference_mode()
+    def _tag_batch(self, posts: list[_Post], batch_size: int, progress: bool = False
                    ) -> tuple[list[TagResult], str | None, float]:
         from tqdm.auto import tqdm
 

@@ -4,6 +4,7 @@ and predict's JSONL entities."""
 import io
 import json
 import random
+from pathlib import Path
 
 import pytest
 from PIL import Image
@@ -110,6 +111,8 @@ def test_image_as_path_bytes_or_pil_gives_the_same_result(runs, tmp_path, head):
     pil = Image.open(io.BytesIO(data))
     got = [tagger.tag("look at Zelby now", image=img) for img in (path, data, pil)]
     assert [g.image for g in got] == ["embedded"] * 3
+    assert not list(Path(tagger._tmp.name).iterdir())             # no upload kept once its post is tagged
+    assert tagger.tag("look at Zelby now", image=data).tags == got[1].tags   # the same bytes again
     assert got[0].tags == got[1].tags == got[2].tags
     for g in got[1:]:
         assert [e["confidence"] for e in g.entities] == pytest.approx([e["confidence"] for e in got[0].entities],
