@@ -2,8 +2,10 @@
 unknown tags, stray blank and IMGID lines, CRLF, a byte-order mark, huge lines, JSON fields
 of the wrong type) are either read or refused with the reader's own error naming the file
 (and the line, where there is one), never with another exception."""
+import atexit
 import json
 import os
+import shutil
 import tempfile
 
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +21,7 @@ JSONL = "".join(json.dumps(o) + "\n" for o in [
     {"id": "3", "tokens": ["Madrid"], "tags": ["I-LOC"], "extra": [1, 2]},
 ])
 NO_IMAGES = tempfile.mkdtemp(prefix="fuzz-images-")
+atexit.register(shutil.rmtree, NO_IMAGES, ignore_errors=True)
 """An existing, empty image folder: every post's image is missing (a missing folder is refused)."""
 
 PRED = "IMGID:1\nGeorge\tB-PER\tB-PER\nin\tO\tO\n\nIMGID:2\nGo\tO\tB-ORG\n"
