@@ -199,6 +199,15 @@ def check_entity_types(corpus: Corpus, allowed: Sequence[str]) -> None:
                                   "it to data.entity_types")
 
 
+def image_folder_problem(folder: str | os.PathLike) -> str | None:
+    """What is wrong with ``folder`` as an image folder (``"no such image folder"``, ``"a file,
+    not an image folder"``), ``None`` when it is a folder."""
+    folder = Path(folder)
+    if folder.is_dir():
+        return None
+    return "a file, not an image folder" if folder.exists() else "no such image folder"
+
+
 def read_corpus(path: str | os.PathLike, image_dir: str | os.PathLike | None = None,
                 fmt: str = "auto", require_tags: bool = False, encoding: str = "utf-8") -> Corpus:
     """Read a split file (CoNLL with IMGID lines, or JSONL) into a :class:`Corpus`.
@@ -216,9 +225,8 @@ def read_corpus(path: str | os.PathLike, image_dir: str | os.PathLike | None = N
         raise CorpusError(path, None, ("a folder, not a split file: give the file" if path.is_dir() else
                                        "no such file: check the split path (every split is given by path; "
                                        "nothing is looked up by name)"))
-    if image_dir is not None and not Path(image_dir).is_dir():
-        raise CorpusError(image_dir, None, ("a file, not an image folder" if Path(image_dir).exists() else
-                                            "no such image folder") + f" (the images of {path}): give the "
+    if image_dir is not None and (problem := image_folder_problem(image_dir)):
+        raise CorpusError(image_dir, None, problem + f" (the images of {path}): give the "
                           "folder that holds the posts' images, or none for text only")
     text = read_text(path, encoding)
     if not text.strip():

@@ -14,7 +14,7 @@ from typing import Sequence
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from data.corpus import read_corpus
+from data.corpus import image_folder_problem, read_corpus
 from data.errors import UserError
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif")
@@ -32,9 +32,8 @@ def image_id(path: str | os.PathLike) -> str:
 def images_in_dir(image_dir: str | os.PathLike) -> list[tuple[str, str]]:
     """Every file of ``image_dir`` with an image suffix, sorted by name, as ``(id, path)``."""
     root = Path(image_dir)
-    if not root.is_dir():
-        raise ImageFolderError(str(root), "a file, not an image folder" if root.exists() else "no such image folder",
-                               "give the folder that holds the images (<id>.jpg ...)")
+    if problem := image_folder_problem(root):
+        raise ImageFolderError(str(root), problem, "give the folder that holds the images (<id>.jpg ...)")
     files = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     return [(image_id(p), str(p)) for p in files]
 
