@@ -1,6 +1,7 @@
-"""``python -m retrieval show|report|stats``: look at the relation graphs.
+"""``python -m retrieval show|report|stats|explore``: look at the relation graphs.
 
     python -m retrieval show ID --index DIR --data train=FILE valid=FILE test=FILE [--images DIR]
+    python -m retrieval explore --index DIR --data ... [--run RUN] [--b-k N ...] [--host 127.0.0.1 --port 8001]
     python -m retrieval report --index DIR --data ... (--ids ID ... | --sample N) --out report.html
     python -m retrieval stats --index DIR --data ... --out DIR
 
@@ -75,6 +76,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     t = sub.add_parser("stats", help="degree / similarity histograms and label agreement")
     common(t)
     t.add_argument("--out", required=True, type=output_dir, help="folder for the PNGs and label_agreement.json")
+    e = sub.add_parser("explore", help="a local web app: evidence cards, counterfactuals, triage, A/B, map")
+    common(e)
+    e.add_argument("--run", default=None, type=existing_dir,
+                   help="a trained run: predicted spans and counterfactual re-tagging on the cards")
+    e.add_argument("--b-index", default=None, type=existing_dir, help="setting B's index (A/B; default: --index)")
+    e.add_argument("--b-k", type=positive_int, default=None, help="setting B's k (default: --k)")
+    e.add_argument("--b-threshold", type=float, default=None, help="setting B's threshold (default: --threshold)")
+    e.add_argument("--b-pool", default=None, choices=POOLS, help="setting B's pool (default: --pool)")
+    e.add_argument("--b-inter", default=None, choices=INTER_STRATEGIES, help="setting B's inter strategy")
+    e.add_argument("--b-run", default=None, type=existing_dir, help="a run tagging with setting B's graphs")
+    e.add_argument("--host", default="127.0.0.1",
+                   help="address to listen on (127.0.0.1: this machine only; the app has no authentication)")
+    e.add_argument("--port", type=positive_int, default=8001)
     return p.parse_args(argv)
 
 
@@ -225,11 +239,20 @@ def cmd_stats(args) -> int:
     return 0
 
 
+def cmd_explore(args) -> int:
+    from .explore.app import serve
+    from .explore.collection import Explorer
+
+    serve(Explorer.from_args(args), args.host, args.port)
+    return 0
+
+
 @command
 def main(argv=None) -> int:
     args = parse_args(argv)
     setup_logging(Path(args.cache) / "retrieval.log", args.verbose)
-    return {"show": cmd_show, "report": cmd_report, "stats": cmd_stats}[args.command](args)
+    return {"show": cmd_show, "report": cmd_report, "stats": cmd_stats,
+            "explore": cmd_explore}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,66 @@
+"""A tiny synthetic collection for the explorer's tests: 38 posts of three kinds
+(tests/colour.py's ``write_kinds``: the photo's colour decides an ``image_decided`` name's
+type), their mean-colour index, and an :class:`~retrieval.explore.Explorer` over its graphs
+(k=3, every relation). One training photo is a byte copy of another (a same-file-hash
+near-duplicate)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from retrieval.cache import GraphSettings
+
+DUPLICATE = ("train-image_decided-002", "train-image_decided-000")
+"""(post, post whose photo it is a byte copy of)."""
+
+
+def read_splits(files: dict) -> dict:
+    from data.corpus import read_corpus
+
+    return {name: read_corpus(path) for name, path in files.items()}
+
+
+def build_collection(root: Path, factory: str | None = None) -> dict:
+    """``write_kinds`` under ``root/data`` (one duplicate photo) and its index at ``root/index``;
+    returns the split files."""
+    from index.__main__ import main as index_main
+    from tests.colour import write_kinds
+
+    files = write_kinds(root / "data")
+    images = root / "data" / "images"
+    shutil.copyfile(images / f"{DUPLICATE[1]}.png", images / f"{DUPLICATE[0]}.png")
+    extra = ["--factory", factory] if factory else []
+    assert index_main(["build", "--quiet", "--embedder", "test_colour", "--images", str(images),
+                       "--data", *files.values(), "--out", str(root / "index"), *extra]) == 0
+    return files
+
+
+@pytest.fixture(scope="session")
+def collection(tmp_path_factory):
+    """``{"root", "files", "images", "index"}`` of the tiny collection."""
+    import tests.colour  # noqa: F401  (registers the test_colour embedder)
+
+    root = tmp_path_factory.mktemp("explore")
+    files = build_collection(root)
+    return {"root": root, "files": files, "images": root / "data" / "images", "index": root / "index"}
+
+
+def make_explorer(collection, settings: GraphSettings | None = None, retagger=None, **kw):
+    from index.artifact import load_index
+    from retrieval.explore import Explorer
+
+    return Explorer.build(read_splits(collection["files"]), load_index(collection["index"]),
+                          settings or GraphSettings(k=3), collection["root"] / "graphs",
+                          images=collection["images"], retagger=retagger, **kw)
+
+
+@pytest.fixture(scope="session")
+def explorer(collection):
+    return make_explorer(collection)
+
+
+def rows_of(path) -> list[dict]:
+    return [json.loads(line) for line in open(path)]
