@@ -1,0 +1,70 @@
+"""A run's predictions over many posts (the triage list of wrong predictions, the map's
+error colouring, the F1 of an A/B), with the graphs as built, kept on disk.
+
+Each post is re-tagged once by the explorer's :class:`~retrieval.explore.counterfactual.Retagger`
+(variant "as built"); the tags are kept in
+``<cache_dir>/explore/predictions/<key>.json``, the key hashing the run's fingerprint and the
+graph settings, so a later request (or a restarted explorer) reads them back.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Sequence
+
+from data.files import write_atomically
+
+from .tables import PostTable, post_table
+
+CACHE_VERSION = 1
+
+
+def retagger_of(explorer, which: str = "a"):
+    return explorer.retagger if which == "a" else explorer.retagger_b
+
+
+def cache_file(explorer, which: str = "a") -> Path | None:
+    retagger = retagger_of(explorer, which)
+    if not explorer.cache_dir or retagger is None:
+        return None
+    settings = explorer.pick(which)[2]
+    key = hashlib.sha256(json.dumps([CACHE_VERSION, retagger.fingerprint, settings.as_dict()],
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    return Path(explorer.cache_dir) / "explore" / "predictions" / f"{key}.json"
+
+
+def predictions(explorer, post_ids: Sequence[str], which: str = "a") -> dict[str, list[str]] | None:
+    """Post id -> predicted BIO tags of ``post_ids`` under setting ``which`` (``None`` without
+    a run). Posts already predicted (in memory or in the cache file) are not re-tagged."""
+    from .counterfactual import Variant
+
+    retagger = retagger_of(explorer, which)
+    if retagger is None:
+        return None
+    memo = explorer.__dict__.setdefault("_run_predictions", {})
+    known = memo.get(which)
+    path = cache_file(explorer, which)
+    if known is None:
+        known = {}
+        if path is not None and path.is_file():
+            try:
+                known = json.loads(path.read_text())
+            except (OSError, ValueError):
+                known = {}
+        memo[which] = known
+    todo = [p for p in post_ids if p not in known]
+    for p in todo:
+        known[p] = list(retagger.retag(explorer.sample(p), [Variant("as built", "built")])[0].tags)
+    if todo and path is not None:
+        write_atomically(path, lambda f: f.write(json.dumps(known).encode()))
+    return {p: known[p] for p in post_ids}
+
+
+def table_of(explorer, which: str = "a") -> PostTable:
+    """The :class:`PostTable` of setting ``which``'s graphs (computed once)."""
+    return post_table(explorer.pick(which)[0], list(explorer.samples.values()))
+
+
+def gold_of(explorer) -> dict[str, list[str]]:
+    return {p: s.tags for p, s in explorer.samples.items() if s.tags is not None}

@@ -1,0 +1,129 @@
+"""The triage lists on eight hand-placed posts (tests/retrieval/explore/lists_world.py): every
+expected row is counted by hand from the tables there."""
+import numpy as np
+import pytest
+
+from retrieval.agreement import entity_types, label_agreement
+from retrieval.explore.tables import agreement_per_post, build_table, post_f1
+from retrieval.explore.triage import Filters, TriageContext, file_hashes, sort_rows, triage_list
+
+from .lists_world import graphs, samples
+
+
+@pytest.fixture
+def ctx():
+    g = graphs()
+    return TriageContext(g, build_table(g, samples()))
+
+
+def rows(ctx, name, **kw):
+    return triage_list(ctx, name, Filters(**{k: v for k, v in kw.items() if k in Filters.__dataclass_fields__}),
+                       **{k: v for k, v in kw.items() if k not in Filters.__dataclass_fields__})["rows"]
+
+
+def test_agreement_per_post_is_label_agreement_post_by_post(ctx):
+    share = agreement_per_post(ctx.table, ctx.graphs.tables["intra"].rows)
+    assert np.allclose(share, [0.5, 0.0, 1.0, np.nan, 1.0, 0.0, 0.0, np.nan], equal_nan=True)
+    types = [entity_types(s.tags) for s in samples()]
+    row_types = [ctx.table.types[o] if o >= 0 else None for o in ctx.table.row_owner]
+    ref = label_agreement(types, ctx.graphs.tables["intra"].rows, row_types)
+    assert np.nanmean(share) == pytest.approx(ref["agreement"]) and (~np.isnan(share)).sum() == ref["queries"]
+
+
+def test_posts_without_neighbours_say_why(ctx):
+    got = {(r["post"], r["relation"], r["reason"]) for r in rows(ctx, "no_neighbours")}
+    assert got == {("t2", "inter", "none above the threshold"), ("q2", "inter", "none above the threshold"),
+                   ("q3", "intra", "no image")}
+    assert [r["post"] for r in rows(ctx, "no_neighbours", split="train")] == ["t2"]
+    assert [r["post"] for r in rows(ctx, "no_neighbours", kind="text_decided")] == ["q2"]
+
+
+def test_lowest_agreement_first_and_filters(ctx):
+    got = rows(ctx, "low_agreement", relation="intra")
+    assert [(r["post"], r["agreement"]) for r in got] == [("q1", 0.0), ("q2", 0.0), ("t1", 0.0), ("t0", 0.5),
+                                                         ("q0", 1.0), ("t2", 1.0)]
+    assert got[0]["sharing"] == 0 and got[0]["neighbours"] == 2
+    assert [r["post"] for r in rows(ctx, "low_agreement", relation="intra", etype="PER")] == ["t0", "q0", "t2"]
+    assert [r["post"] for r in rows(ctx, "low_agreement", relation="intra", split="test", kind="image_decided")] \
+        == ["q1", "q0"]
+    desc = rows(ctx, "low_agreement", relation="intra", sort="agreement", descending=True)
+    assert [r["agreement"] for r in desc] == [1.0, 1.0, 0.5, 0.0, 0.0, 0.0]
+
+
+def test_hubs_count_the_selected_posts_that_retrieve_each_image(ctx):
+    got = rows(ctx, "hubs", relation="intra")
+    assert [(r["image"], r["retrieved_by"]) for r in got] == [("i0", 4), ("i2", 3), ("i1", 2), ("i3", 1)]
+    assert got[0]["post"] == "t0" and got[0]["types"] == "PER" and got[0]["agreement"] == 0.5
+    test = rows(ctx, "hubs", relation="intra", split="test")
+    assert [(r["image"], r["retrieved_by"]) for r in test] == [("i0", 3), ("i2", 2)]
+
+
+def test_near_duplicate_groups(ctx):
+    ctx.hashes = {"t1": "aa", "q1": "aa", "t0": "bb"}
+    got = {r["group"]: r for r in rows(ctx, "duplicates")}
+    assert set(got) == {"t0", "t1", "t2"}
+    assert got["t0"]["posts"] == ["t0", "q0"] and got["t0"]["why"] == "cosine" and got["t0"]["cosine"] == 0.99
+    assert got["t1"]["why"] == "same file" and got["t1"]["cross_split"]
+    assert got["t2"]["posts"] == ["t2", "q2"] and got["t2"]["why"] == "same image"
+    assert [r["group"] for r in rows(ctx, "duplicates", kind="text_decided")] == ["t1", "t2"]
+    assert {r["group"] for r in rows(ctx, "duplicates", etype="ORG")} == {"t2"}
+
+
+def test_a_cosine_under_098_is_no_duplicate():
+    from .lists_world import INTRA
+
+    g = graphs(intra={**INTRA, "q0": [(0, .97), (2, .6)]})
+    c = TriageContext(g, build_table(g, samples()))
+    assert {r["group"] for r in rows(c, "duplicates")} == {"t2"}
+
+
+def test_wrong_predictions_whose_neighbours_disagree(ctx):
+    ctx.gold = {s.id: s.tags for s in samples()}
+    ctx.predictions = {**ctx.gold, "q1": ["B-PER"], "q2": ["B-PER"], "t0": ["O"], "q3": ["B-LOC"]}
+    got = {(r["post"], r["relation"]): r for r in rows(ctx, "wrong")}
+    # q1's inter neighbour (t1, LOC) agrees: not listed there; q3 has no intra neighbour
+    assert set(got) == {("q1", "intra"), ("q2", "intra"), ("t0", "intra"), ("t0", "inter"), ("q3", "inter")}
+    assert got["q3", "inter"]["agreement"] == 0.5 and got["q3", "inter"]["back_the_error"] == 1
+    assert got["q1", "intra"]["back_the_error"] == 2 and got["q1", "intra"]["predicted"] == "PER"
+    assert got["q2", "intra"]["back_the_error"] == 1 and got["t0", "intra"]["f1"] == 0.0
+    assert {r["post"] for r in triage_list(ctx, "wrong", Filters(split="test", relation="intra"))["rows"]} == {"q1", "q2"}
+
+
+def test_a_list_needing_a_run_says_so(ctx):
+    with pytest.raises(ValueError, match="--run"):
+        triage_list(ctx, "wrong")
+
+
+def test_unknown_list_sort_or_relation_name_the_valid_ones(ctx):
+    with pytest.raises(KeyError, match="hubs"):
+        triage_list(ctx, "nope")
+    with pytest.raises(KeyError, match="agreement"):
+        triage_list(ctx, "low_agreement", sort="nope")
+    with pytest.raises(KeyError, match="inter, intra"):
+        triage_list(ctx, "hubs", Filters(relation="tags"))
+
+
+def test_paging_and_missing_values_last():
+    rs = [{"a": 2}, {"a": None}, {"a": 1}, {"a": float("nan")}, {"a": 3}]
+    assert [r["a"] for r in sort_rows(rs, "a")][:3] == [1, 2, 3]
+    assert [r["a"] for r in sort_rows(rs, "a", True)][:3] == [3, 2, 1]
+
+
+def test_post_f1():
+    assert post_f1(["B-PER", "O"], ["B-PER", "O"]) == 1.0
+    assert post_f1(["B-PER", "B-LOC"], ["B-PER", "O"]) == pytest.approx(2 / 3)
+    assert post_f1(["O"], ["O"]) == 1.0 and np.isnan(post_f1(None, ["O"]))
+
+
+def test_file_hashes_are_cached_by_path_size_and_time(tmp_path):
+    from data.corpus import Sample
+
+    a, b = tmp_path / "a.jpg", tmp_path / "b.jpg"
+    a.write_bytes(b"x" * 10)
+    b.write_bytes(b"x" * 10)
+    ss = [Sample("p", ["w"], image=str(a)), Sample("q", ["w"], image=str(b)), Sample("r", ["w"])]
+    h = file_hashes(ss, tmp_path / "c")
+    assert set(h) == {"p", "q"} and h["p"] == h["q"]
+    assert (tmp_path / "c" / "explore" / "file_hashes.json").is_file()
+    b.write_bytes(b"y" * 11)
+    assert file_hashes(ss, tmp_path / "c")["q"] != h["p"]
