@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     import torch
     from PIL import Image
 
-    from index.artifact import embed_collection
+    from index.embedding import embed_collection
     from index.embedders import get_embedder
 
     torch.manual_seed(0)

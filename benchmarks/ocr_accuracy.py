@@ -175,7 +175,7 @@ def main(argv=None) -> int:
 
     import torch
 
-    from index.artifact import embed_collection
+    from index.embedding import embed_collection
     from index.embedders import get_embedder
     from index.ocr import get_ocr_engine
 

@@ -188,7 +188,7 @@ def main(argv=None) -> int:
         out = Path(args.dir if args.command == "add" else args.out)
         out = shard_path(out, spec) if spec is not None else out
         log_file = setup_logging(out.with_name(f".{out.name}.log"), args.verbose)
-    from .artifact import manifest_table, read_manifest
+    from .manifest import manifest_table, read_manifest
 
     if args.command == "info":
         m = read_manifest(args.dir)
@@ -270,7 +270,8 @@ def _merge(args):
 
 
 def _build_or_add(args, spec=None):
-    from .artifact import add_images, build_index, load_index
+    from .artifact import load_index
+    from .build import add_images, build_index
 
     images, posts = _collection(args)
     log.debug("%s: %d images (%d missing) from %s", args.command, len(images),

@@ -4,7 +4,7 @@ Shard ``i`` of ``n`` embeds the contiguous range of the image list
 :meth:`ShardSpec.bounds` gives (the list in the order a build takes it: sorted file names,
 or the data files' first-occurrence order) into the shard folder
 ``<out>.shard-<i>-of-<n>`` (:func:`shard_path`), with the same resumable embedding as a
-build (:func:`index.artifact.embed_resumable`) and the same files as an artifact but
+build (:func:`index.embedding.embed_resumable`) and the same files as an artifact but
 no ``index.faiss``; its manifest has ``"kind": "shard"`` and a ``shard`` block (which
 range, of how many images, the image list's sha256).
 
@@ -34,12 +34,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from data.errors import UserError
-
-from .artifact import (EmbedResult, IndexArtifact, _context_rows, _manifest, _publish, _remove_stale_temp_folders,
-                       _tmp_sibling, _work_dir, context_info, embed_resumable, embedding_precision, load_index,
-                       write_and_publish, rebuild_command)
+from .artifact import IndexArtifact, load_index
+from .embedding import EmbedResult, EmptyCollectionError, context_rows, embed_resumable
 from .factory import choose_factory, default_search_params, set_search_params, wants_on_disk
+from .folder import publish, remove_stale_temp_folders, tmp_sibling, work_dir, write_and_publish
+from .manifest import ShardSetError, context_block, context_info, embedding_precision, make_manifest, rebuild_command
 
 log = logging.getLogger(__name__)
 
@@ -49,10 +48,6 @@ SAME_FIELDS = {"visual_context": "visual-context extractors (--no-tags, --tags-k
                "data_files": "data files (--data)", "factory": "index type (--factory)",
                "search_params": "search parameters (--nprobe)", "metric": "metric", "normalisation": "normalisation"}
 """Further manifest fields the shards must share, with the options that set them."""
-
-
-class ShardSetError(UserError, ValueError):
-    """Shard folders that do not form one whole set; the message names the folder and the fix."""
 
 
 @dataclass(frozen=True)
@@ -119,22 +114,16 @@ def shard_command(manifest: dict, spec: ShardSpec | None = None) -> str:
     return f"{cmd} --shard {spec} --overwrite"
 
 
-def merge_command(manifest: dict) -> str:
-    return f"python -m index merge --out {(manifest.get('shard') or {}).get('out', 'OUT')}"
-
-
 def write_shard(images, embedder, out, spec, *, factory=None, search_params=None, batch_size=32, num_workers=0,
                 with_regions=False, tags_k=0, ocr=None, captioner=None, min_tag_score=0.1, data_files=(),
                 image_dir=None, posts=None, save_every=512, overwrite=False, progress=True) -> Path:
     """Embed shard ``spec``'s share of ``images`` into :func:`shard_path` ``(out, spec)``.
 
-    Called by :func:`index.artifact.build_index` with ``shard=``, after it has checked and
+    Called by :func:`index.build.build_index` with ``shard=``, after it has checked and
     resolved the options (regions by the whole collection's size, the OCR engine, the
     captioner of all the images), so every shard records the same settings. Resumable like
     a build (``.<shard folder>.partial``). Returns the shard folder.
     """
-    from .artifact import context_block
-
     spec = ShardSpec.parse(spec)
     images = list(images)
     folder = shard_path(out, spec)
@@ -143,8 +132,8 @@ def write_shard(images, embedder, out, spec, *, factory=None, search_params=None
     start, stop = spec.bounds(len(images))
     share = images[start:stop]
     if folder.parent.is_dir():
-        _remove_stale_temp_folders(folder)
-    work = _work_dir(folder)
+        remove_stale_temp_folders(folder)
+    work = work_dir(folder)
     log.info("shard %s: images %d..%d of %d", spec, start, stop, len(images))
     res = embed_resumable(share, embedder, work, batch_size, num_workers, with_regions, tags_k, progress,
                           save_every, ocr, captioner)
@@ -152,8 +141,8 @@ def write_shard(images, embedder, out, spec, *, factory=None, search_params=None
         dup = sorted({i for i in res.ids if res.ids.count(i) > 1})[:5]
         raise ValueError(f"duplicate image ids {dup}: ids are file-name stems and must be unique")
     context = context_block(embedder, tags_k, min_tag_score, ocr, captioner)
-    rows = _context_rows(res) if any(context.values()) else None
-    manifest = _manifest(embedder, factory or "auto", search_params, res, len(share), with_regions, context,
+    rows = context_rows(res) if any(context.values()) else None
+    manifest = make_manifest(embedder, factory or "auto", search_params, res, len(share), with_regions, context,
                          list(data_files), image_dir, 0.0)
     manifest["posts"] = len(posts or {})
     manifest["kind"] = "shard"
@@ -286,8 +275,6 @@ def merge_shards(paths: Sequence[str | os.PathLike], out, factory: str | None = 
                             "shards must split the image list, not overlap; embed them again with "
                             f"`{shard_command(first)}` for each i")
     if not ids:
-        from .artifact import EmptyCollectionError
-
         raise EmptyCollectionError(f"none of the {first['shard']['images']} images could be embedded in the shards "
                                    f"of {out}: an empty index is not built")
     n = len(ids)
@@ -301,8 +288,8 @@ def merge_shards(paths: Sequence[str | os.PathLike], out, factory: str | None = 
         params["nprobe"] = int(nprobe)
     log.info("merge %d shards of %s: %d images, index %s%s", len(shards), out, n, fac, " (lists on disk)" * on_disk)
 
-    _remove_stale_temp_folders(out)
-    tmp = _tmp_sibling(out)
+    remove_stale_temp_folders(out)
+    tmp = tmp_sibling(out)
     try:
         tmp.mkdir(parents=True)
         concat_npy([p / "embeddings.npy" for p, _ in shards], tmp / "embeddings.npy")
@@ -316,7 +303,7 @@ def merge_shards(paths: Sequence[str | os.PathLike], out, factory: str | None = 
         problems = [q for _, m in shards for q in m.get("problems", [])]
         seconds = sum((m.get("timing") or {}).get("embed_seconds") or 0.0 for _, m in shards)
         res = EmbedResult(ids, None, None, [], problems, seconds)
-        manifest = _manifest(first, fac, params, res, sum(m["counts"]["requested"] for _, m in shards),
+        manifest = make_manifest(first, fac, params, res, sum(m["counts"]["requested"] for _, m in shards),
                              regions_shape is not None, context_info(first), [], first.get("image_dir"), index_seconds)
         manifest["data_files"] = first.get("data_files", [])
         if regions_shape is not None:
@@ -329,7 +316,7 @@ def merge_shards(paths: Sequence[str | os.PathLike], out, factory: str | None = 
                               "on_disk": bool(on_disk)}
         _write_folder_rest(tmp, manifest, ids, index, shards)
         del index                                              # not held twice when the artifact is loaded
-        _publish(tmp, out, overwrite)
+        publish(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -31,8 +31,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from data.files import read_or_damaged
-from index.artifact import embed_like_index, sha256_file
+from data.files import read_or_damaged, sha256_file
+from index.artifact import embed_like_index
 
 from .chunks import ChunkStore, ChunkStoreMismatch, chunk_bounds, remove_trash
 from .graphs import RELATIONS, merge_graphs, relation_graph, relation_id

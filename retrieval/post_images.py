@@ -29,7 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
-from index.artifact import sha256_file
+from data.files import sha256_file
 from index.images import post_image_key
 
 STATUSES = ("index", "new", "unreadable", "missing", "dropped", "none")

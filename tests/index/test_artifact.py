@@ -3,8 +3,10 @@ import json
 import numpy as np
 import pytest
 
-from index.artifact import (EmptyCollectionError, ManifestMismatch, add_images, build_index, load_index,
-                            manifest_table)
+from index.artifact import load_index
+from index.build import add_images, build_index
+from index.embedding import EmptyCollectionError
+from index.manifest import ManifestMismatch, manifest_table
 from index.embedders import get_embedder
 from index.images import images_in_dir
 
@@ -71,7 +73,7 @@ def test_interrupted_build_leaves_nothing(image_dir, tmp_path, effnet, monkeypat
 
 
 def test_write_failure_removes_temp_folder(image_dir, tmp_path, effnet, monkeypatch):
-    import index.artifact as A
+    import index.folder as A
 
     def boom(*a, **kw):
         raise OSError("disk full")
@@ -139,7 +141,7 @@ def test_existing_folder_needs_overwrite(image_dir, tmp_path, effnet):
 @pytest.mark.parametrize("name", ["index.faiss", "embeddings.npy", "ids.json", "manifest.json", "tags.jsonl"])
 def test_a_damaged_file_is_named_with_the_command_that_rebuilds_it(tmp_path, name):
     from index.__main__ import main as index_main
-    from index.artifact import ArtifactDamaged
+    from index.manifest import ArtifactDamaged
     from tests.colour import write_image_decided
 
     files = write_image_decided(tmp_path / "d", sizes=(("train", 6),))

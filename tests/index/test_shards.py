@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from index.__main__ import main
-from index.artifact import NotAddable, load_index
+from index.artifact import load_index
+from index.build import NotAddable
 from index.embedders import EMBEDDERS, register_embedder
 from index.factory import make_index, search, set_search_params
 from index.shards import ShardSetError, ShardSpec, merge_shards, shard_path
@@ -234,7 +235,7 @@ def test_merge_on_disk_searches_like_in_ram_and_add_names_the_fix(collection, sh
     assert not (ram / "index.ivfdata").exists()
     np.testing.assert_array_equal(a.search(a.embeddings, 5)[1], b.search(b.embeddings, 5)[1])
     with pytest.raises(NotAddable, match="on disk"):
-        from index.artifact import add_images
+        from index.build import add_images
 
         add_images(disk, [])
     assert main(["add", str(disk), *add_args(collection)]) == 2

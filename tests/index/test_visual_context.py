@@ -10,7 +10,9 @@ import pytest
 
 from data.demo_photos import augment, draw_sign, encode_jpeg, load_sources
 from index.__main__ import main
-from index.artifact import add_images, build_index, context_info, load_index, visual_context_like_index
+from index.artifact import load_index, visual_context_like_index
+from index.build import add_images, build_index
+from index.manifest import context_info
 from index.embedders import get_embedder
 from index.ocr import OcrEngine
 from index.visual_context import VisualContext, context_from_record, read_tag_vocabulary

@@ -49,7 +49,7 @@ image	O
 def world(tmp_path_factory):
     from PIL import Image, ImageDraw
 
-    from index.artifact import build_index
+    from index.build import build_index
 
     root = tmp_path_factory.mktemp("world")
     img = root / "images"
