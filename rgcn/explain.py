@@ -1,0 +1,159 @@
+"""Re-tag one post with edited inputs: the counterfactuals of the retrieval explorer.
+
+:class:`RunRetagger` implements :class:`retrieval.explore.counterfactual.Retagger` over the
+tagging API (:mod:`rgcn.api`): the rgcn head re-tags a post with edited relation graphs (a
+neighbour left out, none, random or oracle images: each variant's graph holds the images it
+names, found by id among the run's graph nodes, with the scores it gives), and every head
+re-tags it with its photo removed or swapped. It is declared as the entry point
+``rgcn_mner.retaggers: rgcn = rgcn.explain:load_retagger``, which ``python -m retrieval
+explore --run RUN`` loads.
+
+    from rgcn.explain import load_retagger
+    from retrieval.explore.counterfactual import Variant
+    r = load_retagger("runs/demo/rgcn/seed13", images="data/demo/images")
+    built = r.neighbours(sample)                                   # {"inter": [(image_id, score), ...], ...}
+    r.retag(sample, [Variant("as built", "built"), Variant("no neighbours", "none", {k: [] for k in built})])
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from retrieval.explore.counterfactual import KEEP, Neighbours, Retagged, Variant
+from retrieval.graphs import relation_graph, relation_id
+
+
+class EditedGraphs:
+    """Relation graphs whose posts named in ``edits`` (post id -> relation -> neighbours) hold
+    the given neighbours instead of the built ones; every other graph is ``base``'s.
+
+    An image id that is not a node of ``base`` cannot be placed in a graph: it is left out
+    and listed in :attr:`missing`."""
+
+    def __init__(self, base, edits: dict[str, Neighbours]):
+        self.base, self.edits = base, edits
+        self.node_features = base.node_features
+        self.row = {i: r for r, i in enumerate(base.ids)}
+        self.missing: set[str] = set()
+
+    def __getattr__(self, name):                        # neighbours(), relations, ... of the base
+        return getattr(self.base, name)
+
+    def graph(self, post_id: str, relation: str = "all"):
+        edit = self.edits.get(post_id)
+        if edit is None or relation not in edit:
+            return self.base.graph(post_id, relation)
+        nbs = [(self.row[i], s) for i, s in edit[relation] if i in self.row]
+        self.missing |= {i for i, _ in edit[relation] if i not in self.row}
+        i = self.base.post_index[post_id]
+        own = int(self.base.image_rows[i])
+        if relation == "inter":
+            q = self.base.text_queries
+            center = q[i] if q is not None else None
+        else:
+            center = self.node_features[own] if own >= 0 else None
+        rows = torch.tensor([r for r, _ in nbs], dtype=torch.long)
+        data = relation_graph(center, self.node_features[rows], [float(s) for _, s in nbs], relation_id(relation),
+                              has_image=own >= 0, dim=self.node_features.shape[1])
+        data.neighbour_rows = rows
+        return data
+
+
+class RunRetagger:
+    """A trained run as a :class:`~retrieval.explore.counterfactual.Retagger` (one run, not an
+    ensemble). ``images``: the folder relative photo paths are read from."""
+
+    def __init__(self, run, images=None, device: str = "cpu"):
+        from .api import load_tagger
+        from .heads import head_class
+
+        self.tagger = load_tagger(str(run), device=device, images=images)
+        self.run = self.tagger.runs[0]
+        self.name = str(run)
+        self.head = self.run.head
+        self.reads_neighbours = self.head == "rgcn"
+        self.relations = tuple(self.run.model.head.relations) if self.reads_neighbours else ()
+        self._reads_index = head_class(self.head).reads_index
+        ckpt = Path(run) / "best" if (Path(run) / "best" / "checkpoint.json").is_file() else Path(run)
+        h = hashlib.sha256(str(Path(run).resolve()).encode())
+        for f in sorted(ckpt.iterdir()):
+            if f.is_file():
+                st = f.stat()
+                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+        self.fingerprint = h.hexdigest()[:16]
+
+    # ------------------------------------------------------------------ graphs
+    def _variant_samples(self, sample, variants: Sequence[Variant]) -> list:
+        out = []
+        for i, v in enumerate(variants):
+            s = replace(sample, id=f"cf:{i}", meta=dict(sample.meta))
+            if v.image is None:
+                s = replace(s, image=None, image_missing=False, image_key=None)
+            elif v.image != KEEP:
+                s = replace(s, image=str(v.image), image_missing=False, image_key=Path(v.image).stem)
+            out.append(s)
+        return out
+
+    def _graphs(self, samples: list):
+        run = self.run
+        from .heads import head_class
+
+        ctx = head_class(self.head).setup_for_posts(dict(run.cfg.head.options), run.train(), samples,
+                                                    str(run.path), run.memo)
+        return ctx["graphs"]
+
+    def neighbours(self, sample) -> Neighbours:
+        if not self.reads_neighbours:
+            return {}
+        graphs = self._graphs(self._variant_samples(sample, [Variant("as built", "built")]))
+        return {r: graphs.neighbours("cf:0", r) for r in self.relations}
+
+    # ------------------------------------------------------------------ tagging
+    def retag(self, sample, variants: Sequence[Variant]) -> list[Retagged]:
+        samples = self._variant_samples(sample, variants)
+        if not self.reads_neighbours:
+            results, _, _ = self.tagger.tag_samples(samples)
+            return [Retagged(list(r.tags), [{k: e[k] for k in ("type", "token_start", "token_end", "confidence")}
+                                            for e in r.entities]) for r in results]
+        edits = {s.id: v.neighbours for s, v in zip(samples, variants) if v.neighbours is not None}
+        graphs = EditedGraphs(self._graphs(samples), edits)
+        head = self.run.model.head
+        old = head.graphs
+        head.graphs = graphs
+        try:
+            return self._tag(samples)
+        finally:
+            head.graphs = old
+
+    @torch.inference_mode()
+    def _tag(self, samples: list) -> list[Retagged]:
+        from .batching import TaggingDataset
+        from .crf import crf_span_probabilities, labelled_spans
+
+        model = self.run.model
+        ds = TaggingDataset(samples, model.tokenizer)
+        batch = model.make_batch(ds, list(range(len(samples))), training=False).to(model.device)
+        emissions = model.emissions(batch)[0]                                   # (B, W, L)
+        mask = batch.word_mask
+        paths = model.decode_emissions(emissions, mask)
+        spans = [(j, *sp) for j, tags in enumerate(paths) for sp in labelled_spans(tags, model.labels)]
+        conf = crf_span_probabilities(model.decoding_crf(), emissions, mask,
+                                      [(j, s, e, a, b, c) for j, _, s, e, a, b, c in spans])
+        out = [Retagged(list(p)) for p in paths]
+        for (j, etype, s, e, *_), p in zip(spans, conf):
+            out[j].entities.append({"type": etype, "token_start": s, "token_end": e, "confidence": float(p)})
+        return out
+
+
+def load_retagger(run, images=None, device: str = "cpu") -> RunRetagger:
+    """The entry point ``rgcn_mner.retaggers: rgcn``."""
+    if not os.path.isdir(run):
+        from data.errors import UserError
+
+        raise UserError(f"run {run}", "is not a folder", "give a trained run folder (python train.py)")
+    return RunRetagger(run, images=images, device=device)
