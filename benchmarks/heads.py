@@ -63,7 +63,7 @@ from data.logs import setup_logging  # noqa: E402
 from index.artifact import load_index  # noqa: E402
 from retrieval.photo_baseline import photo_knn_types, retype_targets  # noqa: E402
 from retrieval.search import RetrievalError  # noqa: E402
-from rgcn.__main__ import OTHER, score_by_kind  # noqa: E402
+from rgcn.compare import OTHER, score_by_kind  # noqa: E402
 from rgcn.config import load_config  # noqa: E402
 
 CONFIGS = ROOT / "configs"

@@ -14,7 +14,7 @@ import pytest
 import benchmarks.heads as heads
 from data.corpus import read_corpus, read_predictions, write_conll
 from index.__main__ import main as index_main
-from rgcn.__main__ import score_by_kind
+from rgcn.compare import score_by_kind
 from tests.colour import write_kinds
 from data.errors import UserError
 

@@ -4,7 +4,8 @@ import json
 import pytest
 
 from data.corpus import Sample, write_conll
-from rgcn.__main__ import main, score_with_subset
+from rgcn.__main__ import main
+from rgcn.compare import score_with_subset
 
 # p1: "Taylor Swift" is image-decided (words 1-2); "Paris" is an entity outside.
 # p2: "Apple" is image-decided (word 0); "Cupertino" is outside.
@@ -123,7 +124,7 @@ KINDED_PRED = [
 
 
 def test_score_by_kind_by_hand():
-    from rgcn.__main__ import score_by_kind
+    from rgcn.compare import score_by_kind
 
     row = score_by_kind(KINDED, KINDED_PRED, where="test.jsonl")
     # overall: 7 gold, 7 predicted, right: Zelby, Mivra Tessiko, Bob, Corvane
@@ -139,7 +140,7 @@ def test_score_by_kind_by_hand():
 
 
 def test_score_by_kind_keeps_a_target_fragment_out_of_every_column_but_overall():
-    from rgcn.__main__ import score_by_kind
+    from rgcn.compare import score_by_kind
 
     post = Sample("f", ["New", "York", "Times", "today"], ["B-ORG", "I-ORG", "I-ORG", "O"],
                   meta={"kind": "image_decided", "target": [[0, 3]]})
@@ -156,7 +157,7 @@ def test_score_by_kind_keeps_a_target_fragment_out_of_every_column_but_overall()
     ({"kind": "other", "target": [[0, 1]]}, "test.jsonl: post 'x' has kind 'other'"),
 ])
 def test_score_by_kind_names_the_file_and_post_of_a_bad_record(meta, match):
-    from rgcn.__main__ import score_by_kind
+    from rgcn.compare import score_by_kind
 
     with pytest.raises(ValueError, match=match):
         score_by_kind([Sample("x", ["a", "b"], ["O", "O"], meta=meta)], [["O", "O"]], where="test.jsonl")
@@ -221,7 +222,7 @@ def test_compare_reports_a_kinded_post_without_target(tmp_path, capsys):
 
 
 def test_run_names_tell_runs_apart():
-    from rgcn.__main__ import run_names
+    from rgcn.compare import run_names
 
     assert run_names(["runs/a/text/seed13", "runs/a/rgcn/seed13"]) == ["text/seed13", "rgcn/seed13"]
     assert run_names(["runs/demo_text", "runs/demo_rgcn"]) == ["demo_text", "demo_rgcn"]

@@ -15,7 +15,7 @@ import json
 import pytest
 
 from data.corpus import read_corpus
-from rgcn.__main__ import compare_runs
+from rgcn.compare import compare_runs
 from tests.colour import (evaluate_json, image_decided_with_index, run_cli, swap_images, train_colour_run,
                           write_image_decided)
 
