@@ -37,7 +37,7 @@ ENTRY_POINTS = {
        if p.stem in {
            "accuracy", "accuracy_table", "bga_head_speed", "calibration", "crf_decode", "error_table", "gpu_check", "head_params", "new_posts",
            "heads", "index_embed", "index_knn", "index_large", "levers", "maf_matching", "make_demo",
-           "ocr_accuracy", "retrieval_graphs", "scale", "seeds", "serve_bad_inputs", "serve_load",
+           "ocr_accuracy", "results_page", "retrieval_graphs", "scale", "seeds", "serve_bad_inputs", "serve_load",
            "shard_demo", "text_baseline", "text_speed", "tokenizer_roundtrip", "visual_text_misses"}},
 }
 
@@ -227,6 +227,10 @@ def case_list(w):
         ("python -m data.demo", ["generate", "--mix", "nope=1"], ["--mix", "nope=1"]),
         ("python -m data.demo", ["generate", "--out", f], ["--out", f]),
         ("python -m data.demo", ["new-posts", "--out", f + "/x"], ["--out", f]),
+        # python benchmarks/results_page.py
+        ("python benchmarks/results_page.py", ["--results", m], ["--results", m]),
+        ("python benchmarks/results_page.py", ["--results", e, "--page", str(w["dir"] / "r.md"), "--readme", f],
+         [f, "results:start"]),
         # python train.py
         ("python train.py", ["--config", m], ["--config", m]),
         ("python train.py", ["--config", w["bad_yaml"]], [w["bad_yaml"] + ":3", "YAML"]),
