@@ -65,7 +65,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     s = sub.add_parser("show", help="one post and its neighbours as terminal tables")
     s.add_argument("id")
     common(s)
-    r = sub.add_parser("report", help="a self-contained HTML page with thumbnails")
+    r = sub.add_parser("report", help="the evidence cards of some posts as one self-contained HTML page")
     common(r)
     g = r.add_mutually_exclusive_group(required=True)
     g.add_argument("--ids", nargs="+", help="posts to show")
@@ -73,6 +73,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     r.add_argument("--split", default=None, help="sample from this split only")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--out", required=True, type=output_file, help="HTML file to write")
+    r.add_argument("--run", default=None, type=existing_dir,
+                   help="a trained run: predicted spans and the counterfactuals on each card")
     t = sub.add_parser("stats", help="degree / similarity histograms and label agreement")
     common(t)
     t.add_argument("--out", required=True, type=output_dir, help="folder for the PNGs and label_agreement.json")
@@ -153,24 +155,6 @@ class Session:
                         entity_types(s.tags) if s else None, self.image_path(image_id),
                         self.artifact.tags.get(image_id, []), s.meta.get("kind") if s else None)
 
-    def post_dict(self, post_id: str) -> dict:
-        from .report import labels_text, thumbnail_uri
-
-        split, s = self.samples[post_id]
-        rels = {}
-        for rel in self.graphs.relations:
-            rels[rel] = []
-            for nid, score in self.graphs.neighbours(post_id, rel):
-                v = self.view(nid)
-                rels[rel].append({"id": nid, "score": score, "image_uri": thumbnail_uri(v.image), "tags": v.tags,
-                                  "labels": labels_text(v, v.split in self.label_splits), "split": v.split,
-                                  "text": v.text})
-        key = self.image_of(post_id)
-        own = self.image_path(key) if self.graphs.has_image(post_id) else None
-        return {"id": post_id, "split": split, "kind": s.meta.get("kind"), "tokens": s.tokens, "tags": s.tags, "image_uri": thumbnail_uri(own),
-                "has_image": self.graphs.has_image(post_id), "own_tags": self.artifact.tags.get(key, []),
-                "relations": rels}
-
 
 def cmd_show(args) -> int:
     from .report import show_text
@@ -189,30 +173,28 @@ def cmd_show(args) -> int:
 
 
 def cmd_report(args) -> int:
-    from .report import report_html
+    """The evidence cards of the chosen posts as one self-contained page (the explorer's export)."""
+    from .explore.card import card_data
+    from .explore.collection import Explorer
+    from .explore.export import export_cards, write_page
     from .search import UnknownIdError
 
-    sess = Session(args)
+    ex = Explorer.from_args(args)
     if args.ids:
-        missing = [i for i in args.ids if i not in sess.samples]
+        missing = [i for i in args.ids if i not in ex.samples]
         if missing:
             raise UnknownIdError(f"post(s) {', '.join(map(repr, missing))} are in none of the splits "
-                                 f"{', '.join(sess.splits)}: check the ids")
+                                 f"{', '.join(ex.splits)}: check the ids")
         ids = args.ids
     else:
-        pool = [i for i, (sp, _) in sess.samples.items() if args.split is None or sp == args.split]
+        pool = [i for i in ex.samples if args.split is None or ex.split_of[i] == args.split]
         ids = random.Random(args.seed).sample(pool, min(args.sample, len(pool)))
-    posts = [sess.post_dict(i) for i in ids]
-    meta = (f"index {sess.artifact.path} ({sess.artifact.manifest.get('embedder')}), "
-            f"graphs over {len(sess.graphs.post_ids)} posts; {len(posts)} shown; settings {sess.settings.as_dict()}")
-    page = report_html(posts, "Retrieval report", meta)
-    out = os.path.abspath(args.out)
-    os.makedirs(os.path.dirname(out), exist_ok=True)
-    tmp = out + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(page)
-    os.replace(tmp, out)
-    print(f"wrote {out} ({len(posts)} posts, {len(page) // 1024} KiB)")
+    cards = [card_data(ex, i, with_counterfactuals=ex.retagger is not None) for i in ids]
+    meta = (f"index {ex.artifact.path} ({ex.artifact.manifest.get('embedder')}), "
+            f"graphs over {len(ex.graphs.post_ids)} posts; {len(cards)} shown; settings {ex.settings.as_dict()}")
+    page = export_cards(ex, cards, "Retrieval report", meta)
+    out = write_page(page, args.out)
+    print(f"wrote {out} ({len(cards)} posts, {len(page) // 1024} KiB)")
     return 0
 
 

@@ -17,10 +17,10 @@ DUPLICATE = ("train-image_decided-002", "train-image_decided-000")
 """(post, post whose photo it is a byte copy of)."""
 
 
-def read_splits(files: dict) -> dict:
+def read_splits(files: dict, images=None) -> dict:
     from data.corpus import read_corpus
 
-    return {name: read_corpus(path) for name, path in files.items()}
+    return {name: read_corpus(path, images) for name, path in files.items()}
 
 
 def build_collection(root: Path, factory: str | None = None) -> dict:
@@ -52,7 +52,7 @@ def make_explorer(collection, settings: GraphSettings | None = None, retagger=No
     from index.artifact import load_index
     from retrieval.explore import Explorer
 
-    return Explorer.build(read_splits(collection["files"]), load_index(collection["index"]),
+    return Explorer.build(read_splits(collection["files"], collection["images"]), load_index(collection["index"]),
                           settings or GraphSettings(k=3), collection["root"] / "graphs",
                           images=collection["images"], retagger=retagger, **kw)
 
