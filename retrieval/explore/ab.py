@@ -181,3 +181,91 @@ def _r(x) -> float | None:
 def _mean(x: np.ndarray) -> float | None:
     x = x[~np.isnan(x)]
     return float(x.mean()) if len(x) else None
+
+
+# --------------------------------------------------------------------------- the pages
+def explorer_compare(explorer, filters: Filters = Filters()) -> dict:
+    """:func:`compare` of the explorer's two settings (kept per set of posts whose
+    predictions it holds); with a run for each side, the posts the filters select are
+    re-tagged for the F1 (cached, see :mod:`retrieval.explore.predictions`)."""
+    from data.errors import UserError
+
+    from .predictions import gold_of, predictions, table_of
+
+    if explorer.graphs_b is None:
+        raise UserError("A/B", "the explorer was started with one graph setting",
+                        "give B's with --b-k, --b-threshold, --b-pool, --b-inter or --b-index")
+    runs = explorer.retagger is not None and explorer.retagger_b is not None
+    key = (filters.split, filters.etype, filters.kind) if runs else None
+    memo = explorer.__dict__.setdefault("_ab", {})
+    if key not in memo:
+        ta = table_of(explorer, "a")
+        pa = pb = gold = None
+        if runs:
+            sel = ta.select(filters.split, filters.etype, filters.kind) & ta.post_known
+            ids = [ta.post_ids[i] for i in np.nonzero(sel)[0]]
+            pa, pb, gold = predictions(explorer, ids, "a"), predictions(explorer, ids, "b"), gold_of(explorer)
+        memo[key] = compare(Side(explorer.graphs, ta, pa), Side(explorer.graphs_b, table_of(explorer, "b"), pb), gold)
+    return memo[key]
+
+
+def ab_page_data(explorer, by: str = "jaccard", filters: Filters = Filters(), limit: int = 50, offset: int = 0) -> dict:
+    """The A/B page: what differs between the settings, the summary, and the most changed posts."""
+    from .predictions import table_of
+
+    res = explorer_compare(explorer, filters)
+    changed = most_changed(res, by, filters, limit, offset)
+    t = table_of(explorer)
+    return {"settings": {k: list(v) for k, v in res["settings"].items()}, "summary": res["summary"],
+            "relations": res["relations"], **changed,
+            "filters": {"split": filters.split or "", "relation": filters.relation or "", "type": filters.etype or "",
+                        "kind": filters.kind or ""},
+            "choices": {"split": t.split_names, "relation": res["relations"], "type": list(t.type_names),
+                        "kind": t.kind_names},
+            "orders": list(CHANGE_ORDERS), "has_f1": "f1_a" in res["summary"]}
+
+
+def pair_data(explorer, post_id: str) -> dict:
+    """One post under both settings: its A/B row and, per side, its card's data
+    (:func:`retrieval.explore.card.card_data`)."""
+    from .card import card_data
+
+    explorer.sample(post_id)
+    res = explorer_compare(explorer)
+    row = next(r for r in res["rows"] if r["post"] == post_id)
+    return {"post": post_id, "row": row, "settings": {k: list(v) for k, v in res["settings"].items()},
+            "sides": {w: card_data(explorer, post_id, which=w) for w in ("a", "b")}}
+
+
+from fastapi import APIRouter, Request  # noqa: E402
+
+router = APIRouter()
+
+
+@router.get("/ab")
+def ab_page(request: Request, by: str = "jaccard", split: str = "", relation: str = "", type: str = "",
+            kind: str = "", limit: int = 50, offset: int = 0):
+    """Most changed posts between the two settings: ``?by=jaccard|agreement|f1&split=&relation=&type=&kind=
+    &limit=&offset=&format=json``."""
+    from .pagekit import BadParameter, checked, linker, respond
+
+    if limit < 1 or offset < 0:
+        raise BadParameter("limit/offset", f"limit must be >= 1 and offset >= 0, found {limit} and {offset}")
+    filters = Filters(split or None, relation or None, type or None, kind or None)
+    data = checked(ab_page_data, request.app.state.explorer, by, filters, limit, offset, what="A/B")
+    params = {"by": by, "split": split, "relation": relation, "type": type, "kind": kind,
+              "limit": limit if limit != 50 else "", "offset": offset or ""}
+    return respond(request, "ab.html", data, link=linker("/ab", params))
+
+
+@router.get("/ab/{post_id:path}")
+def ab_pair(request: Request, post_id: str):
+    """One post's card under setting A beside its card under setting B."""
+    from urllib.parse import quote
+
+    from .card import post_link
+    from .pagekit import respond
+
+    return respond(request, "ab_pair.html", pair_data(request.app.state.explorer, post_id), exported=False,
+                   thumb=lambda i: "/thumb/" + quote(i, safe=""), link_a=lambda p: post_link(p, "a"),
+                   link_b=lambda p: post_link(p, "b"))

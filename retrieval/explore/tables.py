@@ -117,14 +117,19 @@ def build_table(graphs, samples: Sequence) -> PostTable:
                      row_mask, row_known, row_owner)
 
 
-_TABLES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_TABLES: dict[int, tuple] = {}
+"""id(graphs) -> (weak reference to the graphs, their table); graphs compare by value, so
+they cannot key a WeakKeyDictionary."""
 
 
 def post_table(graphs, samples: Sequence) -> PostTable:
-    """:func:`build_table`, computed once per graphs object."""
-    t = _TABLES.get(graphs)
-    if t is None:
-        t = _TABLES[graphs] = build_table(graphs, samples)
+    """:func:`build_table`, computed once per graphs object (forgotten with the graphs)."""
+    hit = _TABLES.get(id(graphs))
+    if hit is not None and hit[0]() is graphs:
+        return hit[1]
+    t = build_table(graphs, samples)
+    key = id(graphs)
+    _TABLES[key] = (weakref.ref(graphs, lambda _ref: _TABLES.pop(key, None)), t)
     return t
 
 

@@ -253,17 +253,27 @@ def wrong_predictions(ctx: TriageContext, filters: Filters, max_agreement: float
 
 
 LISTS: dict[str, ListSpec] = {
-    "no_neighbours": ListSpec("No neighbour above the threshold", no_neighbours.__doc__.split("\n\n")[0],
+    "no_neighbours": ListSpec("No neighbour above the threshold",
+                              "Posts left with no neighbour in a relation: none scored at or above the threshold, "
+                              "or (intra, tags) the post has no image to search with.",
                               ("post", "split", "kind", "types", "relation", "reason"), "post", False, no_neighbours),
-    "low_agreement": ListSpec("Lowest label agreement", low_agreement.__doc__.split("\n\n")[0],
+    "low_agreement": ListSpec("Lowest label agreement",
+                              "Posts with an entity, and the share of their labelled neighbours that share one of "
+                              "their gold entity types, lowest first.",
                               ("post", "split", "kind", "types", "relation", "agreement", "sharing", "neighbours"),
                               "agreement", False, low_agreement),
-    "hubs": ListSpec("Hub images", hubs.__doc__.split("\n\n")[0],
+    "hubs": ListSpec("Hub images",
+                     "Images by how many of the selected posts retrieved them; agreement is the share of those posts "
+                     "that share an entity type with the image's post.",
                      ("image", "relation", "retrieved_by", "post", "types", "agreement"), "retrieved_by", True, hubs),
-    "duplicates": ListSpec("Near-duplicate groups", duplicate_groups.__doc__.split("\n\n")[0],
+    "duplicates": ListSpec("Near-duplicate groups",
+                           f"Posts with the same image, the same file bytes, or a cosine of at least "
+                           f"{DUPLICATE_COSINE} between a post's image and one of its intra-modal neighbours.",
                            ("group", "size", "posts", "splits", "cross_split", "why", "cosine"), "size", True,
                            duplicates),
-    "wrong": ListSpec("Wrong predictions whose neighbours disagree", wrong_predictions.__doc__.split("\n\n")[0],
+    "wrong": ListSpec("Wrong predictions whose neighbours disagree",
+                      "Posts the run tags wrongly while at most half of their labelled neighbours share a gold type "
+                      "with them; back the error counts the neighbours sharing a wrongly predicted type.",
                       ("post", "split", "kind", "types", "predicted", "relation", "f1", "agreement", "back_the_error"),
                       "agreement", False, wrong_predictions),
 }
@@ -346,3 +356,67 @@ def file_hashes(samples: Sequence, cache_dir: str | os.PathLike | None = None) -
         store.parent.mkdir(parents=True, exist_ok=True)
         write_atomically(store, lambda f: f.write(json.dumps(fresh).encode()))
     return out
+
+
+# --------------------------------------------------------------------------- the page
+def explorer_context(explorer, name: str, filters: Filters) -> TriageContext:
+    """The :class:`TriageContext` of the explorer's graphs (A); the run's predictions are
+    made (and cached) only for the wrong-predictions list, over the posts the filters select."""
+    from .predictions import gold_of, predictions, table_of
+
+    table = table_of(explorer)
+    ctx = TriageContext(explorer.graphs, table)
+    if name == "duplicates":
+        cache = explorer.__dict__.setdefault("_file_hashes", {})
+        if "all" not in cache:
+            cache["all"] = file_hashes(list(explorer.samples.values()), explorer.cache_dir)
+        ctx.hashes = cache["all"]
+    if name == "wrong":
+        if explorer.retagger is None:
+            from data.errors import UserError
+
+            raise UserError("the list of wrong predictions", "the explorer was started without a run",
+                            "start it with --run RUN")
+        sel = table.select(filters.split, filters.etype, filters.kind) & table.post_known
+        ids = [table.post_ids[i] for i in np.nonzero(sel)[0]]
+        ctx.predictions, ctx.gold = predictions(explorer, ids), gold_of(explorer)
+    return ctx
+
+
+def triage_page_data(explorer, name: str = "low_agreement", filters: Filters = Filters(), sort: str | None = None,
+                     descending: bool | None = None, limit: int = 100, offset: int = 0) -> dict:
+    """One triage list of the explorer, with the choices its filters offer."""
+    ctx = explorer_context(explorer, name, filters)
+    out = triage_list(ctx, name, filters, sort, descending, limit, offset)
+    out["filters"] = {"split": filters.split or "", "relation": filters.relation or "", "type": filters.etype or "",
+                      "kind": filters.kind or ""}
+    out["choices"] = {"split": ctx.table.split_names, "relation": list(explorer.graphs.tables),
+                      "type": list(ctx.table.type_names), "kind": ctx.table.kind_names}
+    out["lists"] = {k: v.title for k, v in LISTS.items()}
+    out["has_run"] = explorer.retagger is not None
+    return out
+
+
+from fastapi import APIRouter, Query, Request  # noqa: E402
+
+router = APIRouter()
+
+
+@router.get("/triage")
+def triage_page(request: Request, name: str = Query("low_agreement", alias="list"), split: str = "", relation: str = "",
+                type: str = "", kind: str = "", sort: str = "", order: str = "", limit: int = 100,
+                offset: int = 0):
+    """A triage list: ``?list=NAME&split=&relation=&type=&kind=&sort=COLUMN&order=asc|desc
+    &limit=&offset=&format=json``."""
+    from .pagekit import BadParameter, checked, linker, respond
+
+    if order not in ("", "asc", "desc"):
+        raise BadParameter("order", f"{order!r} is neither asc nor desc")
+    if limit < 1 or offset < 0:
+        raise BadParameter("limit/offset", f"limit must be >= 1 and offset >= 0, found {limit} and {offset}")
+    filters = Filters(split or None, relation or None, type or None, kind or None)
+    data = checked(triage_page_data, request.app.state.explorer, name, filters, sort or None,
+                   None if not order else order == "desc", limit, offset, what=f"triage list {name!r}")
+    params = {"list": name, "split": split, "relation": relation, "type": type, "kind": kind, "sort": sort,
+              "order": order, "limit": limit if limit != 100 else "", "offset": offset or ""}
+    return respond(request, "triage.html", data, link=linker("/triage", params))

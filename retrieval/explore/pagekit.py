@@ -1,0 +1,60 @@
+"""What the list pages (triage, A/B, agreement, map) share: answering HTML or JSON from one
+dict, links that keep a page's query parameters, and turning a bad parameter into a
+:class:`data.errors.UserError` (a 400 page, or ``{"error": ...}`` as JSON)."""
+from __future__ import annotations
+
+import math
+from urllib.parse import urlencode
+
+import numpy as np
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+from data.errors import UserError
+
+
+class BadParameter(UserError):
+    """A query parameter a page cannot use."""
+
+    status = 400
+
+
+def plain(x):
+    """``x`` with numpy scalars made Python ones and NaN made ``None`` (JSON has no NaN)."""
+    if isinstance(x, dict):
+        return {str(k): plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [plain(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return plain(x.tolist())
+    if isinstance(x, np.generic):
+        x = x.item()
+    if isinstance(x, float) and math.isnan(x):
+        return None
+    return x
+
+
+def respond(request: Request, template: str, data: dict, **extra):
+    """``data`` as JSON with ``?format=json``, else ``template`` rendered with ``data`` (as
+    ``data`` and its keys) and ``extra``."""
+    if request.query_params.get("format") == "json":
+        return JSONResponse(plain(data))
+    return request.app.state.templates.TemplateResponse(request, template, {**data, "data": data, **extra})
+
+
+def linker(path: str, params: dict):
+    """``link(**changes)``: ``path`` with ``params`` updated by ``changes`` (empty values left out)."""
+    def link(**changes) -> str:
+        q = {k: v for k, v in {**params, **changes}.items() if v not in (None, "")}
+        return path + ("?" + urlencode(q) if q else "")
+    return link
+
+
+def checked(fn, *args, what: str = "parameter", **kw):
+    """``fn(*args, **kw)``, a ``KeyError``/``ValueError`` (an unknown list, column, relation ...)
+    raised as :class:`BadParameter`."""
+    try:
+        return fn(*args, **kw)
+    except (KeyError, ValueError) as e:
+        msg = e.args[0] if e.args else str(e)
+        raise BadParameter(what, str(msg)) from None
