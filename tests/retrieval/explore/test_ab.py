@@ -73,3 +73,65 @@ def test_the_change_in_f1_given_two_runs():
 def test_settings_diff_names_what_differs():
     res = compare(side(graphs()), side(graphs(threshold=0.5)))
     assert res["settings"] == {"threshold": (0.0, 0.5)}
+
+
+# ---- the pages, over the tiny synthetic collection of conftest.py --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ab_client(collection, tmp_path_factory):
+    from fastapi.testclient import TestClient
+
+    from retrieval.cache import GraphSettings
+    from retrieval.explore.app import create_app
+
+    from .conftest import make_explorer
+    from .fake_run import SwappingRetagger
+
+    ex = make_explorer(collection, settings_b=GraphSettings(k=2), retagger_b=SwappingRetagger(),
+                       retagger=SwappingRetagger(suffix="-002"))
+    ex.cache_dir = str(tmp_path_factory.mktemp("ab_cache"))
+    return TestClient(create_app(ex)), ex
+
+
+def test_the_ab_page_lists_the_posts_whose_neighbours_changed_most(ab_client):
+    c, ex = ab_client
+    got = c.get("/ab?limit=1000&format=json").json()
+    assert got["settings"] == {"k": [3, 2]}
+    # k 3 -> 2 keeps the first two of three neighbours: overlap 2/3 where A had three, 1 where it had none
+    for r in got["rows"]:
+        for rel in got["relations"]:
+            n = int((ex.graphs.tables[rel].rows[ex.graphs.post_index[r["post"]]] >= 0).sum())
+            assert r[f"jaccard_{rel}"] == pytest.approx({0: 1.0, 1: 1.0, 2: 1.0, 3: 2 / 3}[n], abs=1e-4)
+    assert [r["jaccard"] for r in got["rows"]] == sorted(r["jaccard"] for r in got["rows"])
+
+
+def test_the_change_in_f1_between_two_runs(ab_client):
+    c, _ = ab_client
+    got = c.get("/ab?by=f1&split=test&format=json").json()
+    top = [r for r in got["rows"] if r["delta_f1"]]
+    assert top and all(r["post"].endswith(("-001", "-002")) for r in top)
+    # A's run is wrong on the -002 posts, B's on the -001 posts
+    assert all((r["delta_f1"] < 0) == r["post"].endswith("-001") for r in top)
+    assert {r["post"][-4:] for r in top} == {"-001", "-002"}
+    assert got["summary"]["f1_a"] is not None and got["summary"]["f1_b"] is not None
+
+
+def test_the_pair_page_shows_both_cards(ab_client):
+    c, ex = ab_client
+    post = ex.graphs.post_ids[0]
+    got = c.get(f"/ab/{post}?format=json").json()
+    assert set(got["sides"]) == {"a", "b"}
+    assert all(len(n["neighbours"]) <= 2 for n in got["sides"]["b"]["relations"].values())
+    html = c.get(f"/ab/{post}", headers={"accept": "text/html"}).text
+    assert 'id="side-a"' in html and 'id="side-b"' in html and html.count('class="card"') == 2
+    assert f'/post/{post}?which=b' in html or "which=b" in html
+
+
+def test_without_a_second_setting_the_page_says_how_to_give_one(explorer):
+    from fastapi.testclient import TestClient
+
+    from retrieval.explore.app import create_app
+
+    r = TestClient(create_app(explorer)).get("/ab?format=json")
+    assert r.status_code == 400 and "--b-k" in r.json()["error"]

@@ -61,3 +61,29 @@ def test_colourings(world):
         colour_keys(t, drawn, "error")
     with pytest.raises(KeyError, match="type, kind"):
         atlas(t, g, colour="nope")
+
+
+# ---- the page, over the tiny synthetic collection of conftest.py --------------------------------------
+
+
+def test_the_map_page_draws_every_post_with_an_image_and_its_neighbour_edges(explorer):
+    from fastapi.testclient import TestClient
+
+    from retrieval.explore.app import create_app
+
+    c = TestClient(create_app(explorer))
+    got = c.get("/map?format=json").json()
+    g = explorer.graphs
+    assert got["drawn"] == int((g.image_rows >= 0).sum()) and got["without_image"] == int((g.image_rows < 0).sum())
+    owner = {}
+    for p, r in zip(g.post_ids, g.image_rows):
+        owner.setdefault(int(r), p)
+    expected = {(p, owner[int(r)]) for i, p in enumerate(g.post_ids) if g.image_rows[i] >= 0
+                for r in g.tables["intra"].rows[i] if r >= 0 and owner.get(int(r), p) != p}
+    pts = got["points"]
+    assert {(pts[a]["post"], pts[b]["post"]) for a, b in got["edges"]} == expected
+    html = c.get("/map?colour=kind", headers={"accept": "text/html"}).text
+    assert html.count("<circle") == got["drawn"] and 'src="/static/atlas.js"' in html
+    assert c.get("/static/atlas.js").status_code == 200
+    assert c.get("/map?colour=error&format=json").status_code == 400
+    assert c.get("/map?method=tsne&format=json").status_code == 400

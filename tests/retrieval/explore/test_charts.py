@@ -74,3 +74,45 @@ def test_line_chart_places_points_and_escapes_names():
     ys = [float(y) for y in re.findall(r'<circle cx="[\d.]+" cy="([\d.]+)"', svg)]
     assert ys[0] > ys[1]                                                # 0.0 is drawn below 1.0
     assert svg.count('class="ci"') == 1
+
+
+# ---- the page, over the tiny synthetic collection of conftest.py --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(explorer):
+    from fastapi.testclient import TestClient
+
+    from retrieval.explore.app import create_app
+
+    return TestClient(create_app(explorer)), explorer
+
+
+def test_the_page_answers_label_agreement_and_draws_a_chart_per_type(client):
+    from retrieval.explore.tables import build_table
+    from retrieval.stats import graph_stats
+
+    c, ex = client
+    got = c.get("/agreement?n_boot=200&format=json").json()
+    stats = graph_stats(ex.graphs, ex.splits)
+    for rel in ex.graphs.tables:
+        last = got["curves"]["any"][rel][-1]                               # k = the built k
+        assert last["agreement"] == pytest.approx(stats["relations"][rel]["agreement"]["all"]["agreement"])
+        assert last["random"] == pytest.approx(stats["relations"][rel]["agreement"]["all"]["random"])
+        assert last["lo"] <= last["agreement"] <= last["hi"]
+    html = c.get("/agreement?n_boot=200", headers={"accept": "text/html"}).text
+    assert html.count("<svg") == len(got["types"]) + 1 and "<script" not in html
+    assert 'id="sweep-table"' in html
+    assert build_table(ex.graphs, list(ex.samples.values())).type_names == ("LOC", "PER")
+
+
+def test_the_sweep_takes_thresholds_and_refuses_bad_ones(client):
+    c, ex = client
+    got = c.get("/agreement?relation=intra&thresholds=0,0.9&n_boot=50&format=json").json()
+    assert got["thresholds"] == [0.0, 0.9] and len(got["sweep"]) == 2 * ex.settings.k
+    hi = [r for r in got["sweep"] if r["threshold"] == 0.9]
+    lo = [r for r in got["sweep"] if r["threshold"] == 0.0]
+    assert all(h["neighbours_mean"] <= l["neighbours_mean"] for h, l in zip(hi, lo))
+    assert c.get("/agreement?thresholds=x&format=json").status_code == 400
+    assert c.get("/agreement?thresholds=2&format=json").status_code == 400
+    assert c.get("/agreement?relation=nope&format=json").status_code == 400

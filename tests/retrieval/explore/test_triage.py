@@ -127,3 +127,86 @@ def test_file_hashes_are_cached_by_path_size_and_time(tmp_path):
     assert (tmp_path / "c" / "explore" / "file_hashes.json").is_file()
     b.write_bytes(b"y" * 11)
     assert file_hashes(ss, tmp_path / "c")["q"] != h["p"]
+
+
+# ---- the page, over the tiny synthetic collection of conftest.py --------------------------------------
+
+
+@pytest.fixture(scope="module")
+def client(explorer):
+    from fastapi.testclient import TestClient
+
+    from retrieval.explore.app import create_app
+
+    return TestClient(create_app(explorer))
+
+
+def test_hub_counts_are_the_times_the_selected_posts_retrieve_an_image(client, explorer):
+    got = client.get("/triage?list=hubs&split=test&relation=intra&limit=1000&format=json").json()
+    g = explorer.graphs
+    test = [i for i, p in enumerate(g.post_ids) if g.split_of[p] == "test"]
+    counts = {}
+    for i in test:
+        for r in g.tables["intra"].rows[i]:
+            if r >= 0:
+                counts[g.ids[r]] = counts.get(g.ids[r], 0) + 1
+    assert {r["image"]: r["retrieved_by"] for r in got["rows"]} == counts
+    assert [r["retrieved_by"] for r in got["rows"]] == sorted(counts.values(), reverse=True)
+
+
+def test_the_page_filters_sorts_and_pages_by_query_parameters(client):
+    url = "/triage?list=low_agreement&kind=image_decided&sort=post&order=desc&format=json"
+    got = client.get(url).json()
+    assert got["total"] > 0 and {r["kind"] for r in got["rows"]} == {"image_decided"}
+    assert [r["post"] for r in got["rows"]] == sorted((r["post"] for r in got["rows"]), reverse=True)
+    page2 = client.get(url + "&limit=2&offset=2").json()
+    assert page2["rows"] == got["rows"][2:4]
+    html = client.get("/triage?list=low_agreement&kind=image_decided", headers={"accept": "text/html"}).text
+    assert 'href="/post/' in html and '<option value="image_decided" selected>' in html
+
+
+def test_bad_parameters_are_a_400_naming_what_is_valid(client):
+    r = client.get("/triage?list=nope&format=json")
+    assert r.status_code == 400 and "no_neighbours" in r.json()["error"]
+    assert client.get("/triage?list=hubs&relation=nope&format=json").status_code == 400
+    assert client.get("/triage?order=up&format=json").status_code == 400
+    r = client.get("/triage?list=wrong&format=json")
+    assert r.status_code == 400 and "--run" in r.json()["error"]
+
+
+def test_the_duplicate_photo_makes_a_same_file_group(client):
+    from .conftest import DUPLICATE
+
+    groups = client.get("/triage?list=duplicates&format=json").json()["rows"]
+    hit = [g for g in groups if set(DUPLICATE) <= set(g["posts"])]
+    assert len(hit) == 1 and "same file" in hit[0]["why"]
+
+
+def test_wrong_predictions_with_a_run_are_cached(collection, tmp_path):
+    from fastapi.testclient import TestClient
+
+    from retrieval.explore.app import create_app
+
+    from .conftest import make_explorer
+    from .fake_run import SwappingRetagger
+
+    run = SwappingRetagger()
+    ex = make_explorer(collection, retagger=run)
+    ex.cache_dir = str(tmp_path)
+    c = TestClient(create_app(ex))
+    got = c.get("/triage?list=wrong&split=test&limit=1000&format=json").json()["rows"]
+    assert got and all(run.wrong(r["post"]) and r["agreement"] <= 0.5 for r in got)
+    expected = set()
+    t = build_table(ex.graphs, list(ex.samples.values()))
+    for rel in ex.graphs.tables:
+        share = agreement_per_post(t, ex.graphs.tables[rel].rows)
+        expected |= {(p, rel) for i, p in enumerate(t.post_ids) if run.wrong(p) and t.splits[i] == "test"
+                     and share[i] <= 0.5}
+    assert {(r["post"], r["relation"]) for r in got} == expected
+    n = len(run.tagged)
+    assert n == sum(1 for p, s in ex.samples.items() if ex.split_of[p] == "test")
+    assert list((tmp_path / "explore" / "predictions").glob("*.json"))
+    ex2 = make_explorer(collection, retagger=run)
+    ex2.cache_dir = str(tmp_path)
+    TestClient(create_app(ex2)).get("/triage?list=wrong&split=test&format=json")
+    assert len(run.tagged) == n                                              # read from the cache
