@@ -83,6 +83,15 @@ def made_by(prov: dict) -> list[str]:
 
 
 # ---- headline figures of the kinds of result this script knows -------------------------------------------
+def doc_commands_table(d: dict) -> Table:
+    """The documentation's commands as run: how many ended how, and each one that failed."""
+    rows = [["exited 0", num(d.get("ok"))], [f"still running at the {d.get('timeout')} s limit, stopped",
+                                                num(d.get("stopped"))], ["failed", num(d.get("failed"))]]
+    rows += [[f"{c['page']}:{c['line']} `{c['text'].splitlines()[0]}`", f"exit {c['status']}"]
+             for c in d.get("commands", []) if c.get("status") not in (0, "still running at the limit, stopped")]
+    return ["commands", "count or status"], rows
+
+
 def heads_table(d: dict) -> Table:
     """The demo's heads: test F1 overall and on each kind's target names, mean ± sd over seeds."""
     summary = d.get("summary") or {}
@@ -184,7 +193,7 @@ class Kind:
 
 
 SECTIONS = ("The demo: fusion heads", "The text tagger on Twitter-2015 and Twitter-2017", "Index, retrieval and scale",
-            "Tagging, serving and the demo command", "Speed", "Other results")
+            "Tagging, serving and the demo command", "Speed", "The documentation's commands", "Other results")
 KINDS = (
     Kind(r"heads_.*", SECTIONS[0], heads_table),
     Kind(r"visual_text_misses.*|maf_matching.*|head_params", SECTIONS[0], generic_table),
@@ -202,6 +211,7 @@ KINDS = (
     Kind(r"calibration.*", SECTIONS[3], runs_table),
     Kind(r"serve_bad_inputs|new_posts.*|error_table", SECTIONS[3], generic_table),
     Kind(r"text_speed.*|bga_head_speed|crf_decode", SECTIONS[4], generic_table),
+    Kind(r"doc_commands", SECTIONS[5], doc_commands_table),
 )
 
 
@@ -320,6 +330,11 @@ def glance_rows(results: list[Result], page: str = "docs/results.md") -> list[li
         rows.append(["OCR of the demo's signs: characters, signs exact",
                      f"{num(100 * read.get('char_accuracy_micro', 0))}%, {num(100 * read.get('exact_text_rate', 0), 1)}%",
                      source("ocr_accuracy_demo")])
+    if "doc_commands" in by:
+        d = by["doc_commands"].data
+        rows.append(["the README's and docs' commands, run as written",
+                     f"{d.get('ok')} exit 0, {d.get('stopped')} stopped at the limit, {d.get('failed')} failed",
+                     source("doc_commands")])
     for stem in ("scale", "serve_load"):
         if stem in by:
             header, t = targets_table(by[stem].data)

@@ -107,3 +107,19 @@ def test_the_real_results_render_without_falling_back():
         kind = rp.kind_of(r.path.stem)
         assert r.data is not None, r.path
         kind.table(r.data)                                                    # raises on a field it lacks
+
+
+def test_the_documentation_commands_result_lists_each_failure(tmp_path):
+    d = tmp_path / "r"
+    d.mkdir()
+    (d / "doc_commands.json").write_text(json.dumps({
+        "provenance": PROV, "timeout": 60, "ok": 1, "stopped": 1, "failed": 1, "commands": [
+            {"page": "README.md", "line": 3, "text": "make test", "status": 0},
+            {"page": "docs/a.md", "line": 9, "text": "make demo", "status": "still running at the limit, stopped"},
+            {"page": "docs/b.md", "line": 4, "text": "python -m x \\\n--y", "status": 2}]}))
+    results = rp.read_results(d)
+    page = rp.results_page(results)
+    assert "| still running at the 60 s limit, stopped | 1 |" in page
+    assert "| docs/b.md:4 `python -m x \\` | exit 2 |" in page and "docs/a.md:9" not in page
+    assert "| the README's and docs' commands, run as written | 1 exit 0, 1 stopped at the limit, 1 failed |" \
+        in rp.glance_block(results)
