@@ -37,8 +37,9 @@ with warnings.catch_warnings():     # PyG's own use of torch.jit.script, depreca
     from torch_geometric.utils import to_dense_batch
 
 from index.artifact import load_index
-from retrieval.cache import GraphSettings, build_graphs, load_or_build
+from retrieval.cache import GraphSettings, load_or_build
 from retrieval.graphs import relation_graph, relation_id
+from retrieval.pool import GraphPool
 from retrieval.relations import index_has_text, index_text_encoder, sentence_encoder
 
 from .base import FusionHead, HeadOutput, register_head
@@ -197,20 +198,19 @@ class RGCNHead(FusionHead):
     @classmethod
     def setup_for_posts(cls, options: dict, train: Sequence, posts: Sequence, run_dir: str | None,
                         memo: dict) -> dict:
-        """The relation graphs of ``posts``, built in memory (no graph cache is written for a
-        batch of new posts); the index and the texts already encoded are kept in ``memo``, so
-        a later batch encodes only its own posts."""
+        """The relation graphs of ``posts``, built in memory against the training pool (no
+        graph cache is written for a batch of new posts): the pool's side (the index, the
+        training posts' images, the search structures, the text encoder and its vectors, the
+        embedder of new photos) is made on the first call and kept in ``memo``
+        (:class:`retrieval.pool.GraphPool`), so each batch searches for its own posts only."""
         if not options.get("index"):
             return cls.setup(options, {"predict": posts}, run_dir, progress=False, training=False)
-        if "artifact" not in memo:
-            memo["artifact"] = load_index(options["index"])
-        artifact, settings = memo["artifact"], graph_settings(options)
-        if "text_encoder" not in memo:
+        if "pool" not in memo:
+            artifact, settings = load_index(options["index"]), graph_settings(options)
             direct = settings.inter == "direct" or (settings.inter == "auto" and index_has_text(artifact))
-            memo["text_encoder"] = remembered(index_text_encoder(artifact) if direct
-                                              else sentence_encoder(settings.text_model))
-        graphs = build_graphs({"train": train, "predict": posts}, artifact, settings, None, memo["text_encoder"],
-                              progress=False)
+            encoder = remembered(index_text_encoder(artifact) if direct else sentence_encoder(settings.text_model))
+            memo["pool"] = GraphPool(train, artifact, settings, encoder)
+        graphs = memo["pool"].graphs_for(posts)
         return {"graphs": graphs, "image_summary": {"predict": graphs.image_summary([s.id for s in posts])}}
 
     def extra_state(self) -> dict:

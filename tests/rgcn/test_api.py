@@ -137,6 +137,30 @@ def test_the_photo_reaches_the_rgcn_head(runs, tmp_path):
         blue.evidence["relations"]["intra"]
 
 
+def test_new_photos_share_one_embedder_and_get_a_whole_builds_neighbours(runs, tmp_path, monkeypatch):
+    import index.artifact as artifact
+    from data.corpus import Corpus
+    from retrieval.cache import build_graphs
+
+    builds, real = [], artifact.get_embedder
+    monkeypatch.setattr(artifact, "get_embedder", lambda *a, **kw: builds.append(a) or real(*a, **kw))
+    tagger = load_tagger(_run(runs, "rgcn"))
+    run = tagger.runs[0]
+    photos = [colour_image(tmp_path / f"new-{n}.png", colour, random.Random(n))
+              for n, colour in enumerate(("red", "blue", "red"))]
+    got = [tagger.tag("look at Zelby now", image=p) for p in photos]
+    assert [g.image for g in got] == ["embedded"] * 3 and len(builds) == 1      # one embedder for the tagger
+    # each post's neighbours are those of a graph build over the training split and the post
+    pool = run.memo["pool"]
+    for photo, res in zip(photos, got):
+        post = tagger._post("look at Zelby now", photo)
+        whole = build_graphs({"train": run.train(), "predict": Corpus("predict", [post.sample])}, pool.artifact,
+                             pool.settings, None, pool.text_encoder, progress=False)
+        for rel, found in res.evidence["relations"].items():
+            assert [(n["image"], n["score"]) for n in found] == \
+                [(i, round(s, 4)) for i, s in whole.neighbours(post.sample.id, rel)], rel
+
+
 def test_tag_many_is_lazy_and_equals_tag_one_by_one(text_tagger):
     read = []
 
