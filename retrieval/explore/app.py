@@ -76,6 +76,13 @@ def create_app(explorer: Explorer) -> FastAPI:
         return Response(thumb_bytes(image_id), media_type="image/jpeg",
                         headers={"Cache-Control": "max-age=3600"})
 
+    @app.get("/health")
+    def health():
+        """What is loaded: posts per split, the graph settings, the runs."""
+        return {"posts": {n: len(c) for n, c in explorer.splits.items()}, "settings": explorer.settings.as_dict(),
+                "settings_b": explorer.settings_b.as_dict() if explorer.settings_b else None,
+                "run": getattr(explorer.retagger, "name", None), "run_b": getattr(explorer.retagger_b, "name", None)}
+
     @app.get("/favicon.ico", include_in_schema=False)
     def favicon():
         return RedirectResponse("/static/favicon.svg")

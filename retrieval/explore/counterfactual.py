@@ -269,6 +269,7 @@ def counterfactuals(explorer, post_id: str, which: str = "a", seed: int = 0, use
     out = {"post": post_id, "run": retagger.name, "head": retagger.head, "cached": False, "seed": seed,
            "tokens": list(sample.tokens), "gold": list(sample.tags) if sample.tags else None,
            "variants": rows, "ranking": neighbour_ranking(rows)}
+    out = json.loads(json.dumps(out))                       # as read back from the cache (lists, not tuples)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".{os.getpid()}.tmp")

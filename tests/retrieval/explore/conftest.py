@@ -64,3 +64,59 @@ def explorer(collection):
 
 def rows_of(path) -> list[dict]:
     return [json.loads(line) for line in open(path)]
+
+
+# --------------------------------------------------------------------------- a trained run
+DECIDED_SIZES = (("train", 48), ("valid", 8), ("test", 16))
+
+
+@pytest.fixture(scope="session")
+def decided(tmp_path_factory, tiny_encoder):
+    """An image-decided set (tests/colour.py: a red photo makes the name PER, a blue one LOC),
+    its mean-colour index and a tiny rgcn run trained on it (k=3 inter and intra neighbours,
+    8 epochs, seed 0; it types the test names by their photos):
+    ``{"root", "files", "images", "index", "run"}``."""
+    from index.__main__ import main as index_main
+    from tests.colour import train_colour_run, write_image_decided
+
+    root = tmp_path_factory.mktemp("explore_decided")
+    files = write_image_decided(root / "data", sizes=DECIDED_SIZES)
+    images = root / "data" / "images"
+    assert index_main(["build", "--quiet", "--embedder", "test_colour", "--images", str(images),
+                       "--data", *files.values(), "--out", str(root / "index")]) == 0
+    train_colour_run(root, files, tiny_encoder, "rgcn", 8, "head.name=rgcn", f"head.options.index={root / 'index'}",
+                     "head.options.k=3", "head.options.gcn_hidden=16", "head.options.dropout=0.0")
+    return {"root": root, "files": files, "images": images, "index": root / "index", "run": root / "runs" / "rgcn"}
+
+
+@pytest.fixture(scope="session")
+def retagger(decided):
+    from retrieval.explore.counterfactual import load_retagger
+
+    return load_retagger(decided["run"], images=decided["images"])
+
+
+@pytest.fixture
+def decided_explorer(decided, retagger, tmp_path):
+    """An explorer over the image-decided set with the run, its counterfactual cache in ``tmp_path``."""
+    from index.artifact import load_index
+    from retrieval.explore import Explorer
+
+    ex = Explorer.build(read_splits(decided["files"], decided["images"]), load_index(decided["index"]),
+                        GraphSettings(k=3, relations=("inter", "intra")), decided["root"] / "graphs",
+                        images=decided["images"], retagger=retagger)
+    ex.cache_dir = str(tmp_path / "cache")
+    return ex
+
+
+def explore_process(args: list, log=None):
+    """``python -m retrieval explore ARGS`` on a free loopback port, stopped by its pid (a
+    :class:`benchmarks.serve_process.ServeProcess` waiting on ``/health``)."""
+    import sys
+
+    from benchmarks.serve_process import ServeProcess
+
+    proc = ServeProcess([], imports=("tests.colour",), log=log)
+    code = "import tests.colour; import sys; from retrieval.__main__ import main; sys.exit(main(sys.argv[1:]))"
+    proc.cmd = [sys.executable, "-c", code, "explore", *map(str, args), "--port", str(proc.port)]
+    return proc
