@@ -6,8 +6,9 @@ README.md or a page under docs/ (in a ``console`` block, only the lines that sta
 (``text`` for a command's synopsis with placeholders, ``python``, ``yaml``) are not run.
 The commands run one after another, in the order the pages give them (README first, then
 docs/ sorted by path), each in its own ``bash`` in the checkout's root, with the offline
-environment ``make`` sets, under a time limit: a command still running at the limit (a
-long training) is stopped and recorded so, not as a failure.
+environment ``make`` sets and the checkout's ``.venv`` activated when it has one (``make``
+makes it), under a time limit: a command still running at the limit (a long training) is
+stopped and recorded so, not as a failure.
 
     python benchmarks/doc_commands.py --list                              # the commands, numbered
     python benchmarks/doc_commands.py --checkout /tmp/fresh --timeout 900 # run them in a fresh clone
@@ -114,6 +115,9 @@ def all_commands(checkout: Path) -> list[Command]:
 def run_one(cmd: Command, checkout: Path, timeout: float, tail: int = 6) -> dict:
     """Run ``cmd`` in ``checkout``: its status (or :data:`STOPPED`), seconds and last lines."""
     env = {**os.environ, **ENV}
+    venv = checkout / ".venv"
+    if (venv / "bin").is_dir():                             # as with the checkout's venv activated
+        env.update(VIRTUAL_ENV=str(venv), PATH=f"{venv / 'bin'}{os.pathsep}{env.get('PATH', '')}")
     t0 = time.perf_counter()
     proc = subprocess.Popen(["bash", "-c", cmd.text], cwd=checkout, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace",

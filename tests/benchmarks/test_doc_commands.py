@@ -77,16 +77,20 @@ def test_pages_are_the_readme_then_docs_sorted(tmp_path):
 
 def test_a_run_records_each_status_and_stops_a_long_command(tmp_path, capsys):
     (tmp_path / "README.md").write_text("```bash\ntrue\nexit 3\nsleep 30; echo never\necho $HF_HUB_OFFLINE > env.txt\n"
-                                        "pwd\n```\n")
+                                        "pwd\npython\n```\n")
+    (tmp_path / ".venv" / "bin").mkdir(parents=True)
+    (tmp_path / ".venv" / "bin" / "python").write_text("#!/bin/sh\necho the checkout venv\n")
+    (tmp_path / ".venv" / "bin" / "python").chmod(0o755)
     out = tmp_path / "res" / "doc_commands.json"
     assert dc.main(["--checkout", str(tmp_path), "--list"]) == 0
     assert "  1  README.md:3  exit 3" in capsys.readouterr().out
     result = dc.main(["--checkout", str(tmp_path), "--timeout", "1", "--out", str(out)])
     statuses = [c["status"] for c in result["commands"]]
-    assert statuses == [0, 3, dc.STOPPED, 0, 0]
+    assert statuses == [0, 3, dc.STOPPED, 0, 0, 0]
     assert result["commands"][2]["seconds"] < 15 and (tmp_path / "env.txt").read_text() == "1\n"
     assert result["commands"][4]["last_lines"] == [str(tmp_path.resolve())]           # run in the checkout
-    assert (result["ok"], result["stopped"], result["failed"]) == (3, 1, 1)
+    assert result["commands"][5]["last_lines"] == ["the checkout venv"]                 # `python` is the venv's
+    assert (result["ok"], result["stopped"], result["failed"]) == (4, 1, 1)
     saved = json.loads(out.read_text())
     assert saved["provenance"]["command"].startswith("python benchmarks/doc_commands.py --checkout")
     md = out.with_suffix(".md").read_text()
