@@ -71,7 +71,7 @@ TEXT = "text"
 PHOTO_KNN = "photo_knn"
 NO_IMAGES = "{} (no test images)"
 OTHER_VIEW = "{} ({} view)"
-TIMING = ("seconds_per_epoch", "tagging_posts_per_second")
+TIMING = ("seconds_per_epoch", "cpu_seconds_per_epoch", "tagging_posts_per_second")
 RATIO = "_vs_text"        # a timing divided by the text head's in the same seed
 
 
@@ -209,6 +209,8 @@ def run_seed(a, seed: int, shared: list[str], gold, photo_types) -> dict:
             print(f"seed {seed} {name}: {_rel(str(run))} already holds this run, finished: reused", flush=True)
         hist = res["history"]
         timing[name] = {"seconds_per_epoch": round(statistics.fmean(h["train_seconds"] for h in hist), 2),
+                        "cpu_seconds_per_epoch": round(statistics.fmean(h["train_cpu_seconds"] for h in hist), 2)
+                        if all("train_cpu_seconds" in h for h in hist) else None,
                         "tagging_posts_per_second": res.get("test_posts_per_second")}
         pred, _ = read_predictions(run / "test_predictions.conll")
         rows[name], runs[name] = score_by_kind(gold.samples, pred, where=a.test), pred
@@ -325,6 +327,7 @@ def columns(summary: dict) -> list[tuple]:
     cols += [(k, lambda s, k=k: s["kinds"].get(k), 100) for k in first["kinds"]]
     cols.append((OTHER, lambda s: s[OTHER], 100))
     cols += [("s/epoch", lambda s: s.get("seconds_per_epoch"), 1),
+             ("CPU s/epoch", lambda s: s.get("cpu_seconds_per_epoch"), 1),
              ("tagging posts/s", lambda s: s.get("tagging_posts_per_second"), 1),
              ("s/epoch × text", lambda s: s.get("seconds_per_epoch" + RATIO), 1),
              ("posts/s × text", lambda s: s.get("tagging_posts_per_second" + RATIO), 1)]

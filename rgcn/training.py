@@ -5,7 +5,7 @@ best-dev checkpoint, one test evaluation at the end, resumable from the last epo
 A run folder holds::
 
     config.json            the resolved run config
-    metrics.jsonl / .csv   one row per epoch (loss, dev P/R/F1, time)
+    metrics.jsonl / .csv   one row per epoch (loss, dev P/R/F1, wall and CPU seconds)
     curve.png              training loss and dev F1 per epoch
     best/  last/           checkpoints (last/ also holds the optimizer state)
     valid_predictions.conll, test_predictions.conll, results.json
@@ -222,7 +222,7 @@ class Trainer:
         for epoch in range(start_epoch, t.epochs + 1):
             sampler.set_epoch(epoch)
             model.train()
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), time.process_time()
             losses = []
             bar = tqdm(sampler.batches(), desc=f"epoch {epoch}/{t.epochs}", unit="batch",
                        disable=not self.progress, leave=False)
@@ -241,6 +241,7 @@ class Trainer:
             losses = distributed.sum_over_processes(losses, d)     # each step's loss over the global batch
             ranks_rng = distributed.gather(distributed.rng_state(), d) if d.enabled else None
             train_seconds = time.perf_counter() - t0
+            train_cpu_seconds = time.process_time() - cpu0       # every thread of this process: moved less by other jobs
             if not d.is_main:
                 d.barrier()                                          # the first process evaluates and saves
                 continue
@@ -250,6 +251,7 @@ class Trainer:
             with swapped_weights(model, average):
                 scores, pred = model.evaluate(data["valid"], t.eval_batch_size)
                 row = {"epoch": epoch, "train_loss": float(np.mean(losses)), "train_seconds": round(train_seconds, 2),
+                       "train_cpu_seconds": round(train_cpu_seconds, 2),
                        "train_posts_per_second": round(len(data["train"]) / train_seconds, 2),
                        "valid_precision": scores.total.precision, "valid_recall": scores.total.recall,
                        "valid_f1": scores.f1, "valid_seconds": round(pred.seconds, 2)}

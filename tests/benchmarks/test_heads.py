@@ -70,7 +70,8 @@ def fake_training(monkeypatch):
         gold = read_corpus(opt["data.test"]).samples
         write_conll(f"{opt['out_dir']}/{opt['name']}/test_predictions.conll", gold,
                     [scripted(head, seed, s) for s in gold])
-        return {"history": [{"train_seconds": 2.0 + seed - 13}, {"train_seconds": 4.0 + seed - 13}],
+        return {"history": [{"train_seconds": 2.0 + seed - 13, "train_cpu_seconds": 3.0 + seed - 13},
+                            {"train_seconds": 4.0 + seed - 13, "train_cpu_seconds": 5.0 + seed - 13}],
                 "test_posts_per_second": 100.0 * (seed - 12) if head == "text" else 50.0}
 
     def fake_load(run, corpus, device="auto", head_options=None):
@@ -118,6 +119,7 @@ def test_the_board_by_hand(kinds_data, fake_training, tmp_path, capsys):
     assert s["text"]["seconds_per_epoch"]["mean"] == pytest.approx(3.5)
     assert s["text"]["seconds_per_epoch"]["sd"] == pytest.approx(math.sqrt(0.5))
     assert s["text"]["tagging_posts_per_second"]["mean"] == pytest.approx(150.0)
+    assert s["text"]["cpu_seconds_per_epoch"]["mean"] == pytest.approx(4.5)     # CPU seconds, as the runs recorded
     assert "seconds_per_epoch" not in s["photo_knn"] and "seconds_per_epoch" not in s["rgcn (no test images)"]
     # and each against text's in the same seed: rgcn tags 50 posts/s against text's 100, then 200
     assert s["rgcn"]["tagging_posts_per_second_vs_text"]["mean"] == pytest.approx(0.375)
@@ -142,7 +144,7 @@ def test_the_board_by_hand(kinds_data, fake_training, tmp_path, capsys):
     printed = capsys.readouterr().out
     header = next(line for line in printed.splitlines() if line.startswith("head "))
     assert header.split() == ["head", "overall", "conflicting_image", "image_decided", "no_image", "other",
-                              "s/epoch", "tagging", "posts/s", "s/epoch", "×", "text", "posts/s", "×", "text"]
+                              "s/epoch", "CPU", "s/epoch", "tagging", "posts/s", "s/epoch", "×", "text", "posts/s", "×", "text"]
     photo = next(line for line in printed.splitlines() if line.startswith("photo_knn "))
     assert photo.split()[4:10] == ["0.00", "±", "0.00", "100.00", "±", "0.00"]
 

@@ -28,6 +28,8 @@ def test_train_writes_a_complete_run_folder(tmp_path, tiny_encoder, capsys):
               "test_predictions.conll", "best/model.safetensors", "best/checkpoint.json", "last/trainer_state.pt"):
         assert (run / f).exists(), f
     assert len(res["history"]) == 2 and "test" in res
+    # each epoch's CPU seconds beside its wall seconds (every thread of the process counts)
+    assert all(0 < h["train_cpu_seconds"] for h in res["history"])
     assert res["test"]["micro"]["gold"] == 4 * 5          # every gold entity is scored
     # the CLI scores the written predictions to the same numbers
     capsys.readouterr()
