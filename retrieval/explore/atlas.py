@@ -10,7 +10,6 @@ belong to, so that the sample's edges are drawn whole (``max_points`` in all).
 """
 from __future__ import annotations
 
-import math
 from typing import Callable
 
 import numpy as np
@@ -195,6 +194,29 @@ def _project(table: PostTable, graphs, method: str, seed: int, drawn: np.ndarray
     return np.asarray(xy, dtype=np.float64).reshape(-1, 2), explained
 
 
+def atlas_svg(data: dict, size: int = 640, pad: int = 12) -> str:
+    """The map as SVG: edges (``line.edge``, ``data-a``/``data-b`` point indices) under points
+    (``circle`` with ``data-i``, ``data-post``, ``data-key`` and a tooltip), each point a link
+    to its card."""
+    from html import escape
+    from urllib.parse import quote
+
+    side = size + 2 * pad
+    pts = [(pad + p["x"] * size, pad + (1 - p["y"]) * size) for p in data["points"]]
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{side}" height="{side}" viewBox="0 0 {side} {side}" '
+           f'role="img"><title>posts placed by {escape(data["method"])}</title><g id="edges">']
+    out += [f'<line class="edge" data-a="{a}" data-b="{b}" x1="{pts[a][0]:.1f}" y1="{pts[a][1]:.1f}" '
+            f'x2="{pts[b][0]:.1f}" y2="{pts[b][1]:.1f}"/>' for a, b in data["edges"]]
+    out.append('</g><g id="points">')
+    for i, (p, (x, y)) in enumerate(zip(data["points"], pts)):
+        tip = f"{p['post']} ({p['split']}{', ' + p['kind'] if p['kind'] else ''}): {p['types'] or 'no entity'}"
+        out.append(f'<a href="/post/{quote(p["post"], safe="")}"><circle data-i="{i}" data-post="{escape(p["post"])}" '
+                   f'data-key="{escape(p["key"])}" cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{data["legend"][p["key"]]}">'
+                   f"<title>{escape(tip)}</title></circle></a>")
+    out.append("</g></svg>")
+    return "".join(out)
+
+
 # --------------------------------------------------------------------------- the page
 def atlas_page_data(explorer, relation: str | None = None, colour: str = "type", method: str = "pca",
                     max_points: int = 2000, split: str | None = None, seed: int = 0) -> dict:
@@ -241,4 +263,6 @@ def map_page(request: Request, relation: str = "", colour: str = "type", method:
         raise BadParameter("max_points", f"lies in [1, 20000], found {max_points}")
     data = checked(atlas_page_data, request.app.state.explorer, relation or None, colour, method, max_points,
                    split or None, seed, what="map")
-    return respond(request, "map.html", data, size=640, pad=12, math=math)
+    if request.query_params.get("format") == "json":
+        return respond(request, "map.html", data)
+    return respond(request, "map.html", data, svg=atlas_svg(data))

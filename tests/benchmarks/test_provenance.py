@@ -65,7 +65,8 @@ def test_a_benchmark_main_stamps_its_result(tmp_path):
     assert {r["n"] for r in res["results"]} == {300}
 
 
-WRITES_INPUTS = {"error_table.py": "the wrong inputs it runs the commands on, in a temporary folder"}
+WRITES_INPUTS = {"error_table.py": "the wrong inputs it runs the commands on, in a temporary folder",
+                 "explore_speed.py": "the synthetic collection, its index and a tiny run, in a temporary folder"}
 """Scripts that also write files of their own making (never a result), and what those are."""
 
 
