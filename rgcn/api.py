@@ -319,7 +319,7 @@ class PostTagger:
                                       run.memo) if cls.reads_index else {}
             if i == 0 and ctx.get("image_summary"):
                 summary = ctx["image_summary"].get("predict")
-            if ctx:
+            if ctx and not run.model.head.use_context(ctx):
                 old = run.model.head
                 new = build_head(run.head, old.in_dim, run.cfg.head.options,
                                  {**ctx, "head_state": run.meta.get("head_state", {})})

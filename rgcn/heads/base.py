@@ -83,6 +83,12 @@ class FusionHead(nn.Module):
         (a loaded index, encoded texts); heads whose setup is costly override this."""
         return cls.setup(options, {"train": train, "predict": posts}, run_dir, progress=False, training=False)
 
+    def use_context(self, context: dict) -> bool:
+        """Take the context of new posts to tag (what :meth:`setup_for_posts` returned) in
+        place, keeping the trained weights; ``False`` (the default) when the head cannot, and
+        the caller builds a new head with it and loads the weights into it."""
+        return False
+
     def prepare(self, samples: Sequence[Any], training: bool) -> dict:
         """Per-batch inputs for :meth:`forward`, built from the batch's samples."""
         return {}

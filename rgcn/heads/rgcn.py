@@ -216,6 +216,14 @@ class RGCNHead(FusionHead):
     def extra_state(self) -> dict:
         return {"feature_dim": self.feature_dim}
 
+    def use_context(self, context: dict) -> bool:
+        """Tag new posts with their graphs (``context["graphs"]``) without rebuilding the head."""
+        graphs = context.get("graphs")
+        if graphs is None or int(graphs.node_features.shape[1]) != self.feature_dim:
+            return False
+        self.graphs = graphs
+        return True
+
     def prepare(self, samples: Sequence, training: bool) -> dict:
         if self.graphs is None:
             raise RuntimeError("rgcn head has no relation graphs: pass the graphs when loading "

@@ -161,6 +161,26 @@ def test_new_photos_share_one_embedder_and_get_a_whole_builds_neighbours(runs, t
                 [(i, round(s, 4)) for i, s in whole.neighbours(post.sample.id, rel)], rel
 
 
+def test_the_rgcn_head_takes_each_batchs_graphs_in_place(runs, tmp_path, monkeypatch):
+    import rgcn.heads as heads
+    from rgcn.heads.rgcn import RGCNHead
+
+    posts = [{"text": p, "image": _fresh_image(tmp_path, c, n)} for n, (p, c) in enumerate(zip(POSTS, ["red", "blue"] * 3))]
+    tagger = load_tagger(_run(runs, "rgcn"))
+    head = tagger.runs[0].model.head
+    built, real = [], heads.build_head
+    monkeypatch.setattr(heads, "build_head", lambda *a, **kw: built.append(a) or real(*a, **kw))
+    in_place = [r.to_dict() for r in tagger.tag_many(posts, batch_size=2)]
+    assert not built and tagger.runs[0].model.head is head and head.graphs.post_ids == [f"tag:{len(posts) - 1}"]
+    monkeypatch.setattr(RGCNHead, "use_context", lambda self, ctx: False)        # the head rebuilt for each batch
+    rebuilt = [r.to_dict() for r in tagger.tag_many(posts, batch_size=2)]
+    assert len(built) == 3
+    for a, b in zip(in_place, rebuilt):
+        assert a["tags"] == b["tags"] and a["evidence"] == b["evidence"]
+        assert [e["confidence"] for e in a["entities"]] == pytest.approx([e["confidence"] for e in b["entities"]],
+                                                                         abs=1e-6)
+
+
 def test_tag_many_is_lazy_and_equals_tag_one_by_one(text_tagger):
     read = []
 
