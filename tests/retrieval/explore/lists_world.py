@@ -56,3 +56,15 @@ def graphs(intra: dict = INTRA, inter: dict = INTER, k: int = 2, threshold: floa
     return RelationGraphs([p[0] for p in POSTS], {p[0]: p[1] for p in POSTS}, np.asarray([p[4] for p in POSTS]),
                           {"inter": neighbours(inter, k), "intra": neighbours(intra, k)}, list(ids),
                           torch.from_numpy(x), GraphSettings(k=k, threshold=threshold, relations=("inter", "intra")))
+
+
+def reversed_graphs() -> RelationGraphs:
+    """The same graphs with the image rows in reverse order (row r becomes 5 - r), so that no
+    image row equals the position of the post that owns it."""
+    last = len(IDS) - 1
+
+    def flip(lists):
+        return {p: [(last - r, s) for r, s in v] for p, v in lists.items()}
+    g = graphs(intra=flip(INTRA), inter=flip(INTER), ids=IDS[::-1])
+    g.image_rows = np.where(g.image_rows >= 0, last - g.image_rows, -1)
+    return g

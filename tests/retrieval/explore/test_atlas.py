@@ -6,7 +6,7 @@ import pytest
 from retrieval.explore.atlas import atlas, colour_keys, knn_edges, pca_2d, pick_points
 from retrieval.explore.tables import build_table
 
-from .lists_world import graphs, samples
+from .lists_world import graphs, reversed_graphs, samples
 
 
 @pytest.fixture
@@ -25,8 +25,10 @@ def test_pca_finds_the_long_axis_first():
     assert explained[0] > explained[1] > 0 and sum(explained) <= 1
 
 
-def test_edges_come_from_the_neighbour_lists_not_the_projection(world):
-    g, t = world
+@pytest.mark.parametrize("make", [graphs, reversed_graphs], ids=["rows", "reversed rows"])
+def test_edges_come_from_the_neighbour_lists_not_the_projection(make):
+    g = make()
+    t = build_table(g, samples())
     drawn = np.nonzero(t.image_rows >= 0)[0]                       # q3 has no image
     pos = {t.post_ids[i]: j for j, i in enumerate(drawn)}
     edges = {(t.post_ids[drawn[a]], t.post_ids[drawn[b]]) for a, b in knn_edges(t, g, "intra", drawn)}
