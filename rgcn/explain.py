@@ -88,10 +88,10 @@ class RunRetagger:
         self.fingerprint = h.hexdigest()[:16]
 
     # ------------------------------------------------------------------ graphs
-    def _variant_samples(self, sample, variants: Sequence[Variant]) -> list:
+    def _variant_samples(self, sample, variants: Sequence[Variant], prefix: str = "cf") -> list:
         out = []
         for i, v in enumerate(variants):
-            s = replace(sample, id=f"cf:{i}", meta=dict(sample.meta))
+            s = replace(sample, id=f"{prefix}:{i}", meta=dict(sample.meta))
             if v.image is None:
                 s = replace(s, image=None, image_missing=False, image_key=None)
             elif v.image != KEEP:
@@ -100,35 +100,55 @@ class RunRetagger:
         return out
 
     def _graphs(self, samples: list):
-        run = self.run
+        """The run's relation graphs of ``samples`` (built with its training split as the pool)."""
         from .heads import head_class
 
+        run = self.run
         ctx = head_class(self.head).setup_for_posts(dict(run.cfg.head.options), run.train(), samples,
                                                     str(run.path), run.memo)
         return ctx["graphs"]
 
     def neighbours(self, sample) -> Neighbours:
+        return self.neighbours_many([sample])[0]
+
+    def neighbours_many(self, samples: Sequence) -> list[Neighbours]:
+        """:meth:`neighbours` of several posts, their graphs built at once."""
         if not self.reads_neighbours:
-            return {}
-        graphs = self._graphs(self._variant_samples(sample, [Variant("as built", "built")]))
-        return {r: graphs.neighbours("cf:0", r) for r in self.relations}
+            return [{} for _ in samples]
+        posts = [replace(s, id=f"nb:{j}", meta=dict(s.meta)) for j, s in enumerate(samples)]
+        graphs = self._graphs(posts)
+        return [{r: graphs.neighbours(p.id, r) for r in self.relations} for p in posts]
 
     # ------------------------------------------------------------------ tagging
     def retag(self, sample, variants: Sequence[Variant]) -> list[Retagged]:
-        samples = self._variant_samples(sample, variants)
+        return self.retag_many([(sample, variants)])[0]
+
+    def retag_many(self, jobs: Sequence[tuple], batch_size: int = 64) -> list[list[Retagged]]:
+        """:meth:`retag` of several ``(sample, variants)`` at once: one graph build for all."""
+        samples, sizes = [], []
+        for j, (sample, variants) in enumerate(jobs):
+            samples += self._variant_samples(sample, variants, prefix=f"cf{j}")
+            sizes.append(len(variants))
         if not self.reads_neighbours:
-            results, _, _ = self.tagger.tag_samples(samples)
-            return [Retagged(list(r.tags), [{k: e[k] for k in ("type", "token_start", "token_end", "confidence")}
+            results, _, _ = self.tagger.tag_samples(samples, batch_size)
+            flat = [Retagged(list(r.tags), [{k: e[k] for k in ("type", "token_start", "token_end", "confidence")}
                                             for e in r.entities]) for r in results]
-        edits = {s.id: v.neighbours for s, v in zip(samples, variants) if v.neighbours is not None}
-        graphs = EditedGraphs(self._graphs(samples), edits)
-        head = self.run.model.head
-        old = head.graphs
-        head.graphs = graphs
-        try:
-            return self._tag(samples)
-        finally:
-            head.graphs = old
+        else:
+            edits = {s.id: v.neighbours for s, v in zip(samples, (v for _, vs in jobs for v in vs))
+                     if v.neighbours is not None}
+            graphs = EditedGraphs(self._graphs(samples), edits)
+            head = self.run.model.head
+            old = head.graphs
+            head.graphs = graphs
+            try:
+                flat = [r for at in range(0, len(samples), batch_size) for r in self._tag(samples[at:at + batch_size])]
+            finally:
+                head.graphs = old
+        out, at = [], 0
+        for n in sizes:
+            out.append(flat[at:at + n])
+            at += n
+        return out
 
     @torch.inference_mode()
     def _tag(self, samples: list) -> list[Retagged]:

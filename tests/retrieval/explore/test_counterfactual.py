@@ -160,7 +160,7 @@ def test_edited_graphs_hold_exactly_the_given_neighbours(retagger, decided_explo
     from rgcn.explain import EditedGraphs
 
     s = decided_explorer.sample("test-003")
-    samples = retagger._variant_samples(s, [Variant("x", "built")])
+    samples = retagger._variant_samples(s, [Variant("x", "built")])          # post id cf:0
     base = retagger._graphs(samples)
     pick = [(base.ids[5], 0.7), (base.ids[9], 0.2)]
     g = EditedGraphs(base, {"cf:0": {"intra": pick, "inter": []}})
