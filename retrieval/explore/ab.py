@@ -190,7 +190,7 @@ def explorer_compare(explorer, filters: Filters = Filters()) -> dict:
     re-tagged for the F1 (cached, see :mod:`retrieval.explore.predictions`)."""
     from data.errors import UserError
 
-    from .predictions import gold_of, predictions, table_of
+    from .predictions import TooManyToTag, gold_of, predictions, table_of
 
     if explorer.graphs_b is None:
         raise UserError("A/B", "the explorer was started with one graph setting",
@@ -201,11 +201,17 @@ def explorer_compare(explorer, filters: Filters = Filters()) -> dict:
     if key not in memo:
         ta = table_of(explorer, "a")
         pa = pb = gold = None
+        note = None
         if runs:
             sel = ta.select(filters.split, filters.etype, filters.kind) & ta.post_known
             ids = [ta.post_ids[i] for i in np.nonzero(sel)[0]]
-            pa, pb, gold = predictions(explorer, ids, "a"), predictions(explorer, ids, "b"), gold_of(explorer)
+            try:
+                pa, pb, gold = predictions(explorer, ids, "a"), predictions(explorer, ids, "b"), gold_of(explorer)
+            except TooManyToTag as e:
+                pa = pb = gold = None
+                note = f"no F1: {e}"
         memo[key] = compare(Side(explorer.graphs, ta, pa), Side(explorer.graphs_b, table_of(explorer, "b"), pb), gold)
+        memo[key]["note"] = note
     return memo[key]
 
 
@@ -222,7 +228,7 @@ def ab_page_data(explorer, by: str = "jaccard", filters: Filters = Filters(), li
                         "kind": filters.kind or ""},
             "choices": {"split": t.split_names, "relation": res["relations"], "type": list(t.type_names),
                         "kind": t.kind_names},
-            "orders": list(CHANGE_ORDERS), "has_f1": "f1_a" in res["summary"]}
+            "orders": list(CHANGE_ORDERS), "has_f1": "f1_a" in res["summary"], "note": res.get("note")}
 
 
 def pair_data(explorer, post_id: str) -> dict:

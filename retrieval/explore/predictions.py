@@ -13,11 +13,21 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from data.errors import UserError
 from data.files import write_atomically
 
 from .tables import PostTable, post_table
 
 CACHE_VERSION = 1
+MAX_NEW = 5000
+"""At most this many posts are re-tagged for one request (those already predicted do not
+count): a whole training split would keep a page busy for many minutes."""
+
+
+class TooManyToTag(UserError):
+    """A request that would re-tag more than :data:`MAX_NEW` posts."""
+
+    status = 400
 
 
 def retagger_of(explorer, which: str = "a"):
@@ -34,9 +44,11 @@ def cache_file(explorer, which: str = "a") -> Path | None:
     return Path(explorer.cache_dir) / "explore" / "predictions" / f"{key}.json"
 
 
-def predictions(explorer, post_ids: Sequence[str], which: str = "a") -> dict[str, list[str]] | None:
+def predictions(explorer, post_ids: Sequence[str], which: str = "a", max_new: int | None = None
+                ) -> dict[str, list[str]] | None:
     """Post id -> predicted BIO tags of ``post_ids`` under setting ``which`` (``None`` without
-    a run). Posts already predicted (in memory or in the cache file) are not re-tagged."""
+    a run). Posts already predicted (in memory or in the cache file) are not re-tagged;
+    more than ``max_new`` others (default :data:`MAX_NEW`) raise :class:`TooManyToTag`."""
     from .counterfactual import Variant
 
     retagger = retagger_of(explorer, which)
@@ -54,6 +66,10 @@ def predictions(explorer, post_ids: Sequence[str], which: str = "a") -> dict[str
                 known = {}
         memo[which] = known
     todo = [p for p in post_ids if p not in known]
+    max_new = MAX_NEW if max_new is None else max_new
+    if len(todo) > max_new:
+        raise TooManyToTag(f"{len(todo):,} posts to re-tag", f"a request re-tags at most {max_new:,}",
+                           "narrow the list with the split, kind or type filters (e.g. split=test)")
     for p in todo:
         known[p] = list(retagger.retag(explorer.sample(p), [Variant("as built", "built")])[0].tags)
     if todo and path is not None:

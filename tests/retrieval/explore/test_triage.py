@@ -182,7 +182,7 @@ def test_the_duplicate_photo_makes_a_same_file_group(client):
     assert len(hit) == 1 and "same file" in hit[0]["why"]
 
 
-def test_wrong_predictions_with_a_run_are_cached(collection, tmp_path):
+def test_wrong_predictions_with_a_run_are_cached(collection, tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
     from retrieval.explore.app import create_app
@@ -210,3 +210,6 @@ def test_wrong_predictions_with_a_run_are_cached(collection, tmp_path):
     ex2.cache_dir = str(tmp_path)
     TestClient(create_app(ex2)).get("/triage?list=wrong&split=test&format=json")
     assert len(run.tagged) == n                                              # read from the cache
+    monkeypatch.setattr("retrieval.explore.predictions.MAX_NEW", 3)          # a request re-tags at most 3
+    r = TestClient(create_app(ex2)).get("/triage?list=wrong&split=train&format=json")
+    assert r.status_code == 400 and "split=test" in r.json()["error"] and len(run.tagged) == n
