@@ -70,8 +70,9 @@ def query_masks(table: PostTable, q: Query) -> np.ndarray:
 def random_baseline(table: PostTable, graphs, q: Query) -> float:
     """:func:`retrieval.agreement.random_agreement` for the posts and type of ``q``."""
     mask = query_masks(table, q)
-    qt = [frozenset(table.names(int(m))) if m and table.post_known[i] else None for i, m in enumerate(mask)]
-    row_types = [frozenset(table.names(int(m))) if known else None for m, known in zip(table.row_mask, table.row_known)]
+    sets = {int(m): frozenset(table.names(int(m))) for m in np.unique(np.r_[mask, table.row_mask])}
+    qt = [sets[m] if m and known else None for m, known in zip(mask.tolist(), table.post_known.tolist())]
+    row_types = [sets[m] if known else None for m, known in zip(table.row_mask.tolist(), table.row_known.tolist())]
     return random_agreement(qt, table.image_rows, pool_rows(graphs, table), row_types)["agreement"]
 
 

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 import numpy as np
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse
 
 from data.errors import UserError
 
@@ -35,11 +35,23 @@ def plain(x):
 
 
 def respond(request: Request, template: str, data: dict, **extra):
-    """``data`` as JSON with ``?format=json``, else ``template`` rendered with ``data`` (as
-    ``data`` and its keys) and ``extra``."""
-    if request.query_params.get("format") == "json":
+    """``data`` as JSON with ``?format=json``; with ``?format=html`` the page as one
+    self-contained file to download (:func:`retrieval.explore.export.self_contained`: styles
+    inlined, thumbnails as data URIs, no script, no form); else ``template`` rendered with
+    ``data`` (as ``data`` and its keys) and ``extra``."""
+    fmt = request.query_params.get("format")
+    if fmt == "json":
         return JSONResponse(plain(data))
-    return request.app.state.templates.TemplateResponse(request, template, {**data, "data": data, **extra})
+    context = {**data, "data": data, **extra}
+    if fmt == "html":
+        from .export import self_contained
+
+        page = request.app.state.templates.get_template(template).render(
+            {**context, "request": request, "exported": True})
+        name = template.rsplit(".", 1)[0]
+        return HTMLResponse(self_contained(page, request.app.state.explorer),
+                            headers={"Content-Disposition": f'attachment; filename="{name}.html"'})
+    return request.app.state.templates.TemplateResponse(request, template, context)
 
 
 def linker(path: str, params: dict):

@@ -213,3 +213,14 @@ def test_wrong_predictions_with_a_run_are_cached(collection, tmp_path, monkeypat
     monkeypatch.setattr("retrieval.explore.predictions.MAX_NEW", 3)          # a request re-tags at most 3
     r = TestClient(create_app(ex2)).get("/triage?list=wrong&split=train&format=json")
     assert r.status_code == 400 and "split=test" in r.json()["error"] and len(run.tagged) == n
+
+
+@pytest.mark.parametrize("url", ["/triage?list=hubs", "/agreement?n_boot=50", "/map"])
+def test_a_list_page_exports_as_one_self_contained_file(client, url):
+    import re
+
+    r = client.get(url + "&format=html" if "?" in url else url + "?format=html")
+    assert r.status_code == 200 and "attachment" in r.headers["content-disposition"]
+    page = r.text
+    assert "<style>" in page and "<script" not in page and "<form" not in page
+    assert not re.search(r'(?<![-\w])(src|href)="/', page), "the exported page still points at the server"
