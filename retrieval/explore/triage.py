@@ -33,6 +33,8 @@ from .tables import PostTable, agreement_per_post, neighbour_hits, post_f1
 
 DUPLICATE_COSINE = 0.98
 """Two images at or above this cosine count as near-duplicates."""
+MEMO_LISTS = 32
+"""Filtered lists an explorer keeps (the oldest is dropped first)."""
 
 
 @dataclass(frozen=True)
@@ -79,49 +81,93 @@ def _relations(graphs, filters: Filters) -> list[str]:
     return list(graphs.tables)
 
 
-def _post_cells(t: PostTable, i: int) -> dict:
-    ts = t.types[i]
-    return {"post": t.post_ids[i], "split": t.splits[i], "kind": t.kinds[i],
-            "types": " ".join(sorted(ts)) if ts else ""}
+Columns = dict
+"""A list's rows as columns: column name -> (m,) array (object arrays for text; NaN, or
+``None`` in an object array, for a missing value). Large lists stay arrays until a page of
+rows is cut from them (:func:`triage_list`)."""
+
+
+def _post_columns(t: PostTable, idx: np.ndarray) -> Columns:
+    """The post, split, kind and gold types columns of the posts at ``idx``."""
+    return {"post": _ids(t)[idx], "split": t.splits[idx], "kind": t.kinds[idx], "types": _type_text(t)[idx]}
+
+
+def _ids(t: PostTable) -> np.ndarray:
+    if not hasattr(t, "_id_array"):
+        t._id_array = np.asarray(t.post_ids, dtype=object)
+    return t._id_array
+
+
+def _type_text(t: PostTable) -> np.ndarray:
+    """(n,) each post's gold types as text (``"LOC PER"``; ``""`` for none)."""
+    if not hasattr(t, "_type_text"):
+        names = {m: " ".join(sorted(t.names(int(m)))) for m in np.unique(t.post_mask)}
+        t._type_text = np.asarray([names[m] for m in t.post_mask.tolist()], dtype=object)
+    return t._type_text
+
+
+def _concat(parts: list[Columns], columns: Sequence[str]) -> Columns:
+    """Column-wise concatenation of ``parts`` (each holding ``columns``)."""
+    if not parts:
+        return {c: np.zeros(0, dtype=object) for c in columns}
+    return {c: np.concatenate([p[c] for p in parts]) for c in columns}
+
+
+def _full(m: int, value) -> np.ndarray:
+    out = np.empty(m, dtype=object)
+    out[:] = value
+    return out
+
+
+def rows_to_columns(rows: list[dict], columns: Sequence[str]) -> Columns:
+    """Row dicts as :data:`Columns` (object arrays)."""
+    out = {}
+    for c in columns:
+        col = np.empty(len(rows), dtype=object)
+        col[:] = [r.get(c) for r in rows]
+        out[c] = col
+    return out
 
 
 # --------------------------------------------------------------------------- the lists
-def no_neighbours(ctx: TriageContext, filters: Filters) -> list[dict]:
+def no_neighbours(ctx: TriageContext, filters: Filters) -> Columns:
     """Posts with no neighbour in a relation (none above the threshold, or, for ``intra``
     and ``tags``, no image to search with)."""
     t, g = ctx.table, ctx.graphs
     sel = t.select(filters.split, filters.etype, filters.kind)
-    out = []
+    parts = []
     for rel in _relations(g, filters):
-        empty = ~(g.tables[rel].rows >= 0).any(1)
-        for i in np.nonzero(empty & sel)[0]:
-            reason = "no image" if rel != "inter" and t.image_rows[i] < 0 else "none above the threshold"
-            out.append({**_post_cells(t, i), "relation": rel, "reason": reason})
-    return out
+        idx = np.nonzero(~(g.tables[rel].rows >= 0).any(1) & sel)[0]
+        no_image = (t.image_rows[idx] < 0) & (rel != "inter")
+        parts.append({**_post_columns(t, idx), "relation": _full(len(idx), rel),
+                      "reason": np.where(no_image, "no image", "none above the threshold").astype(object)})
+    return _concat(parts, LISTS["no_neighbours"].columns)
 
 
-def low_agreement(ctx: TriageContext, filters: Filters) -> list[dict]:
+def low_agreement(ctx: TriageContext, filters: Filters) -> Columns:
     """Posts (with an entity and a labelled neighbour) and the share of their neighbours
     sharing one of their entity types, lowest first."""
     t, g = ctx.table, ctx.graphs
     sel = t.select(filters.split, filters.etype, filters.kind)
-    out = []
+    parts = []
     for rel in _relations(g, filters):
         rows = g.tables[rel].rows
         hits, labelled = neighbour_hits(t, rows)
         share = agreement_per_post(t, rows)
-        for i in np.nonzero(sel & ~np.isnan(share))[0]:
-            out.append({**_post_cells(t, i), "relation": rel, "agreement": round(float(share[i]), 4),
-                        "sharing": int(hits[i]), "neighbours": int(labelled[i])})
-    return out
+        idx = np.nonzero(sel & ~np.isnan(share))[0]
+        parts.append({**_post_columns(t, idx), "relation": _full(len(idx), rel),
+                      "agreement": np.round(share[idx], 4), "sharing": hits[idx], "neighbours": labelled[idx]})
+    return _concat(parts, LISTS["low_agreement"].columns)
 
 
-def hubs(ctx: TriageContext, filters: Filters) -> list[dict]:
+def hubs(ctx: TriageContext, filters: Filters) -> Columns:
     """Images and how many of the selected posts retrieved them, per relation; ``agreement``
     is the share of those posts that share an entity type with the image's post."""
     t, g = ctx.table, ctx.graphs
     sel = t.select(filters.split, filters.etype, filters.kind)
-    out = []
+    ids = np.asarray(g.ids, dtype=object)
+    names = {m: " ".join(t.names(int(m))) for m in np.unique(t.row_mask)}
+    parts = []
     for rel in _relations(g, filters):
         rows = g.tables[rel].rows[sel]                                         # (m, k)
         q = np.repeat(np.nonzero(sel)[0], rows.shape[1])
@@ -133,13 +179,16 @@ def hubs(ctx: TriageContext, filters: Filters) -> list[dict]:
         agree = np.bincount(r[labelled], weights=((t.post_mask[q] & t.row_mask[r]) != 0)[labelled],
                             minlength=len(g.ids))
         n_lab = np.bincount(r[labelled], minlength=len(g.ids))
-        for row in np.nonzero(count)[0]:
-            owner = t.row_owner[row]
-            out.append({"image": g.ids[row], "relation": rel, "retrieved_by": int(count[row]),
-                        "post": t.post_ids[owner] if owner >= 0 else "",
-                        "types": " ".join(t.names(int(t.row_mask[row]))),
-                        "agreement": round(float(agree[row] / n_lab[row]), 4) if n_lab[row] else None})
-    return out
+        hit = np.nonzero(count)[0]
+        owner = t.row_owner[hit]
+        share = np.full(len(hit), np.nan)
+        has = n_lab[hit] > 0
+        share[has] = np.round(agree[hit][has] / n_lab[hit][has], 4)
+        parts.append({"image": ids[hit], "relation": _full(len(hit), rel), "retrieved_by": count[hit],
+                      "post": np.where(owner >= 0, _ids(t)[np.maximum(owner, 0)], ""),
+                      "types": np.asarray([names[m] for m in t.row_mask[hit].tolist()], dtype=object),
+                      "agreement": share})
+    return _concat(parts, LISTS["hubs"].columns)
 
 
 def duplicate_groups(ctx: TriageContext, cosine: float = DUPLICATE_COSINE) -> list[dict]:
@@ -214,14 +263,14 @@ def duplicate_groups(ctx: TriageContext, cosine: float = DUPLICATE_COSINE) -> li
     return out
 
 
-def duplicates(ctx: TriageContext, filters: Filters) -> list[dict]:
+def duplicates(ctx: TriageContext, filters: Filters) -> Columns:
     """:func:`duplicate_groups` holding at least one post that matches the filters."""
     sel = ctx.table.select(filters.split, filters.etype, filters.kind)
-    return [{k: v for k, v in g.items() if k != "_members"} for g in duplicate_groups(ctx)
-            if sel[g["_members"]].any()]
+    return rows_to_columns([g for g in duplicate_groups(ctx) if sel[g["_members"]].any()],
+                           LISTS["duplicates"].columns)
 
 
-def wrong_predictions(ctx: TriageContext, filters: Filters, max_agreement: float = 0.5) -> list[dict]:
+def wrong_predictions(ctx: TriageContext, filters: Filters, max_agreement: float = 0.5) -> Columns:
     """Posts whose predicted entities differ from the gold ones while at most
     ``max_agreement`` of their labelled neighbours share a gold type with them;
     ``back_the_error`` counts the neighbours sharing a predicted type the gold lacks."""
@@ -247,9 +296,10 @@ def wrong_predictions(ctx: TriageContext, filters: Filters, max_agreement: float
             if mask:
                 hits, _ = neighbour_hits(t, rows[i:i + 1], query_mask=np.asarray([mask]))
                 backing = int(hits[0])
-            out.append({**_post_cells(t, i), "relation": rel, "predicted": " ".join(sorted(entity_types(pred) or ())),
+            out.append({"post": p, "split": t.splits[i], "kind": t.kinds[i], "types": _type_text(t)[i], "relation": rel,
+                        "predicted": " ".join(sorted(entity_types(pred) or ())),
                         "f1": round(f1, 4), "agreement": round(float(share[i]), 4), "back_the_error": backing})
-    return out
+    return rows_to_columns(out, LISTS["wrong"].columns)
 
 
 LISTS: dict[str, ListSpec] = {
@@ -304,19 +354,67 @@ def sort_rows(rows: list[dict], key: str, descending: bool = False, tie: str | N
     return present + [r for r in rows if missing(r)]
 
 
+def _ranks(col: np.ndarray, descending: bool) -> np.ndarray:
+    """(m,) integer sort keys of a column: its values' ranks (a list by its length),
+    reversed when ``descending``; missing values (None, NaN) rank after every value."""
+    col = np.asarray(col)
+    if col.dtype == object:
+        missing = np.asarray([v is None or (isinstance(v, float) and v != v) for v in col.tolist()], dtype=bool)
+        present = [len(v) if isinstance(v, list) else v for v in col[~missing].tolist()]
+        values = np.asarray(present) if present else np.zeros(0)
+    else:
+        missing = np.isnan(col) if col.dtype.kind == "f" else np.zeros(len(col), bool)
+        values = col[~missing]
+    ranks = np.full(len(col), -1, dtype=np.int64)
+    if len(values):
+        _, inv = np.unique(values, return_inverse=True)
+        inv = inv.reshape(-1)
+        ranks[~missing] = inv.max() - inv if descending else inv
+    ranks[missing] = ranks.max() + 1 if len(col) else 0
+    return ranks
+
+
+def sort_order(columns: Columns, key: str, descending: bool = False, tie: str | None = None) -> np.ndarray:
+    """The row order of ``columns`` by ``key`` (missing values last either way), equal values
+    by ``tie`` ascending."""
+    keys = [_ranks(columns[key], descending)]
+    if tie is not None and tie != key:
+        keys.insert(0, _ranks(columns[tie], False))
+    return np.lexsort(keys)                                   # the last key is the primary one
+
+
+def _cell(v):
+    if isinstance(v, np.generic):
+        v = v.item()
+    if isinstance(v, float) and v != v:
+        return None
+    return v
+
+
 def triage_list(ctx: TriageContext, name: str, filters: Filters = Filters(), sort: str | None = None,
-                descending: bool | None = None, limit: int = 100, offset: int = 0) -> dict:
+                descending: bool | None = None, limit: int = 100, offset: int = 0, memo: dict | None = None) -> dict:
     """One list, filtered, sorted and cut to ``limit`` rows from ``offset``:
-    ``{"list", "title", "about", "columns", "sort", "descending", "total", "rows"}``."""
+    ``{"list", "title", "about", "columns", "sort", "descending", "total", "rows"}``.
+    ``memo`` keeps each (list, filters)'s columns, so another order or page of the same list
+    only sorts."""
     spec = list_spec(name)
     sort = sort or spec.sort
     if sort not in spec.columns:
         raise KeyError(f"list {name!r} cannot be sorted by {sort!r}: its columns are {', '.join(spec.columns)}")
     descending = spec.descending if descending is None else descending
-    rows = sort_rows(spec.build(ctx, filters), sort, descending, tie=spec.columns[0])
+    if memo is None:
+        cols = spec.build(ctx, filters)
+    else:
+        if (name, filters) not in memo:
+            if len(memo) >= MEMO_LISTS:
+                memo.pop(next(iter(memo)))
+            memo[name, filters] = spec.build(ctx, filters)
+        cols = memo[name, filters]
+    total = len(cols[spec.columns[0]])
+    order = sort_order(cols, sort, descending, tie=spec.columns[0])[offset:offset + limit]
+    rows = [{c: _cell(cols[c][i]) for c in spec.columns} for i in order]
     return {"list": name, "title": spec.title, "about": spec.about, "columns": list(spec.columns), "sort": sort,
-            "descending": descending, "total": len(rows), "offset": offset, "limit": limit,
-            "rows": rows[offset:offset + limit]}
+            "descending": descending, "total": total, "offset": offset, "limit": limit, "rows": rows}
 
 
 # --------------------------------------------------------------------------- file hashes
@@ -387,7 +485,8 @@ def triage_page_data(explorer, name: str = "low_agreement", filters: Filters = F
                      descending: bool | None = None, limit: int = 100, offset: int = 0) -> dict:
     """One triage list of the explorer, with the choices its filters offer."""
     ctx = explorer_context(explorer, name, filters)
-    out = triage_list(ctx, name, filters, sort, descending, limit, offset)
+    out = triage_list(ctx, name, filters, sort, descending, limit, offset,
+                      memo=explorer.__dict__.setdefault("_triage_lists", {}))
     out["filters"] = {"split": filters.split or "", "relation": filters.relation or "", "type": filters.etype or "",
                       "kind": filters.kind or ""}
     out["choices"] = {"split": ctx.table.split_names, "relation": list(explorer.graphs.tables),

@@ -5,7 +5,7 @@ import pytest
 
 from retrieval.agreement import entity_types, label_agreement
 from retrieval.explore.tables import agreement_per_post, build_table, post_f1
-from retrieval.explore.triage import Filters, TriageContext, file_hashes, sort_rows, triage_list
+from retrieval.explore.triage import Filters, TriageContext, file_hashes, sort_order, sort_rows, triage_list
 
 from .lists_world import graphs, samples
 
@@ -107,6 +107,12 @@ def test_paging_and_missing_values_last():
     rs = [{"a": 2}, {"a": None}, {"a": 1}, {"a": float("nan")}, {"a": 3}]
     assert [r["a"] for r in sort_rows(rs, "a")][:3] == [1, 2, 3]
     assert [r["a"] for r in sort_rows(rs, "a", True)][:3] == [3, 2, 1]
+    cols = {"a": np.asarray([2, np.nan, 1, np.nan, 3]), "t": np.asarray(["x", "y", "z", "w", "v"], dtype=object),
+            "s": np.asarray(["b", None, "a", "b", "c"], dtype=object)}
+    assert sort_order(cols, "a").tolist()[:3] == [2, 0, 4] and set(sort_order(cols, "a", True)[3:]) == {1, 3}
+    assert sort_order(cols, "a", True).tolist()[:3] == [4, 0, 2]
+    assert sort_order(cols, "s", tie="t").tolist() == [2, 3, 0, 4, 1]          # b, b by t: w before x; None last
+    assert sort_order(cols, "s", True, tie="t").tolist() == [4, 3, 0, 2, 1]
 
 
 def test_post_f1():
