@@ -230,3 +230,26 @@ def test_a_list_page_exports_as_one_self_contained_file(client, url):
     page = r.text
     assert "<style>" in page and "<script" not in page and "<form" not in page
     assert not re.search(r'(?<![-\w])(src|href)="/', page), "the exported page still points at the server"
+
+
+def test_a_trained_run_feeds_the_wrong_list_and_the_map(decided_explorer):
+    """The real re-tagger (rgcn/explain.py over a tiny trained run): the wrong-predictions list
+    holds exactly the listed posts whose predictions differ from gold, and the map colours
+    every drawn test post right or wrong by the same predictions."""
+    from fastapi.testclient import TestClient
+
+    from data.spans import get_spans
+    from retrieval.explore.app import create_app
+    from retrieval.explore.predictions import predictions
+
+    c = TestClient(create_app(decided_explorer))
+    r = c.get("/triage?list=wrong&split=test&limit=1000&format=json")
+    assert r.status_code == 200
+    test = [p for p, s in decided_explorer.split_of.items() if s == "test"]
+    pred = predictions(decided_explorer, test)
+    gold = {p: decided_explorer.samples[p].tags for p in test}
+    wrong = {p for p in test if set(get_spans(pred[p])) != set(get_spans(gold[p]))}
+    assert {row["post"] for row in r.json()["rows"]} <= wrong
+    got = c.get("/map?colour=error&split=test&format=json").json()
+    keys = {pt["post"]: pt["key"] for pt in got["points"]}
+    assert keys and all(k == ("wrong" if p in wrong else "right") for p, k in keys.items())
