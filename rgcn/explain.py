@@ -32,11 +32,16 @@ class EditedGraphs:
     """Relation graphs whose posts named in ``edits`` (post id -> relation -> neighbours) hold
     the given neighbours instead of the built ones; every other graph is ``base``'s.
 
+    ``alias`` maps a variant's post id to ``(post, image_post)``: its inter-modal graph (the
+    sentence) is ``post``'s, its intra-modal and object-type graphs (the photo) are
+    ``image_post``'s, or the post's without its photo when ``image_post`` is ``None``. A
+    variant not in ``alias`` is a post of ``base``.
+
     An image id that is not a node of ``base`` cannot be placed in a graph: it is left out
     and listed in :attr:`missing`."""
 
-    def __init__(self, base, edits: dict[str, Neighbours]):
-        self.base, self.edits = base, edits
+    def __init__(self, base, edits: dict[str, Neighbours], alias: dict[str, tuple[str, str | None]] | None = None):
+        self.base, self.edits, self.alias = base, edits, alias or {}
         self.node_features = base.node_features
         self.row = {i: r for r, i in enumerate(base.ids)}
         self.missing: set[str] = set()
@@ -45,16 +50,22 @@ class EditedGraphs:
         return getattr(self.base, name)
 
     def graph(self, post_id: str, relation: str = "all"):
+        from .heads.rgcn import without_own_image
+
+        post, image_post = self.alias.get(post_id, (post_id, post_id))
         edit = self.edits.get(post_id)
         if edit is None or relation not in edit:
-            return self.base.graph(post_id, relation)
+            if relation == "inter":
+                return self.base.graph(post, relation)
+            if image_post is None:
+                return without_own_image(self.base.graph(post, relation))
+            return self.base.graph(image_post, relation)
         nbs = [(self.row[i], s) for i, s in edit[relation] if i in self.row]
         self.missing |= {i for i, _ in edit[relation] if i not in self.row}
-        i = self.base.post_index[post_id]
-        own = int(self.base.image_rows[i])
+        own = int(self.base.image_rows[self.base.post_index[image_post]]) if image_post is not None else -1
         if relation == "inter":
             q = self.base.text_queries
-            center = q[i] if q is not None else None
+            center = q[self.base.post_index[post]] if q is not None else None
         else:
             center = self.node_features[own] if own >= 0 else None
         rows = torch.tensor([r for r, _ in nbs], dtype=torch.long)
@@ -86,6 +97,56 @@ class RunRetagger:
                 st = f.stat()
                 h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
         self.fingerprint = h.hexdigest()[:16]
+        self._known: list = []
+        self._owners: dict[int, dict[str, str]] = {}
+
+    # ------------------------------------------------------------------ graphs already built
+    def attach_graphs(self, graphs) -> bool:
+        """Use ``graphs`` (:class:`retrieval.cache.RelationGraphs`, e.g. the explorer's, cached)
+        for the posts it holds when they are the run's own: the same index, graph settings (each
+        relation is built on its own, so they may hold more relations than the run reads) and
+        training split. Then a post is re-tagged without building any graph (building them for
+        new posts answers every training post too). Returns whether they were taken."""
+        from .heads.rgcn import graph_settings
+
+        if not self.reads_neighbours or graphs is None or any(g is graphs for g in self._known):
+            return False
+        opts = dict(self.run.cfg.head.options)
+        ours = graph_settings(opts)
+        theirs = graphs.settings
+        index = (graphs.manifest or {}).get("index_path")
+        same = {k: v for k, v in ours.as_dict().items() if k != "relations"} == \
+            {k: v for k, v in theirs.as_dict().items() if k != "relations"}
+        if (not same or not set(self.relations) <= set(theirs.relations) or not index or not opts.get("index")
+                or Path(index).resolve() != Path(opts["index"]).resolve()):
+            return False
+        train = {s.id for s in self.run.train()}
+        if train != {p for p, sp in graphs.split_of.items() if sp == ours.train_split}:
+            return False
+        self._known.append(graphs)
+        return True
+
+    def _built_for(self, samples: Sequence):
+        """Attached graphs holding every one of ``samples`` (by id), else ``None``."""
+        for g in self._known:
+            if all(s.id in g.post_index for s in samples):
+                return g
+        return None
+
+    def _alias(self, graphs, sample, variant: Variant) -> tuple[str, str | None] | None:
+        """Where a variant's graphs come from in attached ``graphs``: ``(post, image_post)``, or
+        ``None`` when its photo is no post's there."""
+        if variant.image == KEEP:
+            return sample.id, (sample.id if graphs.has_image(sample.id) else None)
+        if variant.image is None:
+            return sample.id, None
+        owners = self._owners.get(id(graphs))
+        if owners is None:
+            owners = self._owners[id(graphs)] = {}
+            for p, k in zip(graphs.post_ids, graphs.post_images.keys):
+                if k is not None and graphs.has_image(p):
+                    owners.setdefault(k, p)
+        return (sample.id, owners[Path(variant.image).stem]) if Path(variant.image).stem in owners else None
 
     # ------------------------------------------------------------------ graphs
     def _variant_samples(self, sample, variants: Sequence[Variant], prefix: str = "cf") -> list:
@@ -112,9 +173,13 @@ class RunRetagger:
         return self.neighbours_many([sample])[0]
 
     def neighbours_many(self, samples: Sequence) -> list[Neighbours]:
-        """:meth:`neighbours` of several posts, their graphs built at once."""
+        """:meth:`neighbours` of several posts, their graphs built at once (or read from the
+        attached graphs)."""
         if not self.reads_neighbours:
             return [{} for _ in samples]
+        built = self._built_for(samples)
+        if built is not None:
+            return [{r: built.neighbours(s.id, r) for r in self.relations} for s in samples]
         posts = [replace(s, id=f"nb:{j}", meta=dict(s.meta)) for j, s in enumerate(samples)]
         graphs = self._graphs(posts)
         return [{r: graphs.neighbours(p.id, r) for r in self.relations} for p in posts]
@@ -134,9 +199,20 @@ class RunRetagger:
             flat = [Retagged(list(r.tags), [{k: e[k] for k in ("type", "token_start", "token_end", "confidence")}
                                             for e in r.entities]) for r in results]
         else:
-            edits = {s.id: v.neighbours for s, v in zip(samples, (v for _, vs in jobs for v in vs))
-                     if v.neighbours is not None}
-            graphs = EditedGraphs(self._graphs(samples), edits)
+            flat_variants = [v for _, vs in jobs for v in vs]
+            edits = {s.id: v.neighbours for s, v in zip(samples, flat_variants) if v.neighbours is not None}
+            built = self._built_for([s for s, _ in jobs])
+            alias = None
+            if built is not None:
+                alias, at = {}, 0
+                for s, variants in jobs:
+                    for vs, v in zip(samples[at:at + len(variants)], variants):
+                        alias[vs.id] = self._alias(built, s, v)
+                    at += len(variants)
+                if any(a is None for a in alias.values()):
+                    built = alias = None
+            graphs = EditedGraphs(built, edits, alias) if built is not None else \
+                EditedGraphs(self._graphs(samples), edits)
             head = self.run.model.head
             old = head.graphs
             head.graphs = graphs

@@ -114,6 +114,9 @@ class Explorer:
         if settings_b is not None or artifact_b is not None:
             settings_b = settings_b or settings
             graphs_b, raw_b = graphs_for(artifact_b or artifact, settings_b)
+        for r, g in ((retagger, graphs), (retagger_b, graphs_b if graphs_b is not None else graphs)):
+            if r is not None and hasattr(r, "attach_graphs"):       # re-tag from these graphs: no build
+                r.attach_graphs(g)
         return cls(splits, artifact, graphs, settings, str(cache_dir) if cache_dir else None,
                    str(images) if images else None, retagger, graphs_b, settings_b, artifact_b, retagger_b,
                    raw, raw_b)

@@ -91,6 +91,10 @@ class Retagger(Protocol):
     def retag(self, sample, variants: Sequence[Variant]) -> list[Retagged]:
         """Tag ``sample`` once per variant (in one batch where it can)."""
 
+    # optional: ``attach_graphs(graphs) -> bool``: the explorer offers its (cached) graphs;
+    # a re-tagger that finds them to be its own may read a post's neighbours from them
+    # instead of building graphs (Explorer.build calls it when present)
+
 
 def load_retagger(run, images=None, device: str = "cpu") -> Retagger:
     """The :class:`Retagger` of ``run``, from the first entry point of :data:`ENTRY_POINT_GROUP`

@@ -201,3 +201,34 @@ def test_on_the_image_decided_set_the_photo_and_the_neighbours_decide_the_type(d
                              if v["kind"] in ("leave_out", "none", "random", "oracle"))
     assert flips >= 0.8 * len(posts)
     assert graph_changes >= 1
+
+
+def test_attached_graphs_spare_the_graph_build_and_agree_with_it(decided, tmp_path):
+    """The explorer's cached graphs (here with a third relation the run does not read) are
+    the run's own: re-tagging reads them and builds nothing, with the tags and confidences a
+    build gives; graphs of another setting are not taken."""
+    from index.artifact import load_index
+    from retrieval.cache import GraphSettings
+    from retrieval.explore import Explorer
+    from tests.retrieval.explore.conftest import read_splits
+
+    r = load_retagger(decided["run"], images=decided["images"])
+    splits = read_splits(decided["files"], decided["images"])
+    ex = Explorer.build(splits, load_index(decided["index"]), GraphSettings(k=3), tmp_path / "g", retagger=r,
+                        images=decided["images"])
+    other = Explorer.build(splits, load_index(decided["index"]), GraphSettings(k=2), tmp_path / "g")
+    assert r._known == [ex.graphs] and not r.attach_graphs(other.graphs)
+    s = ex.sample("test-006")
+    photo = str(decided["images"] / "train-001.png")                 # another post's photo (blue)
+    vs = [Variant("as built", "built"), Variant("none", "none", {"inter": [], "intra": []}),
+          Variant("removed", "photo_removed", image=None), Variant("swapped", "photo_swapped", image=photo)]
+    built = r._graphs
+    r._graphs = lambda samples: pytest.fail("a graph build where the attached graphs hold the post")
+    fast, nb = r.retag(s, vs), r.neighbours(s)
+    r._graphs = built
+    renamed = replace(s, id="not-in-the-graphs")
+    slow, nb_slow = r.retag(renamed, vs), r.neighbours(renamed)
+    assert nb == nb_slow
+    for a, b in zip(fast, slow):
+        assert a.tags == b.tags
+        assert [e["confidence"] for e in a.entities] == pytest.approx([e["confidence"] for e in b.entities], abs=1e-4)
