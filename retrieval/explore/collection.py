@@ -233,7 +233,7 @@ class Explorer:
         if q is None:
             return None
         pool = self._pool_rows(which)
-        sims = graphs.node_features[pool].numpy() @ q                             # (P,)
+        sims = (graphs.node_features.numpy() @ q)[pool]          # (P,): no copy of the pool's vectors
         ids = [graphs.ids[r] for r in pool]
         order = np.argsort(-sims, kind="stable")
         out = []

@@ -31,7 +31,7 @@ import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Callable, Protocol, Sequence, runtime_checkable
 
 from data.errors import UserError
 from data.spans import get_spans
@@ -156,19 +156,28 @@ def graph_variants(built: Neighbours, pool: Sequence[tuple[str, frozenset]], que
     return out
 
 
-def photo_variants(pool_photos: Sequence[tuple[str, frozenset]], query_types: frozenset, own_photo: str | None,
-                   seed: int = 0) -> list[Variant]:
-    """As built, the photo removed, and the photo swapped for that of a pool post sharing
-    none of ``query_types`` (``pool_photos``: ``(path, gold types)``; any other photo when
-    none qualifies)."""
+def photo_variants(pool: Sequence[tuple[str, frozenset]], query_types: frozenset, own_image: str | None,
+                   resolve: Callable[[str], str | None], seed: int = 0) -> list[Variant]:
+    """As built, the photo removed (when the post has one), and the photo swapped for that
+    of a pool post sharing none of ``query_types`` (``pool``: ``(image_id, gold types)``;
+    any other photo when none qualifies). ``resolve`` gives an image's file (``None``: not
+    found); only the photos tried are looked up."""
     out = [Variant("as built", "built")]
-    if own_photo is not None:
+    if own_image is not None:
         out.append(Variant("photo removed", "photo_removed", image=None))
-    order = [p for p in pool_photos if p[0] != own_photo]
+    order = [p for p in pool if p[0] != own_image]
     random.Random(seed).shuffle(order)
-    other = next((p for p, t in order if not (t & query_types)), order[0][0] if order else None)
-    if other is not None:
-        out.append(Variant(f"photo swapped for {Path(other).stem}", "photo_swapped", image=str(other)))
+    path = None
+    for wanted in (lambda t: not (t & query_types), lambda t: True):
+        for image_id, types in order:
+            if wanted(types):
+                path = resolve(image_id)
+                if path is not None:
+                    break
+        if path is not None:
+            break
+    if path is not None:
+        out.append(Variant(f"photo swapped for {Path(path).stem}", "photo_swapped", image=str(path)))
     return out
 
 
@@ -203,33 +212,37 @@ def neighbour_ranking(results: list[dict]) -> list[dict]:
 
 # --------------------------------------------------------------------------- one post
 def pool_with_types(explorer, which: str = "a") -> list[tuple[str, frozenset]]:
-    """The images a graph may hold (the pool), each with the gold types of its posts."""
-    graphs, _, settings, _ = explorer.pick(which)
-    splits = {settings.train_split} if settings.pool == "train" else set(explorer.splits)
-    out: dict[str, frozenset] = {}
-    for pid, key in zip(graphs.post_ids, graphs.post_images.keys):
-        if key is not None and explorer.split_of[pid] in splits and graphs.has_image(pid):
-            out[key] = out.get(key, frozenset()) | explorer.types(pid)
-    return list(out.items())
+    """The images a graph may hold (the pool), each with the gold types of its posts
+    (computed once per explorer and setting)."""
+    memo = explorer.__dict__.setdefault("_pool_types", {})
+    if which not in memo:
+        graphs, _, settings, _ = explorer.pick(which)
+        splits = {settings.train_split} if settings.pool == "train" else set(explorer.splits)
+        out: dict[str, frozenset] = {}
+        for pid, key, row in zip(graphs.post_ids, graphs.post_images.keys, graphs.image_rows):
+            if key is not None and row >= 0 and explorer.split_of[pid] in splits:
+                out[key] = out.get(key, frozenset()) | explorer.types(pid)
+        memo[which] = list(out.items())
+    return memo[which]
 
 
 def variants_for(explorer, post_id: str, retagger: Retagger, which: str = "a", seed: int = 0) -> list[Variant]:
     """The variants the card shows for ``post_id`` with ``retagger``."""
     sample = explorer.sample(post_id)
     qtypes = explorer.types(post_id)
+    pool = pool_with_types(explorer, which)
+    own = explorer.image_key(post_id, which)
     if retagger.reads_neighbours:
         built = retagger.neighbours(sample)
         k = explorer.pick(which)[2].k
-        out = graph_variants(built, pool_with_types(explorer, which), qtypes, k,
-                             own_image=explorer.image_key(post_id, which), seed=seed)
+        out = graph_variants(built, pool, qtypes, k, own_image=own, seed=seed)
     else:
         out = [Variant("as built", "built")]
-    photos = []
-    for image_id, types in pool_with_types(explorer, which):
+
+    def resolve(image_id):
         path = explorer.image_path(image_id)
-        if path is not None:
-            photos.append((str(path), types))
-    return out + photo_variants(photos, qtypes, sample.image, seed)[1:]
+        return None if path is None else str(path)
+    return out + photo_variants(pool, qtypes, own, resolve, seed)[1:]
 
 
 def cache_path(explorer, retagger: Retagger, post_id: str, which: str, seed: int) -> Path | None:

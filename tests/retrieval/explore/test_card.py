@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from retrieval.cache import GraphSettings
 from retrieval.explore.app import create_app
 from retrieval.explore.card import card_data
+import tests.colour  # noqa: F401  (registers the test_colour embedder)
 from tests.retrieval.explore.conftest import DUPLICATE, make_explorer, rows_of
 
 HTML = {"accept": "text/html"}

@@ -48,11 +48,21 @@ def test_oracle_images_rank_exact_type_sets_first():
 
 
 def test_photo_variants_swap_for_a_photo_sharing_no_type():
-    photos = [("/i/x.png", frozenset({"PER"})), ("/i/y.png", frozenset({"LOC"})), ("/i/own.png", frozenset({"PER"}))]
-    vs = photo_variants(photos, frozenset({"PER"}), "/i/own.png")
-    assert [v.kind for v in vs] == ["built", "photo_removed", "photo_swapped"]
-    assert vs[1].image is None and vs[2].image == "/i/y.png"
-    assert [v.kind for v in photo_variants(photos, frozenset({"PER"}), None)] == ["built", "photo_swapped"]
+    pool = [("x", frozenset({"PER"})), ("y", frozenset({"LOC"})), ("own", frozenset({"PER"})),
+            ("z", frozenset({"ORG"}))]
+    looked_up = []
+
+    def resolve(i):
+        looked_up.append(i)
+        return None if i == "z" else f"/i/{i}.png"                    # z's file is missing
+    for seed in range(10):
+        vs = photo_variants(pool, frozenset({"PER"}), "own", resolve, seed)
+        assert [v.kind for v in vs] == ["built", "photo_removed", "photo_swapped"]
+        assert vs[1].image is None and vs[2].image == "/i/y.png"
+    assert [v.kind for v in photo_variants(pool, frozenset({"PER"}), None, resolve)] == ["built", "photo_swapped"]
+    # nothing shares no type: any other photo
+    assert photo_variants(pool[:3], frozenset({"PER", "LOC"}), "own", resolve)[2].image in ("/i/x.png", "/i/y.png")
+    assert "own" not in looked_up and len(looked_up) <= 3 * 12
 
 
 def test_compare_lists_changed_tags_and_each_spans_confidence_change():
