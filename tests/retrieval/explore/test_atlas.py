@@ -89,3 +89,9 @@ def test_the_map_page_draws_every_post_with_an_image_and_its_neighbour_edges(exp
     assert c.get("/static/atlas.js").status_code == 200
     assert c.get("/map?colour=error&format=json").status_code == 400
     assert c.get("/map?method=tsne&format=json").status_code == 400
+    import importlib.util
+
+    if importlib.util.find_spec("umap") is None:                   # the extra is not installed here
+        r = c.get("/map?method=umap&format=json")
+        assert r.status_code == 400 and "rgcn-mner[umap]" in r.json()["error"]
+        assert "umap" not in got["choices"]["method"]
