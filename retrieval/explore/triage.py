@@ -493,6 +493,7 @@ def triage_page_data(explorer, name: str = "low_agreement", filters: Filters = F
                       "type": list(ctx.table.type_names), "kind": ctx.table.kind_names}
     out["lists"] = {k: v.title for k, v in LISTS.items()}
     out["has_run"] = explorer.retagger is not None
+    out["thumbs"] = bool(explorer.image_folders())
     return out
 
 

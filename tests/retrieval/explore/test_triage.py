@@ -158,6 +158,9 @@ def test_hub_counts_are_the_times_the_selected_posts_retrieve_an_image(client, e
                 counts[g.ids[r]] = counts.get(g.ids[r], 0) + 1
     assert {r["image"]: r["retrieved_by"] for r in got["rows"]} == counts
     assert [r["retrieved_by"] for r in got["rows"]] == sorted(counts.values(), reverse=True)
+    html = client.get("/triage?list=hubs&split=test&relation=intra", headers={"accept": "text/html"}).text
+    top = got["rows"][0]["image"]
+    assert f'src="/thumb/{top}"' in html and client.get(f"/thumb/{top}").status_code == 200
 
 
 def test_the_page_filters_sorts_and_pages_by_query_parameters(client):
