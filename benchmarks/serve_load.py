@@ -223,12 +223,24 @@ def targets(results: dict) -> dict:
     return out
 
 
+def contended(result: dict) -> str:
+    """``": contended, ..."`` when other work loaded the cores (a 1-minute load average above
+    their count, before or at the end), else ``""``."""
+    cores = result["provenance"]["machine"]["cpu_count"] or 1
+    loads = [x[0] for x in (result.get("load_avg_before"), result["provenance"]["machine"].get("load_avg_at_write"))
+             if x]
+    if loads and max(loads) > cores:
+        return ": contended, other jobs shared the cores, so every figure is lower and noisier than on idle cores"
+    return ""
+
+
 def table(result: dict, command: str) -> str:
     lines = [f"`{command}`", "",
              f"Loopback, {result['posts']} posts per level, server micro-batches of up to {result['batch_size']} "
-             f"posts or {result['batch_wait_ms']} ms; load average at the end: "
+             f"posts or {result['batch_wait_ms']} ms; load average (1, 5, 15 min) before: "
+             f"{result.get('load_avg_before', 'not recorded')}, at the end: "
              f"{result['provenance']['machine'].get('load_avg_at_write')} on {result['provenance']['machine']['cpu_count']} "
-             "cores (wall-clock figures: a loaded machine lowers them).", "",
+             f"cores{contended(result)} (wall-clock figures: a loaded machine lowers them).", "",
              "| run | clients | posts/s | tag_many posts/s (before / after) | vs tag_many | p50 ms | p95 ms | p99 ms | mean model batch "
              "| server model ms/post | errors |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -268,9 +280,11 @@ def main(argv=None) -> dict:
     p.add_argument("--import", dest="imports", action="append", default=[], help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     runs = dict(item.split("=", 1) if "=" in item else (Path(item).parent.name, item) for item in a.run)
+    load_before = [round(x, 2) for x in os.getloadavg()]
     results = {name: bench_run(name, run, a) for name, run in runs.items()}
     payload = {"posts_file": a.posts_file, "posts": a.posts, "clients": a.clients, "batch_size": a.batch_size,
-               "batch_wait_ms": a.batch_wait_ms, "runs": results, "targets": targets(results)}
+               "batch_wait_ms": a.batch_wait_ms, "load_avg_before": load_before, "runs": results,
+               "targets": targets(results)}
     result = write_result(a.output, payload, __file__, argv)
     text = table(result, command_line(__file__, argv))
     write_rendering(Path(a.output).with_suffix(".md"), result, text)

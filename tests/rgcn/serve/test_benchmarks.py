@@ -19,6 +19,16 @@ def test_targets():
     assert serve_load.targets(r) == {"text: 32 clients >= 80% of tag_many": False, "text: 1 client p95 < 100 ms": True}
 
 
+def test_the_table_says_when_other_work_loaded_the_cores():
+    r = {"provenance": {"machine": {"cpu_count": 2, "load_avg_at_write": [1.5, 1.0, 1.0]}}, "load_avg_before": [5.0, 4.0, 3.0]}
+    assert serve_load.contended(r).startswith(": contended")
+    r["load_avg_before"] = [0.5, 1.0, 1.0]
+    assert serve_load.contended(r) == ""
+    del r["load_avg_before"]
+    r["provenance"]["machine"]["load_avg_at_write"] = [2.5, 1.0, 1.0]
+    assert serve_load.contended(r).startswith(": contended")
+
+
 def test_both_scripts_on_a_tiny_run(tiny_rgcn, tmp_path):
     run = str(tiny_rgcn / "runs" / "rgcn")
     out = tmp_path / "load.json"
