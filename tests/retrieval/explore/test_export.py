@@ -66,3 +66,17 @@ def test_an_exported_card_with_counterfactuals(decided_explorer):
     assert_self_contained(page)
     assert 'id="cf-table"' in page and 'id="pred-text"' in page
     assert page.count('<tr class="cf') == len(card["counterfactuals"]["variants"])
+
+
+def test_retrieval_report_with_a_run_writes_cards_with_counterfactuals(decided, tmp_path, capsys):
+    from retrieval.__main__ import main
+
+    out = tmp_path / "report.html"
+    assert main(["report", "--index", str(decided["index"]), "--data", *(f"{n}={p}" for n, p in decided["files"].items()),
+                 "--images", str(decided["images"]), "--k", "3", "--relations", "inter", "intra",
+                 "--cache", str(tmp_path / "cache"), "--quiet", "--run", str(decided["run"]),
+                 "--ids", "test-000", "test-001", "--out", str(out)]) == 0
+    page = out.read_text()
+    assert_self_contained(page)
+    assert page.count('id="cf-table"') == 2 and page.count('id="pred-text"') == 2
+    assert "wrote" in capsys.readouterr().out
