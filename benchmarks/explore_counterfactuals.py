@@ -15,7 +15,7 @@ It reports:
 
     python benchmarks/explore_counterfactuals.py --run runs/demo/rgcn/seed13 --index .cache/demo/index \\
         --data train=data/demo/train.jsonl valid=data/demo/valid.jsonl test=data/demo/test.jsonl \\
-        --images data/demo/images
+        --images data/demo/images --cache .cache/demo/graphs
 """
 from __future__ import annotations
 
@@ -88,7 +88,8 @@ def main(argv=None) -> int:
     p.add_argument("--data", nargs="+", required=True, metavar="SPLIT=FILE", help="train=... valid=... test=...")
     p.add_argument("--images", default=None, type=existing_dir, help="the posts' image folder")
     p.add_argument("--split", default="test", help="the split whose image-decided posts are re-tagged")
-    p.add_argument("--cache", default=".cache/graphs", help="graph cache folder")
+    p.add_argument("--cache", default=".cache/graphs",
+                   help="graph cache folder (the run's own, e.g. .cache/demo/graphs, is read, not rebuilt)")
     p.add_argument("--limit", type=positive_int, default=None, help="the first N posts only (a quick check)")
     p.add_argument("--seed", type=int, default=0, help="seed of the oracle neighbours' order")
     p.add_argument("--batch", type=positive_int, default=64, help="posts re-tagged per graph build")
@@ -97,11 +98,11 @@ def main(argv=None) -> int:
 
     from data.corpus import read_corpus
     from index.artifact import load_index
-    from retrieval.cache import GraphSettings
     from retrieval.explore import Explorer
     from retrieval.explore.collection import split_args
     from retrieval.explore.counterfactual import Variant, graph_variants, load_retagger, pool_with_types
     from rgcn.compare import score_with_subset
+    from rgcn.heads.rgcn import graph_settings
 
     start = time.perf_counter()
     retagger = load_retagger(args.run, images=args.images)
@@ -109,11 +110,7 @@ def main(argv=None) -> int:
         raise UserError(f"--run {args.run}", f"its head ({retagger.head}) reads no intra-modal neighbours "
                         f"(relations: {', '.join(retagger.relations) or 'none'})",
                         "give an rgcn run whose head.options.relations hold intra")
-    opts = dict(retagger.run.cfg.head.options)
-    settings = GraphSettings(k=int(opts.get("k", 5)), pool=opts.get("pool", "train"),
-                             threshold=opts.get("threshold", 0.0),
-                             relations=tuple(opts.get("graph_relations", retagger.relations)),
-                             inter=opts.get("inter", "auto"))
+    settings = graph_settings(dict(retagger.run.cfg.head.options))     # the run's own graphs
     splits = {n: read_corpus(f, args.images) for n, f in split_args(args.data).items()}
     if args.split not in splits:
         raise UserError(f"--split {args.split}", f"not among the splits given ({', '.join(splits)})",
