@@ -22,20 +22,33 @@ PALETTE = ("#4477aa", "#ee6677", "#228833", "#ccbb44", "#66ccee", "#aa3377", "#b
            "#99ddff")
 
 
+def _one_blas_thread():
+    """A context limiting BLAS to one thread (threadpoolctl, installed with scikit-learn), or
+    a no-op without it."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        import contextlib
+
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
+
+
 def pca_fit(fit: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[float]]:
     """``(mean (d,), axes (d, 2), share of variance of each axis)``: the two principal axes
     of ``fit`` (m, d), each axis's sign fixed so its largest loading is positive. Pure."""
     fit = np.asarray(fit, dtype=np.float64)
     mean = fit.mean(0)
-    c = np.atleast_2d(np.cov((fit - mean).T)) if len(fit) > 1 else np.zeros((fit.shape[1], fit.shape[1]))
-    w, v = np.linalg.eigh(c)                                            # ascending
+    with _one_blas_thread():                          # a 512 x 512 problem: threads only wait on busy cores
+        c = np.atleast_2d(np.cov((fit - mean).T)) if len(fit) > 1 else np.zeros((fit.shape[1], fit.shape[1]))
+        w, v = np.linalg.eigh(c)                                        # ascending
     order = np.argsort(w)[::-1][:2]
     axes = v[:, order]                                                  # (d, <=2)
     if axes.shape[1] < 2:
         axes = np.pad(axes, ((0, 0), (0, 2 - axes.shape[1])))
     sign = np.sign(axes[np.abs(axes).argmax(0), np.arange(2)])
     axes = axes * np.where(sign == 0, 1, sign)
-    total = w.sum()
+    total = float(w.sum())
     explained = [float(w[i] / total) if total > 0 else 0.0 for i in order] + [0.0] * (2 - len(order))
     return mean, axes, explained
 

@@ -24,6 +24,10 @@ MAX_NEW = 5000
 count): a whole training split would keep a page busy for many minutes."""
 
 
+CHUNK = 256
+"""Posts re-tagged (and written to the cache) at a time."""
+
+
 class TooManyToTag(UserError):
     """A request that would re-tag more than :data:`MAX_NEW` posts."""
 
@@ -70,10 +74,17 @@ def predictions(explorer, post_ids: Sequence[str], which: str = "a", max_new: in
     if len(todo) > max_new:
         raise TooManyToTag(f"{len(todo):,} posts to re-tag", f"a request re-tags at most {max_new:,}",
                            "narrow the list with the split, kind or type filters (e.g. split=test)")
-    for p in todo:
-        known[p] = list(retagger.retag(explorer.sample(p), [Variant("as built", "built")])[0].tags)
-    if todo and path is not None:
-        write_atomically(path, lambda f: f.write(json.dumps(known).encode()))
+    built = [Variant("as built", "built")]
+    many = getattr(retagger, "retag_many", None)        # optional: many posts in one batch (rgcn.explain)
+    for at in range(0, len(todo), CHUNK):
+        chunk = todo[at:at + CHUNK]
+        if many is not None:
+            results = [r[0] for r in many([(explorer.sample(p), built) for p in chunk])]
+        else:
+            results = [retagger.retag(explorer.sample(p), built)[0] for p in chunk]
+        known.update({p: list(r.tags) for p, r in zip(chunk, results)})
+        if path is not None:                                # kept as it goes: a stopped request loses one chunk
+            write_atomically(path, lambda f: f.write(json.dumps(known).encode()))
     return {p: known[p] for p in post_ids}
 
 

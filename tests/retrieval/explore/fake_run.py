@@ -24,3 +24,15 @@ class SwappingRetagger:
         self.tagged.append(sample.id)
         tags = [SWAP.get(t, t) for t in sample.tags] if self.wrong(sample.id) else list(sample.tags)
         return [Retagged(tags, []) for _ in variants]
+
+
+class BatchingRetagger(SwappingRetagger):
+    """The same, with the optional ``retag_many`` (several posts in one call), counting its calls."""
+
+    def __init__(self, suffix: str = "-001"):
+        super().__init__(suffix)
+        self.batches = []
+
+    def retag_many(self, jobs):
+        self.batches.append(len(jobs))
+        return [self.retag(sample, variants) for sample, variants in jobs]

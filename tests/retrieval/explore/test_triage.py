@@ -191,6 +191,23 @@ def test_the_duplicate_photo_makes_a_same_file_group(client):
     assert len(hit) == 1 and "same file" in hit[0]["why"]
 
 
+def test_predictions_use_retag_many_when_the_run_has_it(collection, tmp_path, monkeypatch):
+    from retrieval.explore.predictions import predictions
+
+    from .conftest import make_explorer
+    from .fake_run import BatchingRetagger
+
+    run = BatchingRetagger()
+    ex = make_explorer(collection, retagger=run)
+    ex.cache_dir = str(tmp_path)
+    monkeypatch.setattr("retrieval.explore.predictions.CHUNK", 5)
+    ids = list(ex.samples)[:12]
+    got = predictions(ex, ids)
+    assert run.batches == [5, 5, 2] and sorted(run.tagged) == sorted(ids)
+    assert all(got[p] != ex.samples[p].tags for p in ids if run.wrong(p))
+    assert all(got[p] == ex.samples[p].tags for p in ids if not run.wrong(p))
+
+
 def test_wrong_predictions_with_a_run_are_cached(collection, tmp_path, monkeypatch):
     from fastapi.testclient import TestClient
 
