@@ -33,8 +33,9 @@ from .tables import PostTable, agreement_per_post, neighbour_hits, post_f1
 
 DUPLICATE_COSINE = 0.98
 """Two images at or above this cosine count as near-duplicates."""
-MEMO_LISTS = 32
-"""Filtered lists an explorer keeps (the oldest is dropped first)."""
+MEMO_LISTS = 8
+"""Filtered lists an explorer keeps (the oldest is dropped first): at 100,000 posts a list of every
+post and relation is about 20 MB of columns."""
 
 
 @dataclass(frozen=True)
