@@ -3,15 +3,16 @@
 For every post of a split whose ``kind`` is ``image_decided`` (the demo's posts whose name
 only the photo types; its span in ``image_decided``), the rgcn run re-tags the post with
 its graphs as built, with its intra-modal neighbours left out (the other relations and the
-post's own photo kept), and with oracle neighbours in every relation (pool images of
-posts holding all of the query's gold entity types; :mod:`retrieval.explore.counterfactual`).
-It reports:
+post's own photo kept), with oracle neighbours in every relation (pool images of posts
+holding all of the query's gold entity types, the explorer's oracle;
+:mod:`retrieval.explore.counterfactual`), with "oracle by name" neighbours (photos of the
+training split's image-decided posts whose name has the query's name's type: the photos
+that carry that type), and with ``k`` random pool images. It reports:
 
 * how often leaving out the intra neighbours flips the name's type (the name typed as
   built and typed otherwise without them), and how often it changes the name's tags at all;
 * entity-level micro-F1 over those posts (the project's scorer, :func:`rgcn.compare.score_with_subset`)
-  with the graphs as built and with oracle neighbours: overall, and on the image-decided
-  names alone.
+  with each of these graphs: overall, and on the image-decided names alone.
 
     python benchmarks/explore_counterfactuals.py --run runs/demo/rgcn/seed13 --index .cache/demo/index \\
         --data train=data/demo/train.jsonl valid=data/demo/valid.jsonl test=data/demo/test.jsonl \\
@@ -19,8 +20,8 @@ It reports:
 """
 from __future__ import annotations
 
-import json
 import os
+import random
 import sys
 import time
 from pathlib import Path
@@ -35,6 +36,21 @@ from data.errors import ArgumentParser, UserError, command, exit_status, existin
 from benchmarks.provenance import write_rendering, write_result  # noqa: E402
 
 KIND = "image_decided"
+VARIANTS = ("built", "intra_left_out", "oracle", "oracle_by_name", "random")
+"""The graphs each post is re-tagged with (see the module docstring)."""
+
+
+def name_pool(explorer, train_split: str) -> list[tuple[str, frozenset]]:
+    """The photos of the training split's image-decided posts, each with its name's gold
+    type (the photos that carry the type of an image-decided name)."""
+    out = []
+    for s in explorer.splits.get(train_split, []):
+        key = explorer.image_key(s.id)
+        if s.meta.get("kind") == KIND and s.meta.get(KIND) and key is not None and s.tags:
+            t = name_type(s.tags, s.meta[KIND][0])
+            if t is not None:
+                out.append((key, frozenset({t})))
+    return out
 
 
 def name_type(tags: list[str], span: tuple[int, int]) -> str | None:
@@ -60,6 +76,12 @@ def flips(built: list[list[str]], other: list[list[str]], spans: list[tuple[int,
             "name_tags_changed_share": changed / n if n else None}
 
 
+LABELS = {"built": "as built", "intra_left_out": "intra neighbours left out",
+          "oracle": "oracle: pool posts with the query's gold types",
+          "oracle_by_name": "oracle by name: image-decided training posts whose name has the query name's type",
+          "random": "k random pool images"}
+
+
 def markdown(result: dict) -> str:
     f, s = result["intra_left_out"], result["f1"]
     lines = [f"`{result['provenance']['command']}`", "",
@@ -71,11 +93,13 @@ def markdown(result: dict) -> str:
              f"| name no longer found | {f['name_lost']} |",
              f"| name's tags changed at all | {f['name_tags_changed']} ({100 * (f['name_tags_changed_share'] or 0):.1f}%) |",
              "", "| graphs | F1 (all entities of these posts) | F1 (image-decided names) |", "|---|---|---|"]
-    for k in ("built", "oracle", "intra_left_out"):
-        lines.append(f"| {k.replace('_', ' ')} | {100 * s[k]['f1']:.2f} | {100 * s[k][KIND + '_f1']:.2f} |")
-    d = result["oracle_gain"]
-    lines += ["", f"Oracle neighbours raise F1 by {100 * d['f1']:+.2f} points on all entities of these posts and by "
-              f"{100 * d[KIND + '_f1']:+.2f} on the image-decided names. {result['seconds']:.0f} s on "
+    for k in VARIANTS:
+        lines.append(f"| {LABELS[k]} | {100 * s[k]['f1']:.2f} | {100 * s[k][KIND + '_f1']:.2f} |")
+    d, n = result["oracle_gain"], result["oracle_by_name_gain"]
+    lines += ["", f"Oracle neighbours (posts with the query's gold types) change F1 by {100 * d['f1']:+.2f} points on "
+              f"all entities of these posts and by {100 * d[KIND + '_f1']:+.2f} on the image-decided names; "
+              f"oracle-by-name neighbours by {100 * n['f1']:+.2f} and {100 * n[KIND + '_f1']:+.2f}. "
+              f"{result['seconds']:.0f} s on "
               f"{result['provenance']['machine'].get('cpu_count')} cores.", ""]
     return "\n".join(lines)
 
@@ -100,7 +124,8 @@ def main(argv=None) -> int:
     from index.artifact import load_index
     from retrieval.explore import Explorer
     from retrieval.explore.collection import split_args
-    from retrieval.explore.counterfactual import Variant, graph_variants, load_retagger, pool_with_types
+    from retrieval.explore.counterfactual import (Variant, graph_variants, load_retagger, oracle_images,
+                                                  pool_with_types, substitute_scores)
     from rgcn.compare import score_with_subset
     from rgcn.heads.rgcn import graph_settings
 
@@ -124,30 +149,35 @@ def main(argv=None) -> int:
         raise UserError(f"split {args.split}", f"has no post of kind {KIND!r} with its span in {KIND!r}",
                         "give the demo's splits (python -m data.demo) or a split with those fields")
     pool = pool_with_types(ex)
-    built_tags, no_intra_tags, oracle_tags = [], [], []
+    named = name_pool(ex, settings.train_split)
+    tags = {k: [] for k in VARIANTS}
     for at in range(0, len(posts), args.batch):
         chunk = posts[at:at + args.batch]
         jobs = []
         for s, built in zip(chunk, retagger.neighbours_many(chunk)):
-            vs = {v.kind: v for v in graph_variants(built, pool, ex.types(s.id), settings.k,
-                                                    own_image=ex.image_key(s.id), seed=args.seed)}
+            own = ex.image_key(s.id)
+            vs = {v.kind: v for v in graph_variants(built, pool, ex.types(s.id), settings.k, own_image=own,
+                                                    seed=args.seed)}
+            name = name_type(s.tags, s.meta[KIND][0])
+            ids = oracle_images(frozenset({name}), [p for p in named if p[0] != own], settings.k,
+                                random.Random(args.seed + 2))
+            by_name = {r: list(zip(ids, substitute_scores(v, len(ids)))) for r, v in built.items()}
             jobs.append((s, [vs["built"], Variant("intra left out", "leave_out", {**built, "intra": []}),
-                             vs["oracle"]]))
-        for b, n, o in retagger.retag_many(jobs):
-            built_tags.append(b.tags)
-            no_intra_tags.append(n.tags)
-            oracle_tags.append(o.tags)
+                             vs["oracle"], Variant("oracle by name", "oracle", by_name), vs["random"]]))
+        for results in retagger.retag_many(jobs):
+            for k, r in zip(VARIANTS, results):
+                tags[k].append(r.tags)
         print(f"{min(at + args.batch, len(posts))}/{len(posts)} posts", file=sys.stderr, flush=True)
     spans = [tuple(s.meta[KIND][0]) for s in posts]
-    f1 = {k: score_with_subset(posts, tags, KIND) for k, tags in
-          (("built", built_tags), ("oracle", oracle_tags), ("intra_left_out", no_intra_tags))}
+    f1 = {k: score_with_subset(posts, t, KIND) for k, t in tags.items()}
     payload = {"run": args.run, "index": args.index, "split": args.split, "posts": len(posts),
                "relations": list(retagger.relations), "settings": settings.as_dict(), "seed": args.seed,
-               "intra_left_out": flips(built_tags, no_intra_tags, spans),
-               "oracle_vs_built": flips(built_tags, oracle_tags, spans),
+               "intra_left_out": flips(tags["built"], tags["intra_left_out"], spans),
+               "oracle_vs_built": flips(tags["built"], tags["oracle"], spans),
                "f1": {k: {m: v[m] for m in ("f1", "precision", "recall", KIND + "_f1", KIND + "_gold")}
                       for k, v in f1.items()},
                "oracle_gain": {m: f1["oracle"][m] - f1["built"][m] for m in ("f1", KIND + "_f1")},
+               "oracle_by_name_gain": {m: f1["oracle_by_name"][m] - f1["built"][m] for m in ("f1", KIND + "_f1")},
                "seconds": time.perf_counter() - start}
     result = write_result(args.out, payload, __file__, argv)
     text = markdown(result)

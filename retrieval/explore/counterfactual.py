@@ -109,7 +109,7 @@ def load_retagger(run, images=None, device: str = "cpu") -> Retagger:
 
 
 # --------------------------------------------------------------------------- edits
-def _scores_for(built: list[tuple[str, float]], n: int) -> list[float]:
+def substitute_scores(built: list[tuple[str, float]], n: int) -> list[float]:
     """The edge weight each of ``n`` substituted neighbours takes: the built score of its rank,
     past the built ones their mean (1.0 when there are none)."""
     scores = [s for _, s in built]
@@ -149,10 +149,10 @@ def graph_variants(built: Neighbours, pool: Sequence[tuple[str, frozenset]], que
     rng = random.Random(seed)
     picked = rng.sample(ids, min(k, len(ids)))
     out.append(Variant(f"{len(picked)} random pool images", "random",
-                       {r: list(zip(picked, _scores_for(v, len(picked)))) for r, v in built.items()}))
+                       {r: list(zip(picked, substitute_scores(v, len(picked)))) for r, v in built.items()}))
     oracle = oracle_images(query_types, candidates, k, random.Random(seed + 1))
     out.append(Variant(f"{len(oracle)} oracle neighbours (posts with the query's gold types)", "oracle",
-                       {r: list(zip(oracle, _scores_for(v, len(oracle)))) for r, v in built.items()}))
+                       {r: list(zip(oracle, substitute_scores(v, len(oracle)))) for r, v in built.items()}))
     return out
 
 

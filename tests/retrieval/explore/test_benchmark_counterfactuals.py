@@ -11,9 +11,11 @@ def test_the_benchmark_counts_flips_and_scores_built_and_oracle_graphs(decided, 
     from data.corpus import read_corpus
     from rgcn.compare import score_with_subset
 
-    test = tmp_path / "test.jsonl"                       # every test post is image-decided: say so
-    test.write_text("".join(json.dumps({**r, "kind": "image_decided"}) + "\n" for r in rows_of(decided["files"]["test"])))
-    files = {**decided["files"], "test": str(test)}
+    files = {}
+    for name, f in decided["files"].items():             # every post is image-decided: say so
+        files[name] = tmp_path / f"{name}.jsonl"
+        files[name].write_text("".join(json.dumps({**r, "kind": "image_decided"}) + "\n" for r in rows_of(f)))
+    test = files["test"]
     out = tmp_path / "cf.json"
     assert main(["--run", str(decided["run"]), "--index", str(decided["index"]), "--images", str(decided["images"]),
                  "--data", *(f"{n}={p}" for n, p in files.items()), "--cache", str(tmp_path / "graphs"),
@@ -28,8 +30,10 @@ def test_the_benchmark_counts_flips_and_scores_built_and_oracle_graphs(decided, 
     api, _, _ = retagger.tagger.tag_samples(posts)
     assert r["f1"]["built"]["f1"] == pytest.approx(score_with_subset(posts, [a.tags for a in api], "image_decided")["f1"])
     assert r["oracle_gain"]["f1"] == pytest.approx(r["f1"]["oracle"]["f1"] - r["f1"]["built"]["f1"])
-    # the oracle's neighbours are photos of the name's own colour: it does no worse here
+    # here both oracles' neighbours are photos of the name's own colour: they do no worse
     assert r["f1"]["oracle"]["image_decided_f1"] >= r["f1"]["built"]["image_decided_f1"]
+    assert r["f1"]["oracle_by_name"]["image_decided_f1"] >= r["f1"]["built"]["image_decided_f1"]
+    assert set(r["f1"]) == {"built", "intra_left_out", "oracle", "oracle_by_name", "random"}
     md = out.with_suffix(".md").read_text()
     assert md.startswith("`python benchmarks/explore_counterfactuals.py") and "its type flipped" in md
 
