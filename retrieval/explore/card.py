@@ -18,7 +18,7 @@ from data.errors import UserError
 from data.spans import get_spans
 
 from ..report import RELATION_TITLES, short_tag
-from .collection import _is_exact
+from .collection import is_exact_index
 from .counterfactual import cache_path, counterfactuals, predicted_spans
 
 router = APIRouter()
@@ -72,7 +72,7 @@ def card_data(explorer, post_id: str, which: str = "a", with_counterfactuals: bo
                                                                                                           pred),
         "types": sorted(explorer.types(post_id)), "image_id": image_id, "has_image": image_id is not None,
         "object_tags": [[short_tag(t), float(sc)] for t, sc in artifact.tags.get(image_id, [])[:5]] if image_id else [],
-        "settings": settings.as_dict(), "exact_index": _is_exact(artifact),
+        "settings": settings.as_dict(), "exact_index": is_exact_index(artifact),
         "index": str(getattr(artifact, "path", "")), "run": getattr(retagger, "name", None),
         "relations": relations, "counterfactuals": cf,
     }

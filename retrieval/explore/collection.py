@@ -226,7 +226,7 @@ class Explorer:
         returns as the post's ``k`` intra-modal neighbours; ``None`` when the index is exact
         (nothing to compare) or the post has no image."""
         graphs, raw, settings, artifact = self.pick(which)
-        if _is_exact(artifact):
+        if is_exact_index(artifact):
             return None
         own = self.image_key(post_id, which)
         q = self._vector(graphs, own)
@@ -307,7 +307,7 @@ class Explorer:
         return rows
 
 
-def _is_exact(artifact) -> bool:
+def is_exact_index(artifact) -> bool:
     """Whether the artifact's FAISS index is a flat (exact) one."""
     index = getattr(artifact, "faiss_index", None)
     if index is None:
