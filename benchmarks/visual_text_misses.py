@@ -14,7 +14,10 @@ seed of a head's runs (``test_predictions.conll``), the target entity is scored 
 * ``wrong_span``: the name was not predicted with its boundaries (missed or cut).
 
 It also counts ``type_on_other_name``: posts where another name of the post took the
-target's type and the target did not (the sign's cue matched to the wrong name).
+target's type and the target did not (the sign's cue matched to the wrong name), and,
+per sign template (the sign with the name as ``X``: ``DR. X``, ``X 12 KM``), the posts and
+how many each seed typed right (``by_sign``): a template a seed misses throughout is a cue
+it did not learn.
 
     python benchmarks/visual_text_misses.py --runs runs/heads_ocr/ita --index .cache/demo/index_ocr
 """
@@ -91,6 +94,15 @@ def classify(post: dict, predicted: list[str], ocr: str, context_words: list[str
     return "wrong_span"
 
 
+def sign_template(post: dict) -> str:
+    """The post's sign with its target name as ``X``.
+
+    >>> sign_template({"tokens": ["go", "Marovan", "Tresmo"], "target": [[1, 3]], "sign": "DR. MAROVAN TRESMO"})
+    'DR. X'
+    """
+    return post["sign"].replace(" ".join(post["tokens"][slice(*post["target"][0])]).upper(), "X")
+
+
 def type_on_other_name(post: dict, predicted: list[str]) -> bool:
     (a, b), gold_type = post["target"][0], post["tags"][post["target"][0][0]][2:]
     pred = spans(predicted)
@@ -128,6 +140,10 @@ def main(argv=None) -> int:
     context_words = {i: c.text(order).split()[:budget] for i, c in contexts.items()}
 
     per_seed, examples = {}, []
+    by_sign: dict[str, dict] = {}
+    for q in posts:
+        entry = by_sign.setdefault(sign_template(q), {"type": q["tags"][q["target"][0][0]][2:], "posts": 0, "found": {}})
+        entry["posts"] += 1
     for f in seeds:
         pred = read_conll(f)
         causes, other = Counter(), 0
@@ -135,6 +151,8 @@ def main(argv=None) -> int:
             tags = [t[2] for t in pred[q["id"]]]
             cause = classify(q, tags, contexts[q["id"]].ocr, context_words[q["id"]])
             causes[cause or "found"] += 1
+            found = by_sign[sign_template(q)]["found"]
+            found[f.parent.name] = found.get(f.parent.name, 0) + (cause is None)
             other += type_on_other_name(q, tags)
             if cause and len(examples) < 20:
                 examples.append({"seed": f.parent.name, "id": q["id"], "cause": cause, "sign": q["sign"],
@@ -152,7 +170,8 @@ def main(argv=None) -> int:
                            "name_in_ocr": sum(f" {' '.join(q['tokens'][slice(*q['target'][0])]).upper()} "
                                               in words_of(contexts[q['id']].ocr) for q in posts),
                            "posts": len(posts)},
-               "per_seed": per_seed, "examples": examples}
+               "per_seed": per_seed, "by_sign": dict(sorted(by_sign.items(), key=lambda kv: (kv[1]["type"], kv[0]))),
+               "examples": examples}
     write_result(args.out, payload, __file__, argv)
     print(f"{len(posts)} visual_text test posts; context {' > '.join(order)}, budget {budget} words "
           f"(mean {payload['context']['words_mean']:.1f}, max {max(words)}); name read as a word in "
@@ -160,6 +179,9 @@ def main(argv=None) -> int:
     print(f"{'seed':<8} {'found':>6} " + " ".join(f"{c:>24}" for c in CAUSES) + f" {'type_on_other_name':>19}")
     for seed, r in per_seed.items():
         print(f"{seed:<8} {r['found']:>6} " + " ".join(f"{r[c]:>24}" for c in CAUSES) + f" {r['type_on_other_name']:>19}")
+    print("sign templates typed right, per seed:")
+    for template, r in payload["by_sign"].items():
+        print(f"  {r['type']:<5} {template:<24} " + " ".join(f"{r['found'].get(seed, 0)}/{r['posts']}" for seed in per_seed))
     print(f"written {args.out}")
     return 0
 

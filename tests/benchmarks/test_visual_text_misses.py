@@ -1,5 +1,5 @@
 """benchmarks/visual_text_misses.py: each miss put down to its cause, by hand."""
-from benchmarks.visual_text_misses import classify, read_conll, spans, type_on_other_name
+from benchmarks.visual_text_misses import classify, read_conll, sign_template, spans, type_on_other_name
 
 POST = {"tokens": ["Jimmy", "Fallon", "met", "Mossvel", "today"], "tags": ["B-PER", "I-PER", "O", "B-PER", "O"],
         "target": [[3, 4]], "sign": "VOTE / MOSSVEL FOR MAYOR"}
@@ -42,3 +42,9 @@ def test_a_folder_without_runs_is_a_user_error(tmp_path, capsys):
 def test_a_name_ending_a_context_part_is_still_a_word():
     ctx = "VOTE / MOSSVEL. espresso, cup".split()          # the OCR part, then the tags
     assert classify(POST, WRONG_TYPE, "VOTE / MOSSVEL", ctx) == "wrong_type_sign_misread"
+
+
+def test_a_sign_template_names_the_cue_with_the_name_as_x():
+    assert sign_template(POST) == "VOTE / X FOR MAYOR"
+    two = {"tokens": ["Zelby", "Zelby", "rocks"], "target": [[0, 2]], "sign": "ZELBY ZELBY / BANK"}
+    assert sign_template(two) == "X / BANK"
