@@ -189,7 +189,7 @@ def bench_run(name: str, run: str, a) -> dict:
     levels = []
     with tempfile.TemporaryDirectory() as tmp, \
             ServeProcess(["--run", run, "--images", a.images, "--batch-size", a.batch_size,
-                          "--batch-wait-ms", a.batch_wait_ms], log=Path(tmp) / "serve.log", imports=tuple(a.imports),
+                          "--batch-wait-ms", a.batch_wait_ms, *(["--threads", a.threads] if a.threads else [])], log=Path(tmp) / "serve.log", imports=tuple(a.imports),
                          start_timeout=a.start_timeout) as server:
         with httpx.Client(base_url=server.url, timeout=600) as http:                # warm-up
             for post in posts[: a.warmup]:
@@ -223,6 +223,12 @@ def targets(results: dict) -> dict:
     return out
 
 
+def torch_threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
 def contended(result: dict) -> str:
     """``": contended, ..."`` when other work loaded the cores (a 1-minute load average above
     their count, before or at the end), else ``""``."""
@@ -236,7 +242,8 @@ def contended(result: dict) -> str:
 
 def table(result: dict, command: str) -> str:
     lines = [f"`{command}`", "",
-             f"Loopback, {result['posts']} posts per level, server micro-batches of up to {result['batch_size']} "
+             f"Loopback, {result['posts']} posts per level, {result.get('threads', '?')} torch thread(s) in the "
+             f"server and for tag_many, server micro-batches of up to {result['batch_size']} "
              f"posts or {result['batch_wait_ms']} ms; load average (1, 5, 15 min) before: "
              f"{result.get('load_avg_before', 'not recorded')}, at the end: "
              f"{result['provenance']['machine'].get('load_avg_at_write')} on {result['provenance']['machine']['cpu_count']} "
@@ -275,15 +282,21 @@ def main(argv=None) -> dict:
     p.add_argument("--batch-size", type=int, default=32, help="tag_many's batch and the server's largest")
     p.add_argument("--batch-wait-ms", type=float, default=5.0)
     p.add_argument("--warmup", type=int, default=4, help="requests sent before measuring")
+    p.add_argument("--threads", type=int, help="CPU threads of the model, in the server (its --threads) and for "
+                   "tag_many here alike (default: torch's)")
     p.add_argument("--start-timeout", type=float, default=600.0)
     p.add_argument("--output", default=str(RESULTS / "serve_load.json"))
     p.add_argument("--import", dest="imports", action="append", default=[], help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     runs = dict(item.split("=", 1) if "=" in item else (Path(item).parent.name, item) for item in a.run)
+    from rgcn.serve.cli import set_threads
+
+    set_threads(a.threads)
     load_before = [round(x, 2) for x in os.getloadavg()]
     results = {name: bench_run(name, run, a) for name, run in runs.items()}
     payload = {"posts_file": a.posts_file, "posts": a.posts, "clients": a.clients, "batch_size": a.batch_size,
-               "batch_wait_ms": a.batch_wait_ms, "load_avg_before": load_before, "runs": results,
+               "batch_wait_ms": a.batch_wait_ms, "threads": torch_threads(), "load_avg_before": load_before,
+               "runs": results,
                "targets": targets(results)}
     result = write_result(a.output, payload, __file__, argv)
     text = table(result, command_line(__file__, argv))

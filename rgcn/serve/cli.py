@@ -25,6 +25,8 @@ def add_arguments(p) -> None:
                    help="longest a post waits for others to join its batch, in ms (default 5)")
     p.add_argument("--max-posts", type=int, default=256, help="most posts in one /tag/batch request (default 256)")
     p.add_argument("--device", default="auto")
+    p.add_argument("--threads", type=int, help="CPU threads the model uses (default: torch's, one per core); on "
+                   "cores shared with other work or with the HTTP side, fewer threads wait less on each other")
 
 
 def settings_of(args, head_options: dict | None = None):
@@ -34,6 +36,19 @@ def settings_of(args, head_options: dict | None = None):
                     max_chars=args.max_chars, max_batch=args.batch_size, batch_wait_ms=args.batch_wait_ms,
                     max_posts=args.max_posts, device=args.device, head_options=head_options or None,
                     constrained=getattr(args, "constrained", None))
+
+
+def set_threads(threads: int | None) -> None:
+    """Give torch ``threads`` CPU threads (``None``: leave torch's default)."""
+    if threads is None:
+        return
+    if threads < 1:
+        from data.errors import UserError
+
+        raise UserError("--threads", f"must be at least 1, got {threads}", "give e.g. 1, or leave it out")
+    import torch
+
+    torch.set_num_threads(threads)
 
 
 def serve(args, head_options: dict | None = None) -> int:
@@ -46,6 +61,7 @@ def serve(args, head_options: dict | None = None) -> int:
         print(f"warning: serving on {args.host}:{args.port}, reachable from other machines; the service has "
               "no authentication: anyone who reaches this port can use it (bind 127.0.0.1 unless you mean it)",
               file=sys.stderr)
+    set_threads(getattr(args, "threads", None))
     app = create_app(settings_of(args, head_options))
     heads = ", ".join(getattr(app.state.tagger, "heads", []))
     shown = f"[{args.host}]" if ":" in args.host else args.host

@@ -201,6 +201,31 @@ def test_another_host_warns_that_there_is_no_authentication(monkeypatch, capsys,
     assert bound["host"] == "0.0.0.0" and "no authentication" in capsys.readouterr().err
 
 
+def test_threads_reach_torch_before_the_app_is_made(monkeypatch, images):
+    import torch
+    import uvicorn
+
+    import rgcn.serve.app as app_module
+    from data.errors import UserError
+
+    seen = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: None)
+    monkeypatch.setattr(app_module, "create_app", lambda settings: seen.append(torch.get_num_threads()) or
+                        make_client(images).app)
+    p = __import__("argparse").ArgumentParser()
+    cli.add_arguments(p)
+    before = torch.get_num_threads()
+    try:
+        assert cli.serve(p.parse_args(["--run", "r", "--threads", "1"])) == 0 and seen == [1]
+        torch.set_num_threads(before)
+        assert cli.serve(p.parse_args(["--run", "r"])) == 0 and seen == [1, before]     # left as it was
+        with pytest.raises(UserError, match="--threads"):
+            cli.serve(p.parse_args(["--run", "r", "--threads", "0"]))
+        assert len(seen) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_make_demo_ends_with_the_command_that_serves_the_rgcn_run():
     import shlex
     import shutil
