@@ -31,8 +31,9 @@ DEMO_SEED ?= 13
 # per kind of post beside the photo-only baseline (benchmarks/heads.py: table, JSON, chart),
 # tag two new posts whose photos are in no index, write a retrieval report, and print the
 # command that serves the rgcn run (python -m rgcn serve: a page and a JSON API).
+# Two heads train at once, one thread each: one run's two threads keep two cores a third idle.
 demo: $(STAMP) $(DEMO_INDEX)/manifest.json
-	$(PY) benchmarks/heads.py --seeds $(DEMO_SEED) --out-dir runs/demo --output runs/demo/leaderboard.json
+	$(PY) benchmarks/heads.py --seeds $(DEMO_SEED) --jobs 2 --threads 1 --out-dir runs/demo --output runs/demo/leaderboard.json
 	$(PY) -m data.demo new-posts --out runs/demo/new_posts
 	$(PY) -m rgcn predict --run runs/demo/rgcn/seed$(DEMO_SEED) --input runs/demo/new_posts/posts.jsonl \
 	    --images runs/demo/new_posts/images --format jsonl

@@ -87,6 +87,9 @@ def parse_args(argv=None):
     p.add_argument("--seeds", type=int, nargs="+", default=[13, 14, 15], help="train every head once per seed")
     p.add_argument("--epochs", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained at once, each in its own process (default 1: "
+                   "one after another, in this one); with 2 cores, --jobs 2 --threads 1 keeps both busy, which "
+                   "one run's two threads do not on models this small")
     for split in ("train", "valid", "test"):
         p.add_argument(f"--{split}", help=f"{split} split (default data/PREFIX/{split}.jsonl)")
     p.add_argument("--images", help="image folder (default data/PREFIX/images)")
@@ -107,6 +110,8 @@ def parse_args(argv=None):
     p.add_argument("--render", metavar="RESULT.json", help="train nothing: print the table of this result and "
                    "write its Markdown (.md) and chart (.png) again")
     a = p.parse_args(argv)
+    if a.jobs < 1:
+        p.error(f"--jobs {a.jobs}: give at least 1")
     a.heads = a.heads or list_heads()
     a.rows = [(head, head, []) for head in a.heads]             # (row name, head, overrides)
     for v in a.variant:
@@ -190,17 +195,51 @@ def quiet(on: bool = True):
 
 
 # --------------------------------------------------------------------------- runs
+def train_argv(a, seed: int, shared: list[str], name: str, head: str, extra: list[str]) -> tuple[Path, list[str]]:
+    """The run folder of row ``name`` and seed ``seed``, and the ``train.py`` arguments that make it."""
+    run = Path(a.out_dir) / name / f"seed{seed}"
+    return run, [*head_args(head, a.dataset_prefix, a.index), "--no-progress",
+                 f"data.train={a.train}", f"data.valid={a.valid}", f"data.test={a.test}", f"data.images={a.images}",
+                 *shared, f"train.epochs={a.epochs}", f"train.seed={seed}", f"train.threads={a.threads}",
+                 f"out_dir={run.parent}", f"name={run.name}", *overrides_for(head, a.set), *extra]
+
+
+def train_in_process(argv: list[str]) -> int:
+    """``python train.py ARGV`` in a process of its own, its console output held back (its
+    ``train.log`` keeps it); returns its exit status, printing its last lines when it failed."""
+    import subprocess
+
+    done = subprocess.run([sys.executable, str(ROOT / "train.py"), *argv], cwd=ROOT, capture_output=True, text=True)
+    if done.returncode:
+        print("\n".join((done.stdout + done.stderr).splitlines()[-20:]), file=sys.stderr)
+    return done.returncode
+
+
+def train_ahead(a, shared: list[str]) -> int:
+    """With ``--jobs N`` above 1: train every run the board needs and does not hold yet, ``N``
+    at a time (:func:`train_in_process`); the board then finds them finished and scores them
+    as usual. Seed by seed, the rows in order, so that two runs of one head (which share its
+    caches, e.g. rgcn's relation graphs) are seldom trained together. A run that failed is
+    left to the board, which trains it again in this process and shows its error. Returns
+    the runs trained."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    todo = [argv for seed in a.seeds for name, head, extra in a.rows
+            for run, argv in [train_argv(a, seed, shared, name, head, extra)] if finished_run(run, argv) is None]
+    if a.jobs < 2 or not todo:
+        return 0
+    print(f"training {len(todo)} run(s), {a.jobs} at a time", flush=True)
+    with ThreadPoolExecutor(a.jobs) as pool:
+        return sum(rc == 0 for rc in pool.map(train_in_process, todo))
+
+
 def run_seed(a, seed: int, shared: list[str], gold, photo_types) -> dict:
     """Train every head with ``seed`` and score it on ``gold`` (the test corpus), with and
     without the test images; ``photo_knn`` from the text head's predictions when
     ``photo_types`` is given. Returns ``{"rows": {name: score_by_kind row}, "timing": ...}``."""
     rows, timing, dropped_rows, runs = {}, {}, {}, {}
     for name, head, extra in a.rows:
-        run = Path(a.out_dir) / name / f"seed{seed}"
-        argv = [*head_args(head, a.dataset_prefix, a.index), "--no-progress",
-                f"data.train={a.train}", f"data.valid={a.valid}", f"data.test={a.test}", f"data.images={a.images}",
-                *shared, f"train.epochs={a.epochs}", f"train.seed={seed}", f"train.threads={a.threads}",
-                f"out_dir={run.parent}", f"name={run.name}", *overrides_for(head, a.set), *extra]
+        run, argv = train_argv(a, seed, shared, name, head, extra)
         res = finished_run(run, argv)
         if res is None:
             with quiet(not a.verbose):
@@ -478,6 +517,7 @@ def main(argv=None) -> dict:
         photo_types, why_not = photo_knn_setup(a, gold)
         if why_not:
             print(f"no photo_knn row: {why_not}", flush=True)
+        train_ahead(a, shared)
         per_seed = {str(seed): run_seed(a, seed, shared, gold, photo_types) for seed in a.seeds}
     finally:
         os.chdir(cwd)

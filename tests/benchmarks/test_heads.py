@@ -338,3 +338,41 @@ def test_ita_keeps_its_own_encoder_rate_on_the_demo_board():
     for head in ("text", "rgcn", "maf", "bga"):
         other = heads.head_args(head, "demo", "/no/index")
         assert load_config(other[1], [*other[2:], *shared]).train.lr == pytest.approx(5e-5)
+
+
+def test_jobs_train_the_missing_runs_at_once_then_the_board_reuses_them(kinds_data, fake_training, tmp_path,
+                                                                         monkeypatch):
+    """--jobs 2: each run is trained once, two at a time, before the board scores them (it
+    finds them finished and trains nothing more); the same table as one after another."""
+    import threading
+    import time
+
+    from rgcn.config import load_config
+
+    root, splits = kinds_data
+    serial = heads.main(_args(root, splits, tmp_path / "serial", "--heads", "text", "rgcn", "--seeds", "13", "14"))
+    fake_training.clear()
+    lock, running, most = threading.Lock(), [0], [0]
+
+    def launch(argv):                       # a finished run folder, as train.py in its own process leaves it
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.3)
+        res = heads.train.main(argv)
+        opt = dict(x.split("=", 1) for x in argv if "=" in x)
+        run = heads.Path(opt["out_dir"]) / opt["name"]
+        (run / "results.json").write_text(json.dumps(res))
+        config = load_config(argv[argv.index("--config") + 1], [x for x in argv if "=" in x and not x.startswith("-")])
+        (run / "config.json").write_text(json.dumps(config.to_dict()))
+        with lock:
+            running[0] -= 1
+        return 0
+
+    monkeypatch.setattr(heads, "train_in_process", launch)
+    out = heads.main(_args(root, splits, tmp_path / "jobs", "--heads", "text", "rgcn", "--seeds", "13", "14",
+                           "--jobs", "2"))
+    assert len(fake_training) == 4 and most[0] == 2              # four runs, each once, two at a time
+    seeds = [dict(x.split("=", 1) for x in argv if "=" in x)["train.seed"] for argv in fake_training]
+    assert seeds == ["13", "13", "14", "14"]                      # seed by seed
+    assert out["summary"] == serial["summary"]
