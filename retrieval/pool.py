@@ -14,7 +14,10 @@ posts alone::
 The graphs are those of ``build_graphs({"train": train, "predict": posts}, ...)`` for the
 posts: the same neighbour rows, scores, node features and row numbering (new photos come
 after the index's rows and the training posts' own new photos, in the same order).
-``tests/retrieval/test_pool.py`` checks it relation by relation and strategy by strategy.
+``tests/retrieval/test_pool.py`` checks it, bit for bit, relation by relation and strategy
+by strategy. On a real index a score may differ in its last float32 bits (about 1e-7),
+as ``build_graphs``'s own do between two ``chunk_size``: FAISS and BLAS round an inner
+product according to the batch of queries it is computed in.
 
 Each search answers its queries independently, so a post's neighbours do not depend on the
 other posts asked with it, with one exception kept as ``build_graphs`` has it: the ``posts``
