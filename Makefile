@@ -31,7 +31,8 @@ DEMO_SEED ?= 13
 # per kind of post beside the photo-only baseline (benchmarks/heads.py: table, JSON, chart),
 # tag two new posts whose photos are in no index, write a retrieval report, and print the
 # command that serves the rgcn run (python -m rgcn serve: a page and a JSON API).
-# Two heads train at once, one thread each: one run's two threads keep two cores a third idle.
+# Two heads train at once, one thread each: a run's second thread buys little on models this small
+# (benchmarks/results/text_speed_demo_bga_threads1.json, _threads2.json: the same CPU seconds an epoch)
 demo: $(STAMP) $(DEMO_INDEX)/manifest.json
 	$(PY) benchmarks/heads.py --seeds $(DEMO_SEED) --jobs 2 --threads 1 --out-dir runs/demo --output runs/demo/leaderboard.json
 	$(PY) -m data.demo new-posts --out runs/demo/new_posts
