@@ -26,7 +26,7 @@ DEMO_INDEX := .cache/demo/index
 DEMO_SEED ?= 13
 
 # The main job: generate the demo (real photos from installed packages; five kinds of post,
-# see data/README.md), index its images with the offline EfficientNet-Lite0 and OCR, train every
+# see docs/data.md), index its images with the offline EfficientNet-Lite0 and OCR, train every
 # registered fusion head (text, rgcn, ...) with the same encoder and budget, print their F1
 # per kind of post beside the photo-only baseline (benchmarks/heads.py: table, JSON, chart),
 # tag two new posts whose photos are in no index, write a retrieval report, and print the
