@@ -23,6 +23,7 @@ no change here (its own config, if it needs options, is the one file to add).
     python benchmarks/heads.py --threads 1    # needs data/demo and .cache/demo/index (make demo makes both)
     python benchmarks/heads.py --seeds 13 --heads text rgcn --epochs 2 --output /tmp/heads.json
     python benchmarks/heads.py --heads text rgcn --variant rgcn_no_intra rgcn 'head.options.relations=[inter]'
+    python benchmarks/heads.py --seeds 13 --jobs 2 --threads 1   # two runs at once, one thread each (make demo)
 
 A run folder that already holds a finished run of the same config (its ``results.json``
 and ``config.json``) is reused, not retrained: a board stopped half-way resumes there.
