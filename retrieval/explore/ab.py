@@ -253,7 +253,7 @@ def ab_page(request: Request, by: str = "jaccard", split: str = "", relation: st
             kind: str = "", limit: int = 50, offset: int = 0):
     """Most changed posts between the two settings: ``?by=jaccard|agreement|f1&split=&relation=&type=&kind=
     &limit=&offset=&format=json``."""
-    from .pagekit import BadParameter, checked, linker, respond
+    from .pagekit import BadParameter, base_of, checked, linker, respond
 
     if limit < 1 or offset < 0:
         raise BadParameter("limit/offset", f"limit must be >= 1 and offset >= 0, found {limit} and {offset}")
@@ -261,7 +261,7 @@ def ab_page(request: Request, by: str = "jaccard", split: str = "", relation: st
     data = checked(ab_page_data, request.app.state.explorer, by, filters, limit, offset, what="A/B")
     params = {"by": by, "split": split, "relation": relation, "type": type, "kind": kind,
               "limit": limit if limit != 50 else "", "offset": offset or ""}
-    return respond(request, "ab.html", data, link=linker("/ab", params))
+    return respond(request, "ab.html", data, link=linker(base_of(request) + "/ab", params))
 
 
 @router.get("/ab/{post_id:path}")
@@ -270,8 +270,9 @@ def ab_pair(request: Request, post_id: str):
     from urllib.parse import quote
 
     from .card import post_link
-    from .pagekit import respond
+    from .pagekit import base_of, respond
 
+    base = base_of(request)
     return respond(request, "ab_pair.html", pair_data(request.app.state.explorer, post_id), exported=False,
-                   thumb=lambda i: "/thumb/" + quote(i, safe=""), link_a=lambda p: post_link(p, "a"),
-                   link_b=lambda p: post_link(p, "b"))
+                   thumb=lambda i: base + "/thumb/" + quote(i, safe=""), link_a=lambda p: post_link(p, "a", base),
+                   link_b=lambda p: post_link(p, "b", base))

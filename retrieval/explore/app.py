@@ -20,6 +20,7 @@ from data.errors import UserError
 from data.web import BadInput, find_image, thumbnail
 
 from .collection import Explorer
+from .pagekit import base_of
 
 log = logging.getLogger(__name__)
 
@@ -44,15 +45,25 @@ def page_modules() -> list:
 
 
 def templates() -> Jinja2Templates:
-    t = Jinja2Templates(directory=str(HERE / "templates"))
+    """The pages' templates; a page rendered for a request sees ``base`` (:func:`base_of`) and
+    ``home`` (the ``(label, href)`` of the app this one is mounted in, or ``None``)."""
+    def context(request) -> dict:
+        return {"base": base_of(request), "home": getattr(request.app.state, "home", None)}
+
+    t = Jinja2Templates(directory=str(HERE / "templates"), context_processors=[context])
     t.env.globals["nav"] = NAV
     return t
 
 
-def create_app(explorer: Explorer) -> FastAPI:
-    """The app over ``explorer``; pages find it as ``request.app.state.explorer``."""
+def create_app(explorer: Explorer, home: tuple[str, str] | None = None) -> FastAPI:
+    """The app over ``explorer``; pages find it as ``request.app.state.explorer``.
+
+    The app may be mounted under a path of another app (``outer.mount("/explore", app)``):
+    its pages then link under that path. ``home``: ``(label, href)`` of the outer app's page,
+    put first in the nav."""
     app = FastAPI(title="retrieval explorer", docs_url=None, redoc_url=None)
     app.state.explorer = explorer
+    app.state.home = home
     app.state.templates = templates()
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
 
@@ -84,8 +95,8 @@ def create_app(explorer: Explorer) -> FastAPI:
                 "run": getattr(explorer.retagger, "name", None), "run_b": getattr(explorer.retagger_b, "name", None)}
 
     @app.get("/favicon.ico", include_in_schema=False)
-    def favicon():
-        return RedirectResponse("/static/favicon.svg")
+    def favicon(request: Request):
+        return RedirectResponse(base_of(request) + "/static/favicon.svg")
 
     for module in page_modules():
         app.include_router(module.router)

@@ -207,10 +207,10 @@ def _project(table: PostTable, graphs, method: str, seed: int, drawn: np.ndarray
     return np.asarray(xy, dtype=np.float64).reshape(-1, 2), explained
 
 
-def atlas_svg(data: dict, size: int = 640, pad: int = 12) -> str:
+def atlas_svg(data: dict, size: int = 640, pad: int = 12, base: str = "") -> str:
     """The map as SVG: edges (``line.edge``, ``data-a``/``data-b`` point indices) under points
     (``circle`` with ``data-i``, ``data-post``, ``data-key`` and a tooltip), each point a link
-    to its card."""
+    to its card (under ``base``, the path the app is mounted under)."""
     from html import escape
     from urllib.parse import quote
 
@@ -223,7 +223,8 @@ def atlas_svg(data: dict, size: int = 640, pad: int = 12) -> str:
     out.append('</g><g id="points">')
     for i, (p, (x, y)) in enumerate(zip(data["points"], pts)):
         tip = f"{p['post']} ({p['split']}{', ' + p['kind'] if p['kind'] else ''}): {p['types'] or 'no entity'}"
-        out.append(f'<a href="/post/{quote(p["post"], safe="")}"><circle data-i="{i}" data-post="{escape(p["post"])}" '
+        out.append(f'<a href="{base}/post/{quote(p["post"], safe="")}">'
+                   f'<circle data-i="{i}" data-post="{escape(p["post"])}" '
                    f'data-key="{escape(p["key"])}" cx="{x:.1f}" cy="{y:.1f}" r="4" fill="{data["legend"][p["key"]]}">'
                    f"<title>{escape(tip)}</title></circle></a>")
     out.append("</g></svg>")
@@ -270,7 +271,7 @@ router = APIRouter()
 def map_page(request: Request, relation: str = "", colour: str = "type", method: str = "pca", split: str = "",
              max_points: int = 2000, seed: int = 0):
     """The 2-D map: ``?relation=&colour=type|kind|split|error&method=pca|umap&split=&max_points=&format=json``."""
-    from .pagekit import BadParameter, checked, respond
+    from .pagekit import BadParameter, base_of, checked, respond
 
     if not 1 <= max_points <= 20_000:
         raise BadParameter("max_points", f"lies in [1, 20000], found {max_points}")
@@ -278,4 +279,4 @@ def map_page(request: Request, relation: str = "", colour: str = "type", method:
                    split or None, seed, what="map")
     if request.query_params.get("format") == "json":
         return respond(request, "map.html", data)
-    return respond(request, "map.html", data, svg=atlas_svg(data))
+    return respond(request, "map.html", data, svg=atlas_svg(data, base=base_of(request)))

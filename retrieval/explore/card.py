@@ -20,6 +20,7 @@ from data.spans import get_spans
 from ..report import RELATION_TITLES, short_tag
 from .collection import is_exact_index
 from .counterfactual import cache_path, counterfactuals, predicted_spans
+from .pagekit import base_of
 
 router = APIRouter()
 
@@ -78,8 +79,9 @@ def card_data(explorer, post_id: str, which: str = "a", with_counterfactuals: bo
     }
 
 
-def post_link(post_id: str, which: str = "a") -> str:
-    return "/post/" + quote(post_id, safe="") + ("?which=b" if which == "b" else "")
+def post_link(post_id: str, which: str = "a", base: str = "") -> str:
+    """The card's URL; ``base``: the path the app is mounted under (:func:`~.pagekit.base_of`)."""
+    return base + "/post/" + quote(post_id, safe="") + ("?which=b" if which == "b" else "")
 
 
 def neighbour_images(card: dict) -> list[str]:
@@ -92,9 +94,10 @@ def neighbour_images(card: dict) -> list[str]:
 def render_card(request: Request | None, explorer, card: dict, exported: bool = False, thumb=None,
                 inline_css: str | None = None):
     """The card's HTML (a ``TemplateResponse`` given a request; a string when ``exported``)."""
+    base = base_of(request)
     ctx = {"card": card, "exported": exported, "inline_css": inline_css,
-           "thumb": thumb or (lambda i: "/thumb/" + quote(i, safe="")),
-           "link": (lambda pid: None) if exported else (lambda pid: post_link(pid, card["which"])),
+           "thumb": thumb or (lambda i: base + "/thumb/" + quote(i, safe="")),
+           "link": (lambda pid: None) if exported else (lambda pid: post_link(pid, card["which"], base)),
            "title": f"post {card['id']}"}
     templates = explorer_templates(request)
     if request is None:
@@ -119,7 +122,9 @@ def home(request: Request):
             "settings": ex.settings.as_dict(), "run": getattr(ex.retagger, "name", None)}
     if request.query_params.get("format") == "json":
         return JSONResponse(data)
-    return request.app.state.templates.TemplateResponse(request, "home.html", {**data, "link": post_link})
+    base = base_of(request)
+    return request.app.state.templates.TemplateResponse(request, "home.html", {
+        **data, "link": lambda pid: post_link(pid, base=base)})
 
 
 @router.get("/search")
@@ -127,9 +132,9 @@ def search(request: Request, id: str = ""):
     ex = request.app.state.explorer
     post_id = id.strip()
     if not post_id:
-        return RedirectResponse("/", status_code=303)
+        return RedirectResponse(base_of(request) + "/", status_code=303)
     ex.sample(post_id)                      # unknown: the 404 page
-    return RedirectResponse(post_link(post_id), status_code=303)
+    return RedirectResponse(post_link(post_id, base=base_of(request)), status_code=303)
 
 
 @router.get("/post/{post_id:path}")

@@ -29,7 +29,7 @@ THUMB_SIDE = 160
 _STYLESHEET = re.compile(r'<link\b[^>]*rel="stylesheet"[^>]*>\s*', re.I)
 _ICON = re.compile(r'<link\b[^>]*rel="icon"[^>]*>\s*', re.I)
 _SCRIPT_SRC = re.compile(r'<script\b[^>]*\bsrc=[^>]*>\s*</script>\s*', re.I)
-_THUMB = re.compile(r'''(src|href)=(["'])/thumb/([^"']+)\2''')
+_THUMB = re.compile(r'''(src|href)=(["'])(?:/[^"']*?)?/thumb/([^"']+)\2''')     # standalone or mounted
 _LOCAL_HREF = re.compile(r'''\s(href|action)=(["'])(/[^"']*)\2''')
 _FORM = re.compile(r'<form\b.*?</form>', re.I | re.S)
 

@@ -54,6 +54,14 @@ def respond(request: Request, template: str, data: dict, **extra):
     return request.app.state.templates.TemplateResponse(request, template, context)
 
 
+def base_of(request: Request | None) -> str:
+    """The path the app is mounted under (``""`` standalone; e.g. ``"/explore"`` inside the
+    tagging service): every link, form action and asset URL of a page starts with it."""
+    if request is None:
+        return ""
+    return (request.scope.get("root_path") or "").rstrip("/")
+
+
 def linker(path: str, params: dict):
     """``link(**changes)``: ``path`` with ``params`` updated by ``changes`` (empty values left out)."""
     def link(**changes) -> str:

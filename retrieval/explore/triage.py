@@ -509,7 +509,7 @@ def triage_page(request: Request, name: str = Query("low_agreement", alias="list
                 offset: int = 0):
     """A triage list: ``?list=NAME&split=&relation=&type=&kind=&sort=COLUMN&order=asc|desc
     &limit=&offset=&format=json``."""
-    from .pagekit import BadParameter, checked, linker, respond
+    from .pagekit import BadParameter, base_of, checked, linker, respond
 
     if order not in ("", "asc", "desc"):
         raise BadParameter("order", f"{order!r} is neither asc nor desc")
@@ -520,4 +520,4 @@ def triage_page(request: Request, name: str = Query("low_agreement", alias="list
                    None if not order else order == "desc", limit, offset, what=f"triage list {name!r}")
     params = {"list": name, "split": split, "relation": relation, "type": type, "kind": kind, "sort": sort,
               "order": order, "limit": limit if limit != 100 else "", "offset": offset or ""}
-    return respond(request, "triage.html", data, link=linker("/triage", params))
+    return respond(request, "triage.html", data, link=linker(base_of(request) + "/triage", params))

@@ -9,6 +9,8 @@ Routes (every asset is served by the app itself; nothing is fetched from another
 - ``POST /tag/batch``: a JSON list of such posts (or ``{"posts": [...]}``).
 - ``GET /thumb/{image_id}``: a thumbnail of a neighbour image, from the runs' image folders only.
 - ``GET /health``, ``GET /openapi.json``, ``GET /docs`` (the OpenAPI schema rendered here).
+- ``/explore/...``: the retrieval explorer (:mod:`retrieval.explore`), when the app is given one
+  (``python -m rgcn serve --index IDX --data ...``); its nav links back to ``/``.
 
 Every bad input is answered with a 4xx whose ``detail`` says what to change (on the page:
 the page with the message); the next request is served as usual.
@@ -36,6 +38,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from data.errors import UserError
 
 from .batcher import Busy, MicroBatcher
+from .cli import EXPLORER_PATH
 from .images import (MAX_PIXELS, BadInput, check_image_file, check_size, check_upload, find_image,
                      resolve_inside, run_image_folders, thumbnail)
 
@@ -188,9 +191,11 @@ class BodyLimit:
 
 
 # --------------------------------------------------------------------------- the app
-def create_app(settings: Settings, tagger=None) -> FastAPI:
+def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
     """The app for ``settings``; ``tagger`` (an object with ``tag_many``, ``heads`` and
-    ``info()``) defaults to :func:`rgcn.load_tagger` on ``settings.runs``, loaded here, once."""
+    ``info()``) defaults to :func:`rgcn.load_tagger` on ``settings.runs``, loaded here, once.
+    ``explorer``: a :class:`retrieval.explore.Explorer` whose app is mounted under
+    :data:`EXPLORER_PATH` (``None``: no explorer)."""
     if tagger is None:
         from rgcn import load_tagger
 
@@ -218,6 +223,12 @@ def create_app(settings: Settings, tagger=None) -> FastAPI:
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     app.state.templates = templates
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.state.explorer = explorer
+    templates.env.globals["explorer_path"] = EXPLORER_PATH if explorer is not None else None
+    if explorer is not None:
+        from retrieval.explore.app import create_app as explorer_app
+
+        app.mount(EXPLORER_PATH, explorer_app(explorer, home=("Tagging", "/")), name="explore")
 
     def wants_page(request: Request) -> bool:
         return request.url.path == "/"
@@ -398,7 +409,9 @@ def create_app(settings: Settings, tagger=None) -> FastAPI:
                 "batches": {"count": len(sizes), "mean_size": round(sum(sizes) / len(sizes), 2) if sizes else None},
                 "limits": {"max_upload_mb": settings.max_upload_mb, "max_chars": settings.max_chars,
                            "max_batch": settings.max_batch, "batch_wait_ms": settings.batch_wait_ms,
-                           "max_posts": settings.max_posts}}
+                           "max_posts": settings.max_posts},
+                "explorer": {"mounted": explorer is not None,
+                             "path": EXPLORER_PATH if explorer is not None else None}}
 
     @lru_cache(maxsize=1024)
     def thumb_bytes(path: str, mtime: float) -> bytes:

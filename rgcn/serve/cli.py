@@ -1,5 +1,9 @@
 """``python -m rgcn serve``: its arguments, and starting uvicorn on the app.
 
+Given ``--index IDX --data SPLIT=FILE ...`` (and the graph options of ``python -m retrieval
+explore``), the service also serves the retrieval explorer under ``/explore``, with the
+(first) run as its re-tagger.
+
 Importing this module is cheap (argparse only); :func:`serve` imports the app and the model.
 """
 from __future__ import annotations
@@ -7,6 +11,8 @@ from __future__ import annotations
 import sys
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+EXPLORER_PATH = "/explore"
+"""Where the retrieval explorer is mounted, when the app has one."""
 
 
 def add_arguments(p) -> None:
@@ -27,6 +33,44 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, help="CPU threads the model uses (default: torch's, one per core); on "
                    "cores shared with other work or with the HTTP side, fewer threads wait less on each other")
+    from retrieval.__main__ import add_ab_arguments, add_graph_arguments
+
+    g = p.add_argument_group(f"retrieval explorer (served under {EXPLORER_PATH} when --index and --data are given; "
+                             "--images is also its image folder; the first --run re-tags its posts)")
+    add_graph_arguments(g, required=False, images=False, verbose=False)
+    add_ab_arguments(g)
+
+
+def explorer_of(args):
+    """The :class:`retrieval.explore.Explorer` that ``--index`` and ``--data`` name, with the
+    first run as its re-tagger; ``None`` when neither is given."""
+    index, data = getattr(args, "index", None), getattr(args, "data", None)
+    if index is None and data is None:
+        return None
+    from data.errors import UserError
+
+    if data is None:
+        raise UserError("--data", f"--index {index} was given without --data, and the explorer needs both",
+                        "add --data train=FILE valid=FILE test=FILE (the splits the index was built from), or "
+                        "leave out --index")
+    if index is None:
+        raise UserError("--index", "--data was given without --index, and the explorer needs both",
+                        "add --index DIR (python -m index build), or leave out --data")
+    import argparse
+
+    from retrieval.__main__ import graph_defaults
+    from retrieval.explore import Explorer
+
+    explore = graph_defaults(argparse.Namespace(**{**vars(args), "run": str(list(args.run)[0])}))
+    return Explorer.from_args(explore)
+
+
+def build_app(args, head_options: dict | None = None, tagger=None):
+    """The app ``python -m rgcn serve ARGS`` serves (the explorer mounted when asked for)."""
+    from .app import create_app
+
+    settings = settings_of(args, head_options)
+    return create_app(settings, tagger, explorer=explorer_of(args))
 
 
 def settings_of(args, head_options: dict | None = None):
@@ -55,17 +99,16 @@ def serve(args, head_options: dict | None = None) -> int:
     """Load the runs once, then serve until interrupted."""
     import uvicorn
 
-    from .app import create_app
-
     if args.host not in LOOPBACK:
         print(f"warning: serving on {args.host}:{args.port}, reachable from other machines; the service has "
               "no authentication: anyone who reaches this port can use it (bind 127.0.0.1 unless you mean it)",
               file=sys.stderr)
     set_threads(getattr(args, "threads", None))
-    app = create_app(settings_of(args, head_options))
+    app = build_app(args, head_options)
     heads = ", ".join(getattr(app.state.tagger, "heads", []))
     shown = f"[{args.host}]" if ":" in args.host else args.host
+    explorer = f", the retrieval explorer: {EXPLORER_PATH}/" if app.state.explorer is not None else ""
     print(f"serving {' '.join(map(str, args.run))} ({heads}) on http://{shown}:{args.port}/ "
-          f"(API docs: /docs); Ctrl-C stops it", file=sys.stderr, flush=True)
+          f"(API docs: /docs{explorer}); Ctrl-C stops it", file=sys.stderr, flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
     return 0
