@@ -65,12 +65,15 @@ def explorer_of(args):
     return Explorer.from_args(explore)
 
 
-def build_app(args, head_options: dict | None = None, tagger=None):
+def build_app(args, head_options: dict | None = None):
     """The app ``python -m rgcn serve ARGS`` serves (the explorer mounted when asked for)."""
-    from .app import create_app
+    from . import app
 
     settings = settings_of(args, head_options)
-    return create_app(settings, tagger, explorer=explorer_of(args))
+    explorer = explorer_of(args)
+    if explorer is None:
+        return app.create_app(settings)
+    return app.create_app(settings, explorer=explorer)
 
 
 def settings_of(args, head_options: dict | None = None):
