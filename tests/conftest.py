@@ -66,3 +66,11 @@ def pytest_collection_modifyitems(config, items):
     skip = pytest.mark.skip(reason="needs a CUDA device (torch.cuda.is_available() is False)")
     for item in gpu_items:
         item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def chromium():
+    """Debian's chromium, for the browser tests (:func:`tests.browser.chromium_path`)."""
+    from tests.browser import chromium_path
+
+    return chromium_path()

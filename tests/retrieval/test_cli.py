@@ -1,9 +1,7 @@
 """End-to-end: a real tiny index (EfficientNet-Lite0 over images drawn here), the CLI's
 show / report / stats, and the report rendered in headless Chromium."""
 import json
-import os
 import re
-import shutil
 import subprocess
 
 import numpy as np
@@ -130,20 +128,6 @@ def test_stats(world, tiny_encoder, capsys):
     a = s["relations"]["intra"]["agreement"]["test"]
     assert a["queries"] == 2 and 0 <= a["agreement"] <= 1 and 0 <= a["random"] <= 1
     assert "label agreement" in capsys.readouterr().out
-
-
-@pytest.fixture
-def chromium():
-    """Debian's headless chromium. Without it the browser test skips, except in CI (the
-    ``CI`` variable set, as CI services and ``.ci/run`` do), where it fails: a missing
-    browser must not pass for a rendered report."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        msg = "Debian's chromium is not installed (apt-get install -y chromium)"
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(f"{msg}; CI is set, so the browser test may not be skipped")
-        pytest.skip(msg)
-    return path
 
 
 @pytest.mark.browser

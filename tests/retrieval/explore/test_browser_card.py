@@ -3,28 +3,12 @@ real ``python -m retrieval explore`` subprocess over the tiny image-decided set 
 run: open a card from the search box, follow a neighbour to its card, run the counterfactuals
 and see a tag change; the page asks nothing of any host but its own server; and an exported
 card opens from a file:// URL with no server at all."""
-import os
-import shutil
 from urllib.parse import urlsplit
 
 import pytest
 
 from tests.retrieval.explore.conftest import explore_process
-
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """Debian's chromium: skipped without it, except in CI (``CI`` set), where it fails."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path:
-        msg = "Debian's chromium is not installed (apt-get install -y chromium)"
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(f"{msg}; CI is set, so the browser test may not be skipped")
-        pytest.skip(msg)
-    return path
+from tests.browser import CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +27,7 @@ def browser(chromium):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
+        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
             yield b
         finally:

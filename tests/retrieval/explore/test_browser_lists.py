@@ -2,29 +2,12 @@
 real ``python -m retrieval explore`` subprocess over the tiny synthetic collection with a
 second graph setting (k 3 -> 2): filter the triage list, open an A/B pair, and load the map
 and agreement pages, each asking nothing of any host but its own server."""
-import shutil
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from .conftest import explore_process
-
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """Debian's chromium: skipped without it, except in CI (``CI`` set), where it fails."""
-    import os
-
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path:
-        msg = "Debian's chromium is not installed (apt-get install -y chromium)"
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(f"{msg}; CI is set, so the browser test may not be skipped")
-        pytest.skip(msg)
-    return path
+from tests.browser import CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +27,7 @@ def page(chromium, server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
             pg = browser.new_page()
             pg.requested = []

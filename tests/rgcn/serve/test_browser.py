@@ -5,28 +5,13 @@ error; and the page asks nothing of any host but its own server."""
 import base64
 import json
 import os
-import shutil
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from benchmarks.serve_process import ServeProcess
-
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--no-first-run", "--disable-sync"]
-
-
-@pytest.fixture(scope="module")
-def chromium():
-    """Debian's chromium: skipped without it, except in CI (``CI`` set), where it fails."""
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if not path:
-        msg = "Debian's chromium is not installed (apt-get install -y chromium)"
-        if os.environ.get("CI", "").lower() not in ("", "0", "false"):
-            pytest.fail(f"{msg}; CI is set, so the browser test may not be skipped")
-        pytest.skip(msg)
-    return path
+from tests.browser import CHROMIUM_ARGS
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +28,7 @@ def page(chromium, server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
         try:
             pg = browser.new_page()
             pg.requested = []
