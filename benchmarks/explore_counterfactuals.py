@@ -123,7 +123,7 @@ def main(argv=None) -> int:
     from data.corpus import read_corpus
     from index.artifact import load_index
     from retrieval.explore import Explorer
-    from retrieval.explore.collection import split_args
+    from data.corpus import split_args
     from retrieval.explore.counterfactual import (Variant, graph_variants, load_retagger, oracle_images,
                                                   pool_with_types, substitute_scores)
     from rgcn.compare import score_with_subset

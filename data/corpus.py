@@ -199,6 +199,19 @@ def check_entity_types(corpus: Corpus, allowed: Sequence[str]) -> None:
                                   "it to data.entity_types")
 
 
+def split_args(items: Sequence[str]) -> dict[str, str]:
+    """``["train=a.txt", "test.txt"]`` -> ``{"train": "a.txt", "test": "test.txt"}``."""
+    out: dict[str, str] = {}
+    for it in items:
+        name, sep, path = it.partition("=")
+        if not sep:
+            name, path = os.path.splitext(os.path.basename(it))[0], it
+        if name in out:
+            raise UserError(f"--data {it}", f"split {name!r} given twice", "name each split once")
+        out[name] = path
+    return out
+
+
 def image_folder_problem(folder: str | os.PathLike) -> str | None:
     """What is wrong with ``folder`` as an image folder (``"no such image folder"``, ``"a file,
     not an image folder"``), ``None`` when it is a folder."""

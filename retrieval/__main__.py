@@ -19,7 +19,7 @@ import random
 import sys
 from pathlib import Path
 
-from data.errors import ArgumentParser, UserError, command, existing_dir, output_dir, output_file, positive_int
+from data.errors import ArgumentParser, command, existing_dir, output_dir, output_file, positive_int
 from data.logs import setup_logging
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -147,28 +147,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     return graph_defaults(p.parse_args(argv))
 
 
-def _split_args(items) -> dict[str, str]:
-    out = {}
-    for it in items:
-        name, sep, path = it.partition("=")
-        if not sep:
-            name, path = os.path.splitext(os.path.basename(it))[0], it
-        if name in out:
-            raise UserError(f"--data {it}", f"split {name!r} given twice", "name each split once")
-        out[name] = path
-    return out
-
-
 class Session:
     """The loaded corpus, index and graphs behind every subcommand."""
 
     def __init__(self, args):
         from index.artifact import load_index
-        from data.corpus import read_corpus
+        from data.corpus import read_corpus, split_args
 
         from .cache import GraphSettings, load_or_build
 
-        self.splits = {n: read_corpus(p, args.images) for n, p in _split_args(args.data).items()}
+        self.splits = {n: read_corpus(p, args.images) for n, p in split_args(args.data).items()}
         self.artifact = load_index(args.index)
         self.settings = GraphSettings(k=args.k, pool=args.pool, threshold=args.threshold,
                                       relations=tuple(args.relations), text_model=args.text_model,

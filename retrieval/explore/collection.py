@@ -14,10 +14,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -35,19 +33,6 @@ NEAR_DUPLICATE_COSINE = 0.98
 
 class UnknownPostError(UnknownIdError):
     """A post id that is in none of the splits."""
-
-
-def split_args(items: Sequence[str]) -> dict[str, str]:
-    """``["train=a.txt", "test.txt"]`` -> ``{"train": "a.txt", "test": "test.txt"}``."""
-    out: dict[str, str] = {}
-    for it in items:
-        name, sep, path = it.partition("=")
-        if not sep:
-            name, path = os.path.splitext(os.path.basename(it))[0], it
-        if name in out:
-            raise UserError(f"--data {it}", f"split {name!r} given twice", "name each split once")
-        out[name] = path
-    return out
 
 
 @dataclass
@@ -124,7 +109,7 @@ class Explorer:
     @classmethod
     def from_args(cls, args) -> "Explorer":
         """From the options of ``python -m retrieval explore`` (see :mod:`retrieval.__main__`)."""
-        from data.corpus import read_corpus
+        from data.corpus import read_corpus, split_args
         from index.artifact import load_index
 
         splits = {n: read_corpus(p, args.images) for n, p in split_args(args.data).items()}
