@@ -238,7 +238,10 @@ def test_attached_graphs_spare_the_graph_build_and_agree_with_it(decided, tmp_pa
     r._graphs = built
     renamed = replace(s, id="not-in-the-graphs")
     slow, nb_slow = r.retag(renamed, vs), r.neighbours(renamed)
-    assert nb == nb_slow
+    assert nb.keys() == nb_slow.keys()               # same neighbours; scores within float32 rounding
+    for rel in nb:
+        assert [i for i, _ in nb[rel]] == [i for i, _ in nb_slow[rel]]
+        assert [x for _, x in nb[rel]] == pytest.approx([x for _, x in nb_slow[rel]], abs=1e-6)
     for a, b in zip(fast, slow):
         assert a.tags == b.tags
         assert [e["confidence"] for e in a.entities] == pytest.approx([e["confidence"] for e in b.entities], abs=1e-4)
