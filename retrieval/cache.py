@@ -460,20 +460,22 @@ def _inter_direct(ctx: _BuildContext, posts: slice, own: np.ndarray) -> tuple[Ne
     return nb, {"text_queries": q.astype(np.float32)}
 
 
+def visual_text_candidates(artifact, pool: set[str] | None, top_tags: int, enc: TextEncoder):
+    """The pool's images that have a visual text (object tags, OCR), as ``(their sentence
+    vectors, their rows, a search over those vectors)``; no such image: an empty search."""
+    mask = pool_mask(artifact, pool)
+    descriptions = visual_texts(artifact.tags, artifact.ocr, artifact.ids, top_tags)
+    cand = np.asarray([r for r in np.nonzero(mask)[0] if descriptions[r]], dtype=np.int64)
+    if not len(cand):
+        return np.zeros((0, 1), np.float32), cand, None
+    image_text = _encode_unique(enc, [descriptions[r] for r in cand])
+    return image_text, cand, KnnSearch(image_text)
+
+
 def _inter_visual_text(ctx: _BuildContext, posts: slice, own: np.ndarray) -> tuple[Neighbours, dict]:
     enc = ctx.once("sentence_encoder", lambda: ctx.text_encoder or sentence_encoder(ctx.settings.text_model))
-
-    def candidates():
-        art = ctx.artifact
-        mask = pool_mask(art, ctx.pool)
-        descriptions = visual_texts(art.tags, art.ocr, art.ids, ctx.settings.top_tags)
-        cand = np.asarray([r for r in np.nonzero(mask)[0] if descriptions[r]], dtype=np.int64)
-        if not len(cand):
-            return np.zeros((0, 1), np.float32), cand, None
-        image_text = _encode_unique(enc, [descriptions[r] for r in cand])
-        return image_text, cand, KnnSearch(image_text)
-
-    image_text, cand, knn = ctx.once("visual_text", candidates)
+    image_text, cand, knn = ctx.once("visual_text", lambda: visual_text_candidates(ctx.artifact, ctx.pool,
+                                                                                   ctx.settings.top_tags, enc))
     return inter_visual_text(_encode_unique(enc, ctx.texts[posts]), image_text, cand, own, ctx.settings.k, knn), {}
 
 

@@ -35,11 +35,11 @@ import torch
 
 from index.artifact import embed_like_index, embedder_of
 
-from .cache import (GraphSettings, RelationGraphs, _encode_unique, _inter_strategy, _with_new_rows, resolve_pool)
+from .cache import (GraphSettings, RelationGraphs, _encode_unique, _inter_strategy, _with_new_rows, resolve_pool,
+                    visual_text_candidates)
 from .post_images import PostImages, resolve_post_images
 from .relations import (KnnSearch, Neighbours, TextEncoder, index_text_encoder, inter_direct, inter_via_posts_of,
-                        inter_visual_text, intra_modal, sentence_encoder, tag_sets, via_posts_candidates,
-                        visual_texts)
+                        inter_visual_text, intra_modal, sentence_encoder, tag_sets, via_posts_candidates)
 from .search import RetrievalError, pool_mask
 
 log = logging.getLogger(__name__)
@@ -197,7 +197,7 @@ class GraphPool:
                 self._encoder("direct")
             elif strategy == "visual_text":
                 enc = self._encoder("sentence")
-                self.once("visual_text", lambda: self._visual_text_candidates(enc))
+                self._visual_text(enc)
             else:
                 self._posts_pool(self._encoder("sentence"))
 
@@ -285,19 +285,14 @@ class GraphPool:
             return nb, q.astype(np.float32)
         enc = self._encoder("sentence")
         if strategy == "visual_text":
-            image_text, cand, knn = self.once("visual_text", lambda: self._visual_text_candidates(enc))
+            image_text, cand, knn = self._visual_text(enc)
             return inter_visual_text(_encode_unique(enc, texts), image_text, cand, own, k, knn), None
         return self._inter_posts(pi, texts, own, enc), None
 
-    def _visual_text_candidates(self, enc: TextEncoder):
-        art = self.artifact
-        mask = pool_mask(art, self.pool)
-        descriptions = visual_texts(art.tags, art.ocr, art.ids, self.settings.top_tags)
-        cand = np.asarray([r for r in np.nonzero(mask)[0] if descriptions[r]], dtype=np.int64)
-        if not len(cand):
-            return np.zeros((0, 1), np.float32), cand, None
-        image_text = _encode_unique(enc, [descriptions[r] for r in cand])
-        return image_text, cand, KnnSearch(image_text)
+    def _visual_text(self, enc: TextEncoder):
+        """The pool's visual-text candidates (:func:`retrieval.cache.visual_text_candidates`), once."""
+        return self.once("visual_text", lambda: visual_text_candidates(self.artifact, self.pool,
+                                                                       self.settings.top_tags, enc))
 
     def _candidate_posts(self, images: PostImages) -> tuple[np.ndarray, np.ndarray]:
         """Each post's own index row (-1: none or new) and whether its photo may be retrieved."""
