@@ -1,6 +1,8 @@
 """What the browser tests share: Debian's Chromium and the flags it is launched with."""
 import os
 import shutil
+from contextlib import contextmanager
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -19,3 +21,29 @@ def chromium_path() -> str:
             pytest.fail(f"{msg}; CI is set, so the browser test may not be skipped")
         pytest.skip(msg)
     return path
+
+
+@contextmanager
+def launched(chromium: str):
+    """Debian's chromium launched headless through Playwright, closed on leaving."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def own_server_page(browser, url: str):
+    """A new page of ``browser`` that records every request it makes; on leaving, it fails
+    unless it requested something and everything it requested came from the server at ``url``."""
+    page = browser.new_page()
+    page.requested = []
+    page.on("request", lambda r: page.requested.append(r.url))
+    yield page
+    own = urlsplit(url).netloc
+    elsewhere = [u for u in page.requested if urlsplit(u).netloc != own or urlsplit(u).scheme != "http"]
+    assert page.requested and not elsewhere, f"the page asked other hosts: {elsewhere}"

@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from tests.retrieval.explore.conftest import explore_process
-from tests.browser import CHROMIUM_ARGS
+from tests.browser import launched, own_server_page
 
 
 @pytest.fixture(scope="module")
@@ -24,25 +24,14 @@ def server(decided, tmp_path_factory):
 
 @pytest.fixture
 def browser(chromium):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            yield b
-        finally:
-            b.close()
+    with launched(chromium) as b:
+        yield b
 
 
 @pytest.fixture
 def page(browser, server):
-    pg = browser.new_page()
-    pg.requested = []
-    pg.on("request", lambda r: pg.requested.append(r.url))
-    yield pg
-    own = urlsplit(server.url).netloc
-    elsewhere = [u for u in pg.requested if urlsplit(u).netloc != own or urlsplit(u).scheme != "http"]
-    assert pg.requested and not elsewhere, f"the page asked other hosts: {elsewhere}"
+    with own_server_page(browser, server.url) as pg:
+        yield pg
 
 
 def images_loaded(page) -> bool:

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from .conftest import explore_process
-from tests.browser import CHROMIUM_ARGS
+from tests.browser import launched, own_server_page
 
 
 @pytest.fixture(scope="module")
@@ -24,20 +24,8 @@ def server(collection, tmp_path_factory):
 
 @pytest.fixture
 def page(chromium, server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            pg = browser.new_page()
-            pg.requested = []
-            pg.on("request", lambda r: pg.requested.append(r.url))
-            yield pg
-            own = urlsplit(server.url).netloc
-            elsewhere = [u for u in pg.requested if urlsplit(u).netloc != own or urlsplit(u).scheme != "http"]
-            assert pg.requested and not elsewhere, f"the page asked other hosts: {elsewhere}"
-        finally:
-            browser.close()
+    with launched(chromium) as browser, own_server_page(browser, server.url) as pg:
+        yield pg
 
 
 def column(page, name):

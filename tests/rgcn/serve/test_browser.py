@@ -5,13 +5,12 @@ error; and the page asks nothing of any host but its own server."""
 import base64
 import json
 import os
-from urllib.parse import urlsplit
 
 import httpx
 import pytest
 
 from benchmarks.serve_process import ServeProcess
-from tests.browser import CHROMIUM_ARGS
+from tests.browser import launched, own_server_page
 
 
 @pytest.fixture(scope="module")
@@ -25,20 +24,8 @@ def server(tiny_rgcn, tmp_path_factory):
 
 @pytest.fixture
 def page(chromium, server):
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS, headless=True)
-        try:
-            pg = browser.new_page()
-            pg.requested = []
-            pg.on("request", lambda r: pg.requested.append(r.url))
-            yield pg
-            own = urlsplit(server.url).netloc
-            elsewhere = [u for u in pg.requested if urlsplit(u).netloc != own or urlsplit(u).scheme != "http"]
-            assert pg.requested and not elsewhere, f"the page asked other hosts: {elsewhere}"
-        finally:
-            browser.close()
+    with launched(chromium) as browser, own_server_page(browser, server.url) as pg:
+        yield pg
 
 
 def drop_file(page, selector, name, data: bytes, mime):
