@@ -271,36 +271,63 @@ def duplicates(ctx: TriageContext, filters: Filters) -> Columns:
                            LISTS["duplicates"].columns)
 
 
-def wrong_predictions(ctx: TriageContext, filters: Filters, max_agreement: float = 0.5) -> Columns:
+WRONG_MAX_AGREEMENT = 0.5
+"""The wrong-predictions list holds posts with at most this share of agreeing labelled neighbours."""
+
+
+def _low_agreement_posts(t: PostTable, g, filters: Filters, max_agreement: float) -> dict[str, np.ndarray]:
+    """Relation -> positions of the selected posts whose share of labelled neighbours sharing
+    a gold type with them is at most ``max_agreement`` (posts with no share are left out)."""
+    sel = t.select(filters.split, filters.etype, filters.kind)
+    out = {}
+    for rel in _relations(g, filters):
+        share = agreement_per_post(t, g.tables[rel].rows)
+        out[rel] = np.nonzero(sel & (np.nan_to_num(share, nan=np.inf) <= max_agreement))[0]
+    return out
+
+
+def wrong_candidates(t: PostTable, g, filters: Filters, max_agreement: float = WRONG_MAX_AGREEMENT) -> np.ndarray:
+    """(m,) positions of the posts that may enter the wrong-predictions list, in table order:
+    those the filters select whose neighbours agree with them at most ``max_agreement`` in
+    one of the relations. Only these need a prediction (:func:`explorer_context`)."""
+    parts = list(_low_agreement_posts(t, g, filters, max_agreement).values())
+    return np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+
+
+def wrong_predictions(ctx: TriageContext, filters: Filters, max_agreement: float = WRONG_MAX_AGREEMENT) -> Columns:
     """Posts whose predicted entities differ from the gold ones while at most
     ``max_agreement`` of their labelled neighbours share a gold type with them;
-    ``back_the_error`` counts the neighbours sharing a predicted type the gold lacks."""
+    ``back_the_error`` counts the neighbours sharing a predicted type the gold lacks.
+    Only the predictions of :func:`wrong_candidates` are read."""
     if ctx.predictions is None or ctx.gold is None:
         raise ValueError("this list needs a run's predictions (start the explorer with --run)")
     from ..agreement import entity_types
 
     t, g = ctx.table, ctx.graphs
-    sel = t.select(filters.split, filters.etype, filters.kind)
-    out = []
-    for rel in _relations(g, filters):
-        rows = g.tables[rel].rows
-        share = agreement_per_post(t, rows)
-        for i in np.nonzero(sel & ~np.isnan(share) & (np.nan_to_num(share, nan=1.0) <= max_agreement))[0]:
-            p = t.post_ids[i]
-            pred, gold = ctx.predictions.get(p), ctx.gold.get(p)
-            f1 = post_f1(gold, pred)
-            if math.isnan(f1) or f1 == 1.0:
-                continue
-            wrong_types = (entity_types(pred) or frozenset()) - (t.types[i] or frozenset())
-            mask = sum(t.bit(x) for x in wrong_types)
-            backing = 0
-            if mask:
-                hits, _ = neighbour_hits(t, rows[i:i + 1], query_mask=np.asarray([mask]))
-                backing = int(hits[0])
-            out.append({"post": p, "split": t.splits[i], "kind": t.kinds[i], "types": _type_text(t)[i], "relation": rel,
-                        "predicted": " ".join(sorted(entity_types(pred) or ())),
-                        "f1": round(f1, 4), "agreement": round(float(share[i]), 4), "back_the_error": backing})
-    return rows_to_columns(out, LISTS["wrong"].columns)
+    low = _low_agreement_posts(t, g, filters, max_agreement)
+    # each candidate post once: its F1, predicted types and the bits of the types the gold lacks
+    wrong, predicted, f1s = np.zeros(len(t), bool), {}, {}
+    error_mask = np.zeros(len(t), np.int64)
+    for i in (np.unique(np.concatenate(list(low.values()))) if low else []).tolist():
+        p = t.post_ids[i]
+        pred = ctx.predictions.get(p)
+        f1 = post_f1(ctx.gold.get(p), pred)
+        if math.isnan(f1) or f1 == 1.0:
+            continue
+        types = entity_types(pred) or frozenset()
+        wrong[i], f1s[i], predicted[i] = True, round(f1, 4), " ".join(sorted(types))
+        error_mask[i] = sum(t.bit(x) for x in types - (t.types[i] or frozenset()))
+    parts = []
+    for rel, idx in low.items():
+        idx = idx[wrong[idx]]
+        rows = g.tables[rel].rows[idx]
+        share = agreement_per_post(t, g.tables[rel].rows)[idx]
+        backing, _ = neighbour_hits(t, rows, query_mask=error_mask[idx])
+        parts.append({**_post_columns(t, idx), "relation": _full(len(idx), rel),
+                      "predicted": np.asarray([predicted[i] for i in idx.tolist()], dtype=object),
+                      "f1": np.asarray([f1s[i] for i in idx.tolist()], dtype=float),
+                      "agreement": np.round(share, 4), "back_the_error": backing.astype(np.int64)})
+    return _concat(parts, LISTS["wrong"].columns)
 
 
 LISTS: dict[str, ListSpec] = {
@@ -460,7 +487,8 @@ def file_hashes(samples: Sequence, cache_dir: str | os.PathLike | None = None) -
 # --------------------------------------------------------------------------- the page
 def explorer_context(explorer, name: str, filters: Filters) -> TriageContext:
     """The :class:`TriageContext` of the explorer's graphs (A); the run's predictions are
-    made (and cached) only for the wrong-predictions list, over the posts the filters select."""
+    made (and cached) only for the wrong-predictions list, and only for the posts that can
+    enter it (:func:`wrong_candidates`: the filters' posts whose neighbours disagree)."""
     from .predictions import gold_of, predictions, table_of
 
     table = table_of(explorer)
@@ -476,8 +504,7 @@ def explorer_context(explorer, name: str, filters: Filters) -> TriageContext:
 
             raise UserError("the list of wrong predictions", "the explorer was started without a run",
                             "start it with --run RUN")
-        sel = table.select(filters.split, filters.etype, filters.kind) & table.post_known
-        ids = [table.post_ids[i] for i in np.nonzero(sel)[0]]
+        ids = [table.post_ids[i] for i in wrong_candidates(table, explorer.graphs, filters).tolist()]
         ctx.predictions, ctx.gold = predictions(explorer, ids), gold_of(explorer)
     return ctx
 

@@ -222,15 +222,18 @@ def test_wrong_predictions_with_a_run_are_cached(collection, tmp_path, monkeypat
     c = TestClient(create_app(ex))
     got = c.get("/triage?list=wrong&split=test&limit=1000&format=json").json()["rows"]
     assert got and all(run.wrong(r["post"]) and r["agreement"] <= 0.5 for r in got)
-    expected = set()
+    expected, disagree = set(), set()
     t = build_table(ex.graphs, list(ex.samples.values()))
     for rel in ex.graphs.tables:
         share = agreement_per_post(t, ex.graphs.tables[rel].rows)
-        expected |= {(p, rel) for i, p in enumerate(t.post_ids) if run.wrong(p) and t.splits[i] == "test"
-                     and share[i] <= 0.5}
+        low = {p for i, p in enumerate(t.post_ids) if t.splits[i] == "test" and share[i] <= 0.5}
+        expected |= {(p, rel) for p in low if run.wrong(p)}
+        disagree |= low
     assert {(r["post"], r["relation"]) for r in got} == expected
+    # only the posts whose neighbours disagree are re-tagged, each once
     n = len(run.tagged)
-    assert n == sum(1 for p, s in ex.samples.items() if ex.split_of[p] == "test")
+    assert sorted(run.tagged) == sorted(disagree)
+    assert n < sum(1 for p, s in ex.samples.items() if ex.split_of[p] == "test")
     assert list((tmp_path / "explore" / "predictions").glob("*.json"))
     ex2 = make_explorer(collection, retagger=run)
     ex2.cache_dir = str(tmp_path)
@@ -239,6 +242,30 @@ def test_wrong_predictions_with_a_run_are_cached(collection, tmp_path, monkeypat
     monkeypatch.setattr("retrieval.explore.predictions.MAX_NEW", 3)          # a request re-tags at most 3
     r = TestClient(create_app(ex2)).get("/triage?list=wrong&split=train&format=json")
     assert r.status_code == 400 and "split=test" in r.json()["error"] and len(run.tagged) == n
+
+
+def test_the_wrong_list_tags_only_its_candidates_and_equals_the_list_of_every_prediction(collection):
+    """Filtering before tagging changes nothing: the list from the candidates' predictions is
+    the list from every post's predictions, for each filter."""
+    from retrieval.explore.predictions import gold_of, predictions
+    from retrieval.explore.triage import explorer_context
+
+    from .conftest import make_explorer
+    from .fake_run import SwappingRetagger
+
+    run = SwappingRetagger("")                               # wrong on every post with a PER or LOC
+    run.fingerprint = "swap-0"
+    ex = make_explorer(collection, retagger=run)
+    ex.cache_dir = None                                      # nothing read back: every request tags
+    every = TriageContext(ex.graphs, build_table(ex.graphs, list(ex.samples.values())),
+                          predictions(ex, list(ex.samples)), gold_of(ex))
+    for f in (Filters(split="test"), Filters(), Filters(relation="intra"), Filters(kind="image_decided")):
+        ex.__dict__.pop("_run_predictions", None)
+        run.tagged = []
+        fast = explorer_context(ex, "wrong", f)
+        assert len(run.tagged) < len(every.table.select(f.split, f.etype, f.kind).nonzero()[0])
+        full = triage_list(every, "wrong", f, limit=10_000)
+        assert full["total"] > 0 and triage_list(fast, "wrong", f, limit=10_000) == full
 
 
 @pytest.mark.parametrize("url", ["/triage?list=hubs", "/agreement?n_boot=50", "/map"])
