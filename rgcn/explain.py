@@ -226,8 +226,36 @@ class RunRetagger:
             at += n
         return out
 
+    def predict_many(self, samples: Sequence, batch_size: int = 128) -> list[list[str]]:
+        """The BIO tags of each of ``samples`` with the graphs as built (the "as built" variant
+        of :meth:`retag_many`, without the entities' confidences, which a list of many posts
+        does not show): read from the attached graphs when they hold every post, else built
+        once for all of them."""
+        samples = list(samples)
+        if not samples:
+            return []
+        if not self.reads_neighbours:
+            as_built = [Variant("as built", "built")]
+            return [r[0].tags for r in self.retag_many([(s, as_built) for s in samples], batch_size)]
+        built = self._built_for(samples)
+        if built is not None:
+            posts = samples
+            graphs = EditedGraphs(built, {}, {s.id: self._alias(built, s, Variant("as built", "built"))
+                                              for s in samples})
+        else:
+            posts = [replace(s, id=f"p:{j}", meta=dict(s.meta)) for j, s in enumerate(samples)]
+            graphs = self._graphs(posts)
+        head = self.run.model.head
+        old = head.graphs
+        head.graphs = graphs
+        try:
+            return [r.tags for at in range(0, len(posts), batch_size)
+                    for r in self._tag(posts[at:at + batch_size], confidence=False)]
+        finally:
+            head.graphs = old
+
     @torch.inference_mode()
-    def _tag(self, samples: list) -> list[Retagged]:
+    def _tag(self, samples: list, confidence: bool = True) -> list[Retagged]:
         from .batching import TaggingDataset
         from .crf import crf_span_probabilities, labelled_spans
 
@@ -237,6 +265,8 @@ class RunRetagger:
         emissions = model.emissions(batch)[0]                                   # (B, W, L)
         mask = batch.word_mask
         paths = model.decode_emissions(emissions, mask)
+        if not confidence:
+            return [Retagged(list(p)) for p in paths]
         spans = [(j, *sp) for j, tags in enumerate(paths) for sp in labelled_spans(tags, model.labels)]
         conf = crf_span_probabilities(model.decoding_crf(), emissions, mask,
                                       [(j, s, e, a, b, c) for j, _, s, e, a, b, c in spans])

@@ -93,7 +93,10 @@ class Retagger(Protocol):
 
     # optional: ``attach_graphs(graphs) -> bool``: the explorer offers its (cached) graphs;
     # a re-tagger that finds them to be its own may read a post's neighbours from them
-    # instead of building graphs (Explorer.build calls it when present)
+    # instead of building graphs (Explorer.build calls it when present);
+    # ``retag_many(jobs) -> list[list[Retagged]]``: :meth:`retag` of many ``(sample, variants)``
+    # in one batch; ``predict_many(samples) -> list[list[str]]``: the tags of many posts with
+    # the graphs as built (retrieval.explore.predictions prefers it: no entity confidences)
 
 
 def load_retagger(run, images=None, device: str = "cpu") -> Retagger:

@@ -2,7 +2,8 @@
 error colouring, the F1 of an A/B), with the graphs as built, kept on disk.
 
 Each post is re-tagged once by the explorer's :class:`~retrieval.explore.counterfactual.Retagger`
-(variant "as built"); the tags are kept in
+(variant "as built"; through its optional ``predict_many`` (tags only) or ``retag_many`` (one
+batch) when it has them, a chunk of posts at a time); the tags are kept in
 ``<cache_dir>/explore/predictions/<key>.json``, the key hashing the run's fingerprint and the
 graph settings, so a later request (or a restarted explorer) reads them back.
 """
@@ -24,8 +25,8 @@ MAX_NEW = 5000
 count): a whole training split would keep a page busy for many minutes."""
 
 
-CHUNK = 256
-"""Posts re-tagged (and written to the cache) at a time."""
+CHUNK = 1024
+"""Posts re-tagged (and written to the cache) at a time: one graph build each."""
 
 
 class TooManyToTag(UserError):
@@ -75,14 +76,17 @@ def predictions(explorer, post_ids: Sequence[str], which: str = "a", max_new: in
         raise TooManyToTag(f"{len(todo):,} posts to re-tag", f"a request re-tags at most {max_new:,}",
                            "narrow the list with the split, kind or type filters (e.g. split=test)")
     built = [Variant("as built", "built")]
-    many = getattr(retagger, "retag_many", None)        # optional: many posts in one batch (rgcn.explain)
+    tags_many = getattr(retagger, "predict_many", None)  # optional: the tags of many posts (rgcn.explain)
+    many = getattr(retagger, "retag_many", None)        # optional: many posts in one batch
     for at in range(0, len(todo), CHUNK):
         chunk = todo[at:at + CHUNK]
-        if many is not None:
-            results = [r[0] for r in many([(explorer.sample(p), built) for p in chunk])]
+        if tags_many is not None:
+            tags = tags_many([explorer.sample(p) for p in chunk])
+        elif many is not None:
+            tags = [r[0].tags for r in many([(explorer.sample(p), built) for p in chunk])]
         else:
-            results = [retagger.retag(explorer.sample(p), built)[0] for p in chunk]
-        known.update({p: list(r.tags) for p, r in zip(chunk, results)})
+            tags = [retagger.retag(explorer.sample(p), built)[0].tags for p in chunk]
+        known.update({p: list(t) for p, t in zip(chunk, tags)})
         if path is not None:                                # kept as it goes: a stopped request loses one chunk
             write_atomically(path, lambda f: f.write(json.dumps(known).encode()))
     return {p: known[p] for p in post_ids}

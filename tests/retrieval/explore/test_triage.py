@@ -300,3 +300,18 @@ def test_a_trained_run_feeds_the_wrong_list_and_the_map(decided_explorer):
     got = c.get("/map?colour=error&split=test&format=json").json()
     keys = {pt["post"]: pt["key"] for pt in got["points"]}
     assert keys and all(k == ("wrong" if p in wrong else "right") for p, k in keys.items())
+
+
+def test_predict_many_is_retag_as_built_from_attached_or_built_graphs(decided, decided_explorer):
+    """The tags-only path of the real re-tagger equals its "as built" re-tagging, whether it
+    reads the explorer's graphs (attached) or builds the posts' graphs itself."""
+    from retrieval.explore.counterfactual import Variant, load_retagger
+
+    attached = decided_explorer.retagger
+    fresh = load_retagger(decided["run"], images=decided["images"])            # nothing attached: builds
+    posts = [decided_explorer.samples[p] for p, s in decided_explorer.split_of.items() if s != "train"]
+    assert attached._built_for(posts) is not None and fresh._built_for(posts) is None
+    as_built = [r[0].tags for r in attached.retag_many([(s, [Variant("as built", "built")]) for s in posts])]
+    assert any("B-PER" in t for t in as_built) and any("B-LOC" in t for t in as_built)
+    assert attached.predict_many(posts, batch_size=5) == as_built
+    assert fresh.predict_many(posts) == as_built
