@@ -249,8 +249,8 @@ def agreement_page_data(explorer, split: str | None = None, relation: str | None
     if key not in memo:
         at_k = agreement_at_k(table, graphs, split, n_boot=n_boot)
         raw = explorer.raw or graphs
-        rows = sweep(post_table(raw, list(explorer.samples.values())), raw, relation, thresholds, Query(split),
-                     n_boot)
+        raw_table = post_table(raw, list(explorer.samples.values()), explorer.gold_types)
+        rows = sweep(raw_table, raw, relation, thresholds, Query(split), n_boot)
         memo[key] = {"split": split or "", "relation": relation, "settings": graphs.settings.as_dict(),
                      "n_boot": n_boot, "level": LEVEL, **at_k, "sweep": rows,
                      "thresholds": sorted({r["threshold"] for r in rows}),

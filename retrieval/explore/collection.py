@@ -139,6 +139,12 @@ class Explorer:
             raise UnknownPostError(f"post {post_id!r} is in none of the splits ({', '.join(self.splits)}): "
                                    "check the id") from None
 
+    @property
+    def gold_types(self) -> dict:
+        """Post id -> its gold entity types (``None``: unlabelled), as
+        :func:`retrieval.agreement.entity_types` gives them (computed once)."""
+        return self._types
+
     def types(self, post_id: str) -> frozenset:
         """The post's gold entity types (empty when it has none or is unlabelled)."""
         return self._types.get(post_id) or frozenset()

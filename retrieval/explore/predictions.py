@@ -94,7 +94,7 @@ def predictions(explorer, post_ids: Sequence[str], which: str = "a", max_new: in
 
 def table_of(explorer, which: str = "a") -> PostTable:
     """The :class:`PostTable` of setting ``which``'s graphs (computed once)."""
-    return post_table(explorer.pick(which)[0], list(explorer.samples.values()))
+    return post_table(explorer.pick(which)[0], list(explorer.samples.values()), explorer.gold_types)
 
 
 def gold_of(explorer) -> dict[str, list[str]]:

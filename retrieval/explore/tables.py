@@ -87,15 +87,16 @@ class PostTable:
         return sel
 
 
-def build_table(graphs, samples: Sequence) -> PostTable:
+def build_table(graphs, samples: Sequence, types: dict | None = None) -> PostTable:
     """The :class:`PostTable` of ``graphs`` with the gold labels of ``samples`` (every post
-    of the graphs, any order; objects with ``id``, ``tags`` and ``meta``)."""
+    of the graphs, any order; objects with ``id``, ``tags`` and ``meta``). ``types``: post id
+    -> :func:`retrieval.agreement.entity_types` of its tags, when already known."""
     by_id = {s.id: s for s in samples}
     missing = [p for p in graphs.post_ids if p not in by_id]
     if missing:
         raise ValueError(f"{len(missing)} post(s) of the graphs are not among the samples, e.g. {missing[:3]}")
     ordered = [by_id[p] for p in graphs.post_ids]
-    types = [entity_types(s.tags) for s in ordered]
+    types = [types[s.id] if types is not None and s.id in types else entity_types(s.tags) for s in ordered]
     names = tuple(sorted({t for ts in types if ts for t in ts}))
     bits = {t: 1 << i for i, t in enumerate(names)}
     post_mask = np.asarray([sum(bits[t] for t in ts) if ts else 0 for ts in types], dtype=np.int64)
@@ -122,12 +123,12 @@ _TABLES: dict[int, tuple] = {}
 they cannot key a WeakKeyDictionary."""
 
 
-def post_table(graphs, samples: Sequence) -> PostTable:
+def post_table(graphs, samples: Sequence, types: dict | None = None) -> PostTable:
     """:func:`build_table`, computed once per graphs object (forgotten with the graphs)."""
     hit = _TABLES.get(id(graphs))
     if hit is not None and hit[0]() is graphs:
         return hit[1]
-    t = build_table(graphs, samples)
+    t = build_table(graphs, samples, types)
     key = id(graphs)
     _TABLES[key] = (weakref.ref(graphs, lambda _ref: _TABLES.pop(key, None)), t)
     return t

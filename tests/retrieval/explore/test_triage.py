@@ -315,3 +315,14 @@ def test_predict_many_is_retag_as_built_from_attached_or_built_graphs(decided, d
     assert any("B-PER" in t for t in as_built) and any("B-LOC" in t for t in as_built)
     assert attached.predict_many(posts, batch_size=5) == as_built
     assert fresh.predict_many(posts) == as_built
+
+
+def test_a_table_from_known_types_is_the_table_from_the_tags():
+    g = graphs()
+    ss = samples()
+    known = {s.id: entity_types(s.tags) for s in ss}
+    a, b = build_table(g, ss), build_table(g, ss, known)
+    assert a.type_names == b.type_names and a.types == b.types
+    assert all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("post_mask", "post_known", "row_mask", "row_known"))
+    known[ss[0].id] = frozenset({"ORG"})                                  # the given types are the ones used
+    assert build_table(g, ss, known).types[0] == frozenset({"ORG"})
