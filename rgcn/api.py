@@ -31,6 +31,7 @@ import os
 import tempfile
 import time
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence
 
@@ -77,9 +78,11 @@ class TagResult:
 
 
 @dataclass
-class _Post:
-    """A post as the tagger reads it: its sample (words, image path, an internal id) and what
-    the result reports."""
+class PreparedPost:
+    """A post as the tagger reads it, made by :meth:`PostTagger.prepare`: its sample (words,
+    image path, an internal id) and what the result reports. :meth:`PostTagger.tag_many`
+    takes these as they are, so a service can prepare posts (split the text, check the
+    photo) on another thread while the model tags the previous batch."""
 
     sample: Sample
     id: Any
@@ -166,23 +169,30 @@ class PostTagger:
 
         return head_class(run.head).reads_index
 
-    def _status(self, key: str) -> str:
-        """:data:`USED` when the first index a run reads holds ``key``, else :data:`EMBEDDED`;
-        :data:`IGNORED` when no run reads an index."""
+    @cached_property
+    def reads_photos(self) -> bool:
+        """Whether any run's head reads a post's photo (through its index and embedder)."""
         from .heads import head_class
 
-        if not any(head_class(r.head).reads_index and r.cfg.head.options.get("index") for r in self.runs):
-            return IGNORED
+        return any(head_class(r.head).reads_index and r.cfg.head.options.get("index") for r in self.runs)
+
+    def _status(self, key: str) -> str:
+        """:data:`USED` when the first index a run reads holds ``key``, else :data:`EMBEDDED`."""
         return USED if key in self._index_keys() else EMBEDDED
 
     def _image(self, image) -> tuple[str | None, str | None, str]:
         """``(path, key, status)`` of a post's image: the file the heads read, the id the
         index would know it by, and :data:`USED` / :data:`EMBEDDED` / :data:`NONE` /
-        :data:`UNREADABLE`."""
+        :data:`UNREADABLE`; :data:`IGNORED`, the file never opened, when no run reads photos."""
         from PIL import Image, UnidentifiedImageError
 
         if image is None:
             return None, None, NONE
+        if not self.reads_photos:                 # no head reads it: not opened, not decoded
+            if not isinstance(image, (bytes, bytearray, str, os.PathLike, Image.Image)):
+                raise TaggingError("image", f"expected a path, bytes, a PIL image or None, found "
+                                   f"{type(image).__name__}", "pass the image file's path or its bytes")
+            return None, None, IGNORED
         if isinstance(image, (bytes, bytearray)):
             data = bytes(image)
         elif isinstance(image, Image.Image):
@@ -210,13 +220,14 @@ class PostTagger:
         except (OSError, UnidentifiedImageError, ValueError):
             return None, None, UNREADABLE
         key = "upload-" + hashlib.sha1(data).hexdigest()[:16]
-        path = Path(self._tmp.name) / (key + suffix)
-        if not path.exists():
-            path.write_bytes(data)
+        path = Path(self._tmp.name) / f"{key}-{next(self._count)}{suffix}"   # one file per post: each is removed once tagged
+        path.write_bytes(data)
         return str(path), key, self._status(key)
 
-    def _post(self, post, image=None, id=None) -> _Post:
-        """A post given as a string or a dict, checked, as the tagger reads it."""
+    def prepare(self, post, image=None, id=None) -> PreparedPost:
+        """A post given as a string or a dict, checked, as the tagger reads it: its words with
+        their offsets, and its photo read once (:data:`UNREADABLE` when it does not decode).
+        Raises :class:`TaggingError` for a post the tagger cannot take."""
         if isinstance(post, dict):
             unknown = sorted(set(post) - {"text", "tokens", "image", "id"})
             if unknown:
@@ -244,21 +255,22 @@ class PostTagger:
         n = next(self._count)
         sample = Sample(f"tag:{n}", [t for t, _, _ in spans], image=path, image_missing=status == UNREADABLE,
                         image_key=key)
-        return _Post(sample, id, text, [(a, b) for _, a, b in spans], status)
+        return PreparedPost(sample, id, text, [(a, b) for _, a, b in spans], status)
 
     # ------------------------------------------------------------------ tagging
     def tag(self, text, image=None, id=None) -> TagResult:
         """Tag one post (a string, or a dict as :meth:`tag_many` takes) with its image."""
-        return self._tag_posts([self._post(text, image, id)], self.batch_size)[0][0]
+        return self._tag_posts([self.prepare(text, image, id)], self.batch_size)[0][0]
 
     def tag_many(self, posts: Iterable, batch_size: int | None = None) -> Iterator[TagResult]:
         """Tag posts lazily: read ``batch_size`` posts from ``posts``, tag them, yield their
-        results in input order, then read the next batch."""
+        results in input order, then read the next batch. A post may also be one that
+        :meth:`prepare` made."""
         size = int(batch_size or self.batch_size)
         if size < 1:
             raise TaggingError("batch_size", f"must be at least 1, found {size}", "give a positive batch size")
         for chunk in _chunks(posts, size):
-            yield from self._tag_posts([self._post(p) for p in chunk], size)[0]
+            yield from self._tag_posts([p if isinstance(p, PreparedPost) else self.prepare(p) for p in chunk], size)[0]
 
     def tag_samples(self, samples: Sequence[Sample], batch_size: int | None = None, progress: bool = False
                     ) -> tuple[list[TagResult], str | None, float]:
@@ -283,11 +295,18 @@ class PostTagger:
             for t in s.tokens:
                 spans.append((at, at + len(t)))
                 at += len(t) + 1
-            posts.append(_Post(sample, s.id, " ".join(s.tokens), spans, status))
+            posts.append(PreparedPost(sample, s.id, " ".join(s.tokens), spans, status))
         results, summary, seconds = self._tag_posts(posts, batch_size or self.batch_size, progress)
         return results, summary, seconds
 
-    def _tag_posts(self, posts: list[_Post], batch_size: int, progress: bool = False
+    def discard(self, post: PreparedPost) -> None:
+        """Remove the copy of an uploaded photo that :meth:`prepare` made for ``post`` (tagging
+        removes it too; this is for a prepared post that will not be tagged)."""
+        image = post.sample.image
+        if image and Path(image).parent == Path(self._tmp.name):
+            Path(image).unlink(missing_ok=True)
+
+    def _tag_posts(self, posts: list[PreparedPost], batch_size: int, progress: bool = False
                    ) -> tuple[list[TagResult], str | None, float]:
         """Tag ``posts``; the photos given as bytes or PIL images were written to a temporary
         folder for the heads to read, and are removed once their posts are tagged, so a
@@ -295,14 +314,11 @@ class PostTagger:
         try:
             return self._tag_batch(posts, batch_size, progress)
         finally:
-            uploads = Path(self._tmp.name)
             for post in posts:
-                image = post.sample.image
-                if image and Path(image).parent == uploads:
-                    Path(image).unlink(missing_ok=True)
+                self.discard(post)
 
     @torch.inference_mode()
-    def _tag_batch(self, posts: list[_Post], batch_size: int, progress: bool = False
+    def _tag_batch(self, posts: list[PreparedPost], batch_size: int, progress: bool = False
                    ) -> tuple[list[TagResult], str | None, float]:
         from tqdm.auto import tqdm
 
@@ -362,7 +378,7 @@ class PostTagger:
         return emissions / len(self.runs), mask, evidence
 
     @staticmethod
-    def _result(post: _Post, tags: list[str], spans: list, evidence) -> TagResult:
+    def _result(post: PreparedPost, tags: list[str], spans: list, evidence) -> TagResult:
         offsets = post.offsets
         entities = [{"text": post.text[offsets[s][0]:offsets[e - 1][1]], "type": etype, "start": offsets[s][0],
                      "end": offsets[e - 1][1], "token_start": s, "token_end": e, "confidence": float(p)}

@@ -17,9 +17,11 @@ the page with the message); the next request is served as usual.
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -203,6 +205,8 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
                              head_options=settings.head_options, constrained=settings.constrained,
                              batch_size=settings.max_batch)
     batcher = MicroBatcher(tagger.tag_many, settings.max_batch, settings.batch_wait_ms)
+    prepare = getattr(tagger, "prepare", None)
+    prep_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
     folders = run_image_folders(settings.runs)
     if settings.images:
         folders.append(Path(settings.images).resolve())
@@ -214,6 +218,7 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
             yield
         finally:
             await batcher.stop()
+            prep_pool.shutdown(wait=True, cancel_futures=True)
 
     app = FastAPI(title="rgcn tagger", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Multimodal named entity recognition on social-media posts: POST a post (and "
@@ -304,6 +309,7 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
                            'send a JSON object such as {"text": "%s", "image": "photo.jpg"}' % EXAMPLE) from None
 
     async def read_form(request: Request) -> dict:
+        """The form's fields, checked for their names (the photo is checked by :func:`form_post`)."""
         try:
             form = await request.form(max_files=1, max_fields=8, max_part_size=settings.max_body_bytes)
         except StarletteHTTPException as e:
@@ -319,23 +325,58 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
         text = form["text"]
         if isinstance(text, UploadFile):
             raise BadInput(422, "text", "it is a file", "send the post's text as a plain form field")
-        post = {"text": check_text(text)}
+        fields = {"text": check_text(text), "id": str(form["id"]) if form.get("id") else None}
         upload = form.get("image")
         if isinstance(upload, UploadFile) and (upload.filename or upload.size):
-            data = await upload.read()
-            name = f"the uploaded image {upload.filename!r}" if upload.filename else "the uploaded image"
-            check_upload(data, settings.max_upload_bytes, settings.max_pixels, name)
-            post["image"] = data
+            fields["upload"] = await upload.read()
+            fields["name"] = f"the uploaded image {upload.filename!r}" if upload.filename else "the uploaded image"
         elif isinstance(upload, str) and upload:
-            post["image"] = image_path(upload)
-        else:
-            post["image"] = None
-        if form.get("id"):
-            post["id"] = str(form["id"])
+            fields["path"] = upload
+        return fields
+
+    def form_post(fields: dict) -> dict:
+        """The post of a form read by :func:`read_form`, its photo checked (decoded once: a
+        truncated upload fails here)."""
+        post = {"text": fields["text"], "image": None}
+        if "upload" in fields:
+            check_upload(fields["upload"], settings.max_upload_bytes, settings.max_pixels, fields["name"])
+            post["image"] = fields["upload"]
+        elif "path" in fields:
+            post["image"] = image_path(fields["path"])
+        if fields["id"]:
+            post["id"] = fields["id"]
         return post
 
-    async def tag(post: dict, received: float) -> dict:
-        result, timing = await batcher.submit(post)
+    def prepared(posts: list[dict]) -> list:
+        """``posts`` as the tagger reads them (words split, photo read: :meth:`PostTagger.prepare`),
+        or as they are for a tagger that prepares its own."""
+        if prepare is None:
+            return posts
+        done = []
+        try:
+            for post in posts:
+                done.append(prepare(post))
+        except BaseException:
+            for d in done:
+                tagger.discard(d)
+            raise
+        return done
+
+    async def off_loop(fn, *args):
+        """``fn(*args)`` on the preparing thread: the event loop keeps serving while a photo is
+        checked or a post is split, and the model's thread only tags."""
+        return await asyncio.get_running_loop().run_in_executor(prep_pool, fn, *args)
+
+    def read_posts(make) -> list:
+        return prepared(make())
+
+    async def tag(post, received: float) -> dict:
+        """The result of one post that :func:`prepared` made, with its timings."""
+        try:
+            result, timing = await batcher.submit(post)
+        finally:
+            if prepare is not None:
+                tagger.discard(post)
         out = result.to_dict() if hasattr(result, "to_dict") else dict(result)
         out["timings"] = {**timing.as_dict(), "total_ms": round(1000 * (time.perf_counter() - received), 2)}
         return out
@@ -355,9 +396,11 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
         received = time.perf_counter()
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-            post = await read_form(request)
+            fields = await read_form(request)
+            [post] = await off_loop(read_posts, lambda: [form_post(fields)])
         elif ctype in ("application/json", "") or ctype.endswith("+json"):
-            post = post_of(parse_model(PostIn, await read_json(request)))
+            item = parse_model(PostIn, await read_json(request))
+            [post] = await off_loop(read_posts, lambda: [post_of(item)])
         else:
             raise BadInput(415, f"content type {ctype!r}", "this route reads JSON or a multipart form",
                            "send Content-Type: application/json or multipart/form-data")
@@ -368,8 +411,6 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
             "oneOf": [{"type": "array", "items": post_schema}, BatchIn.model_json_schema()]}}}}})
     async def tag_batch(request: Request):
         """Tag a list of posts (JSON): ``[{"text", "image"}, ...]`` or ``{"posts": [...]}``."""
-        import asyncio
-
         received = time.perf_counter()
         body = await read_json(request)
         items = parse_model(BatchIn, {"posts": body} if isinstance(body, list) else body).posts
@@ -378,7 +419,7 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
         if len(items) > settings.max_posts:
             raise BadInput(413, "posts", f"{len(items)} posts, over the limit of {settings.max_posts}",
                            "split them into several requests")
-        posts = [post_of(item, f"posts[{i}].") for i, item in enumerate(items)]
+        posts = await off_loop(read_posts, lambda: [post_of(item, f"posts[{i}].") for i, item in enumerate(items)])
         results = await asyncio.gather(*(tag(p, received) for p in posts))
         return JSONResponse({"results": results, "timings": {
             "total_ms": round(1000 * (time.perf_counter() - received), 2), "posts": len(results)}})
@@ -393,9 +434,10 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
             raise BadInput(415, f"content type {ctype!r}", "the page's form sends a form", "use the page's form")
-        post = await read_form(request)
+        fields = await read_form(request)
+        [post] = await off_loop(read_posts, lambda: [form_post(fields)])
         res = await tag(post, received)
-        return page(request, text=post["text"], result=res, segments=segments(res["text"], res["entities"]),
+        return page(request, text=fields["text"], result=res, segments=segments(res["text"], res["entities"]),
                     evidence=res.get("evidence") if isinstance(res.get("evidence"), list)
                     else [res.get("evidence")] if res.get("evidence") else [])
 

@@ -153,7 +153,7 @@ def test_new_photos_share_one_embedder_and_get_a_whole_builds_neighbours(runs, t
     # each post's neighbours are those of a graph build over the training split and the post
     pool = run.memo["pool"]
     for photo, res in zip(photos, got):
-        post = tagger._post("look at Zelby now", photo)
+        post = tagger.prepare("look at Zelby now", photo)
         whole = build_graphs({"train": run.train(), "predict": Corpus("predict", [post.sample])}, pool.artifact,
                              pool.settings, None, pool.text_encoder, progress=False)
         for rel, found in res.evidence["relations"].items():
@@ -236,3 +236,34 @@ def test_predict_jsonl_has_the_entities(runs, tmp_path):
         assert [(e["type"], e["token_start"], e["token_end"]) for e in r["entities"]] == get_spans(r["tags"])
         for e in r["entities"]:
             assert text[e["start"]:e["end"]] == e["text"] and 0 <= e["confidence"] <= 1
+
+
+def test_a_text_run_never_opens_the_photo(text_tagger, tmp_path, monkeypatch):
+    import PIL.Image
+
+    def refuse(*a, **kw):
+        raise AssertionError("the photo was opened")
+
+    monkeypatch.setattr(PIL.Image, "open", refuse)
+    for image in (_fresh_image(tmp_path), tmp_path / "absent.jpg", b"not even an image"):
+        r = text_tagger.tag("look at Zelby now", image=image)
+        assert r.image == "ignored"
+    assert not list(Path(text_tagger._tmp.name).iterdir())          # no upload copied for a run that reads none
+
+
+def test_prepared_posts_tag_as_the_posts_themselves(runs, tmp_path):
+    tagger = load_tagger(_run(runs, "rgcn"))
+    posts = [{"text": p, "image": Path(_fresh_image(tmp_path, c, n)).read_bytes()}
+             for n, (p, c) in enumerate(zip(POSTS, ["red", "blue"] * 3))]
+    ready = [tagger.prepare(p) for p in posts]
+    assert all(Path(r.sample.image).exists() for r in ready)             # uploads copied once, by prepare
+    got = [r.to_dict() for r in tagger.tag_many(ready, batch_size=4)]
+    assert not list(Path(tagger._tmp.name).iterdir())                   # ... and removed once tagged
+    want = [r.to_dict() for r in tagger.tag_many(posts, batch_size=4)]
+    for g, w in zip(got, want):
+        assert (g["text"], g["tags"], g["image"]) == (w["text"], w["tags"], w["image"])
+        assert [e["confidence"] for e in g["entities"]] == pytest.approx([e["confidence"] for e in w["entities"]],
+                                                                         abs=1e-5)
+    extra = tagger.prepare(posts[0])
+    tagger.discard(extra)                                                # prepared but never tagged
+    assert not Path(extra.sample.image).exists()
