@@ -17,6 +17,7 @@ explore --run RUN`` loads.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -77,13 +78,18 @@ class EditedGraphs:
 
 class RunRetagger:
     """A trained run as a :class:`~retrieval.explore.counterfactual.Retagger` (one run, not an
-    ensemble). ``images``: the folder relative photo paths are read from."""
+    ensemble). ``images``: the folder relative photo paths are read from; ``device``,
+    ``head_options`` (e.g. ``{"view": "text"}``) and ``constrained``: as for
+    :func:`rgcn.api.load_tagger`, so that it tags as the service or ``predict`` given the
+    same options does."""
 
-    def __init__(self, run, images=None, device: str = "cpu"):
+    def __init__(self, run, images=None, device: str = "cpu", head_options: dict | None = None,
+                 constrained: bool | None = None):
         from .api import load_tagger
         from .heads import head_class
 
-        self.tagger = load_tagger(str(run), device=device, images=images)
+        self.tagger = load_tagger(str(run), device=device, images=images, head_options=head_options,
+                                  constrained=constrained)
         self.run = self.tagger.runs[0]
         self.name = str(run)
         self.head = self.run.head
@@ -92,6 +98,8 @@ class RunRetagger:
         self._reads_index = head_class(self.head).reads_index
         ckpt = Path(run) / "best" if (Path(run) / "best" / "checkpoint.json").is_file() else Path(run)
         h = hashlib.sha256(str(Path(run).resolve()).encode())
+        if head_options or constrained is not None:                 # other options, other predictions
+            h.update(json.dumps([head_options or {}, constrained], sort_keys=True, default=str).encode())
         for f in sorted(ckpt.iterdir()):
             if f.is_file():
                 st = f.stat()
@@ -276,10 +284,11 @@ class RunRetagger:
         return out
 
 
-def load_retagger(run, images=None, device: str = "cpu") -> RunRetagger:
+def load_retagger(run, images=None, device: str = "cpu", head_options: dict | None = None,
+                  constrained: bool | None = None) -> RunRetagger:
     """The entry point ``rgcn_mner.retaggers: rgcn``."""
     if not os.path.isdir(run):
         from data.errors import UserError
 
         raise UserError(f"run {run}", "is not a folder", "give a trained run folder (python train.py)")
-    return RunRetagger(run, images=images, device=device)
+    return RunRetagger(run, images=images, device=device, head_options=head_options, constrained=constrained)

@@ -125,8 +125,14 @@ class Explorer:
             artifact_b = load_index(args.b_index) if getattr(args, "b_index", None) else None
         from .counterfactual import load_retagger
 
-        retagger = load_retagger(args.run, images=args.images) if getattr(args, "run", None) else None
-        retagger_b = load_retagger(args.b_run, images=args.images) if getattr(args, "b_run", None) else None
+        # a host that loads runs with options of its own (python -m rgcn serve: --device, --view,
+        # --head-option, --constrained) hands them on, so the runs tag here as they tag there
+        device = getattr(args, "device", None) or "cpu"
+        options = dict(getattr(args, "retagger_options", None) or {})
+        retagger = load_retagger(args.run, images=args.images, device=device, **options) \
+            if getattr(args, "run", None) else None
+        retagger_b = load_retagger(args.b_run, images=args.images, device=device, **options) \
+            if getattr(args, "b_run", None) else None
         return cls.build(splits, artifact, settings, args.cache, args.images, retagger, artifact_b, settings_b,
                          retagger_b, progress=not getattr(args, "quiet", False),
                          chunk_size=getattr(args, "chunk_size", None))

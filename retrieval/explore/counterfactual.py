@@ -99,16 +99,17 @@ class Retagger(Protocol):
     # the graphs as built (retrieval.explore.predictions prefers it: no entity confidences)
 
 
-def load_retagger(run, images=None, device: str = "cpu") -> Retagger:
+def load_retagger(run, images=None, device: str = "cpu", **options) -> Retagger:
     """The :class:`Retagger` of ``run``, from the first entry point of :data:`ENTRY_POINT_GROUP`
-    (a callable ``(run, images=..., device=...) -> Retagger``)."""
+    (a callable ``(run, images=..., device=..., **options) -> Retagger``; ``options`` such as
+    rgcn's ``head_options`` and ``constrained`` are passed on only when given)."""
     from importlib.metadata import entry_points
 
     eps = sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name)
     if not eps:
         raise UserError(f"--run {run}", f"no package declares a re-tagger (entry point group {ENTRY_POINT_GROUP!r})",
                         "install the project in this environment (pip install -e .) or leave out --run")
-    return eps[0].load()(run, images=images, device=device)
+    return eps[0].load()(run, images=images, device=device, **{k: v for k, v in options.items() if v is not None})
 
 
 # --------------------------------------------------------------------------- edits

@@ -41,9 +41,10 @@ def add_arguments(p) -> None:
     add_ab_arguments(g)
 
 
-def explorer_of(args):
+def explorer_of(args, head_options: dict | None = None):
     """The :class:`retrieval.explore.Explorer` that ``--index`` and ``--data`` name, with the
-    first run as its re-tagger; ``None`` when neither is given."""
+    first run as its re-tagger, loaded with the service's --device, head options and
+    --constrained; ``None`` when neither is given."""
     index, data = getattr(args, "index", None), getattr(args, "data", None)
     if index is None and data is None:
         return None
@@ -61,7 +62,9 @@ def explorer_of(args):
     from retrieval.__main__ import graph_defaults
     from retrieval.explore import Explorer
 
-    explore = graph_defaults(argparse.Namespace(**{**vars(args), "run": str(list(args.run)[0])}))
+    options = {"head_options": head_options or None, "constrained": getattr(args, "constrained", None)}
+    explore = graph_defaults(argparse.Namespace(**{**vars(args), "run": str(list(args.run)[0]),
+                                                   "retagger_options": options}))
     return Explorer.from_args(explore)
 
 
@@ -70,7 +73,7 @@ def build_app(args, head_options: dict | None = None):
     from . import app
 
     settings = settings_of(args, head_options)
-    explorer = explorer_of(args)
+    explorer = explorer_of(args, head_options)
     if explorer is None:
         return app.create_app(settings)
     return app.create_app(settings, explorer=explorer)
