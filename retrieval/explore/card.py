@@ -18,7 +18,7 @@ from data.errors import UserError
 from data.spans import get_spans
 
 from ..report import RELATION_TITLES, short_tag
-from .collection import is_exact_index
+from .collection import index_searched, is_exact_index, search_space
 from .counterfactual import cache_path, counterfactuals, predicted_spans
 from .pagekit import base_of
 
@@ -64,7 +64,8 @@ def card_data(explorer, post_id: str, which: str = "a", with_counterfactuals: bo
     relations = {}
     for rel in graphs.relations:
         relations[rel] = {"title": RELATION_TITLES.get(rel, rel), "neighbours": explorer.neighbour_rows(post_id, rel,
-                                                                                                      which)}
+                                                                                                      which),
+                          "space": search_space(graphs, rel), "exact_checked": index_searched(graphs, rel)}
     return {
         "id": post_id, "split": explorer.split_of[post_id], "kind": s.meta.get("kind"), "which": which,
         "tokens": list(s.tokens), "gold_tags": list(s.tags) if s.tags else None,

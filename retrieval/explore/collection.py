@@ -218,15 +218,21 @@ class Explorer:
             self._exact[key] = {i: r for r, i in enumerate(graphs.ids)}
         return self._exact[key].get(image_id)
 
-    def exact_intra(self, post_id: str, which: str = "a") -> set[str] | None:
+    def exact_neighbours(self, post_id: str, relation: str = "intra", which: str = "a") -> set[str] | None:
         """The image ids an exact search (inner product over the pool, the index's metric)
-        returns as the post's ``k`` intra-modal neighbours; ``None`` when the index is exact
-        (nothing to compare) or the post has no image."""
+        returns as the post's ``k`` neighbours of ``relation``, for the relations searched in
+        the index (:func:`index_searched`): intra (the post's image vector) and, with the
+        ``direct`` strategy, inter (its sentence vector in the image space); the post's own
+        image is never one. ``None`` when the index is exact (nothing to compare), for the
+        other relations, or when the post has no query vector (no image for intra)."""
         graphs, raw, settings, artifact = self.pick(which)
-        if is_exact_index(artifact):
+        if is_exact_index(artifact) or not index_searched(graphs, relation):
             return None
         own = self.image_key(post_id, which)
-        q = self._vector(graphs, own)
+        if relation == "intra":
+            q = self._vector(graphs, own)
+        else:
+            q = np.asarray(graphs.text_queries[graphs.post_index[post_id]], dtype=np.float32)
         if q is None:
             return None
         pool = self._pool_rows(which)
@@ -266,13 +272,14 @@ class Explorer:
         union of their gold types), ``shared`` (those also in the query's), ``near_duplicate``
         (same file hash or cosine >= 0.98 with the query's image, with ``why``), and
         ``exact_miss`` (an approximate index returned it but an exact search would not;
-        ``None`` when not checked: exact index, or a relation other than intra)."""
+        ``None`` when not checked: an exact index, or a relation not searched in the index,
+        see :meth:`exact_neighbours`)."""
         self.sample(post_id)
         graphs, raw, settings, _ = self.pick(which)
         query_types = self.types(post_id)
         own = self.image_key(post_id, which)
         qv = self._vector(graphs, own)
-        exact = self.exact_intra(post_id, which) if relation == "intra" else None
+        exact = self.exact_neighbours(post_id, relation, which)
         rows = []
         for rank, (image_id, score) in enumerate(raw.neighbours(post_id, relation), 1):
             posts, types = [], set()
@@ -302,6 +309,29 @@ class Explorer:
             if rank >= settings.k:
                 break
         return rows
+
+
+SEARCH_SPACES = {
+    "intra": "image vectors, searched in the index",
+    "inter_direct": "sentence vectors in the index's image space, searched in the index",
+    "inter": "sentence vectors against the pool images' visual text (object tags, OCR) or the pool posts' "
+             "sentences, in the sentence encoder's space: not the index",
+    "tags": "overlap (Jaccard) of object-tag sets: not the index",
+}
+"""What each relation's neighbours are searched in (the card says it beside the exact-search flag)."""
+
+
+def index_searched(graphs, relation: str) -> bool:
+    """Whether ``relation``'s neighbours come from a search in the image index (and so may be
+    missed by an approximate one): intra always, inter with the ``direct`` strategy (the graphs
+    then hold the sentence vectors, ``text_queries``)."""
+    return relation == "intra" or (relation == "inter" and getattr(graphs, "text_queries", None) is not None)
+
+
+def search_space(graphs, relation: str) -> str:
+    """:data:`SEARCH_SPACES`'s text for one relation of ``graphs``."""
+    key = "inter_direct" if relation == "inter" and index_searched(graphs, relation) else relation
+    return SEARCH_SPACES.get(key, "")
 
 
 def is_exact_index(artifact) -> bool:

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from retrieval.cache import GraphSettings
 from retrieval.explore.app import create_app
 from retrieval.explore.card import card_data
+from retrieval.explore.collection import search_space
 import tests.colour  # noqa: F401  (registers the test_colour embedder)
 from tests.retrieval.explore.conftest import DUPLICATE, make_explorer, rows_of
 
@@ -117,7 +118,26 @@ def test_on_an_approximate_index_the_neighbours_an_exact_search_would_not_return
             assert n["exact_miss"] == (sims[n["image_id"]] < kth - 1e-6)
             flagged += n["exact_miss"]
     assert flagged >= 1                                       # one list of four searched: some are missed
-    assert card_data(ex, "test-000")["exact_index"] is False
+    card = card_data(ex, "test-000")
+    assert card["exact_index"] is False and card["relations"]["intra"]["exact_checked"] is True
+    with TestClient(create_app(ex)) as c:
+        page = c.get("/post/test-000").text
+    assert "approximate: the neighbours of intra that an exact search" in page
+    assert "searched in: image vectors, searched in the index" in page
+    # inter with the direct strategy searches the index with sentence vectors: checked the same way
+    features = ex.graphs.node_features.numpy()
+    tq = np.random.default_rng(0).normal(size=(len(ex.graphs.post_ids), features.shape[1])).astype(np.float32)
+    ex.graphs.text_queries = tq
+    try:
+        for pid in (s.id for s in ex.splits["test"]):
+            q = tq[ex.graphs.post_index[pid]]
+            sims = {i: float(features[ex._row(ex.graphs, i)] @ q) for i in train}
+            assert ex.exact_neighbours(pid, "inter") == set(sorted(sims, key=lambda i: -sims[i])[:5])
+        assert search_space(ex.graphs, "inter").startswith("sentence vectors in the index's image space")
+    finally:
+        ex.graphs.text_queries = None
+    assert ex.exact_neighbours("test-000", "inter") is None and ex.exact_neighbours("test-000", "tags") is None
+    assert "not the index" in search_space(ex.graphs, "inter") and "not the index" in search_space(ex.graphs, "tags")
 
 
 def test_exact_indexes_flag_nothing(explorer):
