@@ -269,7 +269,7 @@ def ab_pair(request: Request, post_id: str):
     """One post's card under setting A beside its card under setting B."""
     from urllib.parse import quote
 
-    from .card import post_link
+    from .render import post_link
     from .pagekit import base_of, respond
 
     base = base_of(request)

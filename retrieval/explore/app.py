@@ -14,20 +14,19 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from fastapi.templating import Jinja2Templates
 
 from data.errors import UserError
 from data.web import BadInput, find_image, thumbnail
 
 from .collection import Explorer
 from .pagekit import base_of
+from .render import templates
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 PAGES = ("card", "triage", "ab", "charts", "atlas")
 """Page modules of this package whose ``router`` the app includes (those that exist)."""
-NAV = (("/", "Card search"), ("/triage", "Triage"), ("/ab", "A/B"), ("/agreement", "Agreement"), ("/map", "Map"))
 THUMB_SIDE = 160
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
@@ -42,17 +41,6 @@ def page_modules() -> list:
             if e.name != f"{__package__}.{name}":
                 raise
     return out
-
-
-def templates() -> Jinja2Templates:
-    """The pages' templates; a page rendered for a request sees ``base`` (:func:`base_of`) and
-    ``home`` (the ``(label, href)`` of the app this one is mounted in, or ``None``)."""
-    def context(request) -> dict:
-        return {"base": base_of(request), "home": getattr(request.app.state, "home", None)}
-
-    t = Jinja2Templates(directory=str(HERE / "templates"), context_processors=[context])
-    t.env.globals["nav"] = NAV
-    return t
 
 
 def create_app(explorer: Explorer, home: tuple[str, str] | None = None) -> FastAPI:

@@ -20,7 +20,9 @@ from data.spans import get_spans
 from ..report import RELATION_TITLES, short_tag
 from .collection import index_searched, is_exact_index, search_space
 from .counterfactual import cache_path, counterfactuals, predicted_spans
+from .export import export_card
 from .pagekit import base_of
+from .render import post_link, render_card
 
 router = APIRouter()
 
@@ -80,38 +82,11 @@ def card_data(explorer, post_id: str, which: str = "a", with_counterfactuals: bo
     }
 
 
-def post_link(post_id: str, which: str = "a", base: str = "") -> str:
-    """The card's URL; ``base``: the path the app is mounted under (:func:`~.pagekit.base_of`)."""
-    return base + "/post/" + quote(post_id, safe="") + ("?which=b" if which == "b" else "")
-
-
 def neighbour_images(card: dict) -> list[str]:
     """The image ids a card shows (its own photo first)."""
     ids = [card["image_id"]] if card["image_id"] else []
     ids += [n["image_id"] for r in card["relations"].values() for n in r["neighbours"]]
     return list(dict.fromkeys(ids))
-
-
-def render_card(request: Request | None, explorer, card: dict, exported: bool = False, thumb=None,
-                inline_css: str | None = None):
-    """The card's HTML (a ``TemplateResponse`` given a request; a string when ``exported``)."""
-    base = base_of(request)
-    ctx = {"card": card, "exported": exported, "inline_css": inline_css,
-           "thumb": thumb or (lambda i: base + "/thumb/" + quote(i, safe="")),
-           "link": (lambda pid: None) if exported else (lambda pid: post_link(pid, card["which"], base)),
-           "title": f"post {card['id']}"}
-    templates = explorer_templates(request)
-    if request is None:
-        return templates.get_template("card.html").render(ctx)
-    return templates.TemplateResponse(request, "card.html", ctx)
-
-
-def explorer_templates(request: Request | None):
-    if request is not None:
-        return request.app.state.templates
-    from .app import templates
-
-    return templates()
 
 
 # --------------------------------------------------------------------------- routes
@@ -151,8 +126,6 @@ def card(request: Request, post_id: str, which: str = "a", cf: int = 0):
         return JSONResponse(data)
     if fmt == "html":
         from fastapi.responses import HTMLResponse
-
-        from .export import export_card
 
         return HTMLResponse(export_card(ex, data), headers={
             "Content-Disposition": f'attachment; filename="post-{quote(post_id, safe="")}.html"'})

@@ -23,6 +23,8 @@ from urllib.parse import unquote
 
 from data.web import BadInput, thumbnail
 
+from .render import explorer_templates, render_card
+
 HERE = Path(__file__).parent
 THUMB_SIDE = 160
 
@@ -75,8 +77,6 @@ def self_contained(page: str, explorer) -> str:
 
 def export_cards(explorer, cards: Sequence[dict], title: str = "Retrieval report", meta: str = "") -> str:
     """Several cards (:func:`retrieval.explore.card.card_data`) as one self-contained page."""
-    from .card import explorer_templates
-
     uri = thumb_uri_maker(explorer)
     page = explorer_templates(None).get_template("cards.html").render(
         cards=cards, title=title, meta=meta, exported=True, inline_css=inline_css(), thumb=uri,
@@ -86,8 +86,6 @@ def export_cards(explorer, cards: Sequence[dict], title: str = "Retrieval report
 
 def export_card(explorer, card: dict) -> str:
     """One card as a self-contained page."""
-    from .card import render_card
-
     page = render_card(None, explorer, card, exported=True, thumb=thumb_uri_maker(explorer), inline_css=inline_css())
     return self_contained(page, explorer)
 

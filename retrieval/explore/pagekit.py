@@ -12,6 +12,9 @@ from fastapi.responses import HTMLResponse, JSONResponse
 
 from data.errors import UserError
 
+from .export import self_contained
+from .render import base_of  # noqa: F401  (the pages import it from here)
+
 
 class BadParameter(UserError):
     """A query parameter a page cannot use."""
@@ -44,22 +47,12 @@ def respond(request: Request, template: str, data: dict, **extra):
         return JSONResponse(plain(data))
     context = {**data, "data": data, **extra}
     if fmt == "html":
-        from .export import self_contained
-
         page = request.app.state.templates.get_template(template).render(
             {**context, "request": request, "exported": True})
         name = template.rsplit(".", 1)[0]
         return HTMLResponse(self_contained(page, request.app.state.explorer),
                             headers={"Content-Disposition": f'attachment; filename="{name}.html"'})
     return request.app.state.templates.TemplateResponse(request, template, context)
-
-
-def base_of(request: Request | None) -> str:
-    """The path the app is mounted under (``""`` standalone; e.g. ``"/explore"`` inside the
-    tagging service): every link, form action and asset URL of a page starts with it."""
-    if request is None:
-        return ""
-    return (request.scope.get("root_path") or "").rstrip("/")
 
 
 def linker(path: str, params: dict):
