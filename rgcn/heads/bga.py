@@ -85,7 +85,7 @@ from torch import nn
 
 from .base import FusionHead, HeadOutput, parse_options, register_head
 from .blocks import (CrossAttention, PostRegions, context_regions, fit_heads, images_dropped, masked_mean,
-                     post_regions_context)
+                     post_regions_context, regions_for_posts, take_regions)
 
 GENERATED, REAL = "generated", "real"
 VIEWS = (GENERATED, REAL)
@@ -357,6 +357,19 @@ class BGAHead(FusionHead):
         return {"regions": PostRegions.without_images(ids, region_dim, n_regions),
                 "image_summary": {name: f"no image read: the {GENERATED} view tags from the words alone"
                                   for name in splits}}
+
+    @classmethod
+    def setup_for_posts(cls, options: dict, train: Sequence, posts: Sequence, run_dir: str | None,
+                        memo: dict) -> dict:
+        """The photos of a batch of new posts only (the ``real`` view; the index and its
+        embedder kept in ``memo``); in the ``generated`` view, none, as :meth:`setup`."""
+        o = BGAOptions.parse(options)
+        if o.mcg and o.view == REAL and o.index:
+            return regions_for_posts(o.index, o.region_dim, posts, memo, GRID)
+        return cls.setup(options, {"predict": posts}, run_dir, progress=False, training=False)
+
+    def use_context(self, context: dict) -> bool:
+        return take_regions(self, context)
 
     def extra_state(self) -> dict:
         return {"region_dim": self.regions.region_dim, "n_regions": self.regions.n_regions}

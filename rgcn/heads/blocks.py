@@ -7,7 +7,9 @@ How a post's own image reaches a head
     post's image as a grid of region features from the index artifact (``regions.npy``),
     with the images of posts that are not in the index embedded on the fly by the index's
     own embedder; :func:`load_post_regions` builds it, and :func:`post_regions_context` is a
-    head's whole ``setup`` for it (no index: every post without an image).
+    head's whole ``setup`` for it (no index: every post without an image). To tag new posts
+    a batch at a time, :class:`PhotoReader` keeps the index and its embedder between batches
+    (:func:`regions_for_posts`, :func:`take_regions`), so each batch reads its own photos only.
 
 Gates
     :func:`gate` is ``sigmoid(W_h H + W_v V)``; :func:`gated_fusion` is R-GCN's residual
@@ -24,14 +26,14 @@ from __future__ import annotations
 import logging
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from index.artifact import embed_like_index, load_index, rebuild_command
+from index.artifact import IndexArtifact, embed_like_index, embedder_of, load_index, ocr_engine_of, rebuild_command
 from retrieval.cache import all_samples
 from retrieval.post_images import resolve_post_images
 
@@ -127,7 +129,46 @@ class PostRegions:
                    np.zeros((0, n_regions, region_dim), np.float16), region_dim, n_regions)
 
 
-def load_post_regions(index_path, splits: dict, progress: bool = True) -> PostRegions:
+class PhotoReader:
+    """An index artifact, loaded once on the CPU, and what reads the photos that are not in
+    it as its own were read: its embedder and OCR engine, each made on first use and kept.
+    A head keeps one between the batches of new posts it tags (``setup_for_posts``'s memo).
+
+    Args:
+        index_path: the index artifact folder.
+        search: keep the FAISS index and the vectors (``False``: a head that only reads
+            visual contexts drops them).
+    """
+
+    def __init__(self, index_path, search: bool = True):
+        artifact = load_index(index_path, gpu=False)
+        self.artifact = artifact if search else replace(artifact, faiss_index=None, embeddings=None, regions=None)
+        self._embedder = self._ocr = None
+        self._ocr_made = False
+
+    @property
+    def embedder(self):
+        if self._embedder is None:
+            self._embedder = embedder_of(self.artifact)
+        return self._embedder
+
+    @property
+    def ocr(self):
+        """The index's OCR engine (``None`` when it was built without OCR)."""
+        if not self._ocr_made:
+            self._ocr, self._ocr_made = ocr_engine_of(self.artifact), True
+        return self._ocr
+
+    @classmethod
+    def kept(cls, memo: dict, index_path, search: bool = True) -> "PhotoReader":
+        """The reader of ``index_path`` kept in ``memo``, made on the first call."""
+        key = ("photos", str(index_path), search)
+        if key not in memo:
+            memo[key] = cls(index_path, search)
+        return memo[key]
+
+
+def load_post_regions(index_path: "str | PhotoReader", splits: dict, progress: bool = True) -> PostRegions:
     """Every post's own image as region features from the index artifact at ``index_path``.
 
     Posts whose image is not in the index (new posts to tag) have it embedded now by the
@@ -135,14 +176,17 @@ def load_post_regions(index_path, splits: dict, progress: bool = True) -> PostRe
     count as missing.
 
     Args:
-        index_path: an index artifact folder built with region features (``regions.npy``).
+        index_path: an index artifact folder built with region features (``regions.npy``),
+            or a :class:`PhotoReader` of one (its artifact and embedder are used).
         splits: split name -> iterable of :class:`data.corpus.Sample`; post ids are unique.
         progress: show a progress bar while new images are embedded.
 
     Raises:
         ValueError: the artifact has no region features.
     """
-    artifact = load_index(index_path, gpu=False)
+    reader = index_path if isinstance(index_path, PhotoReader) else None
+    artifact: IndexArtifact = reader.artifact if reader else load_index(index_path, gpu=False)
+    index_path = artifact.path
     if artifact.regions is None:
         raise ValueError(f"the index at {index_path} has no region features (regions.npy), which this head reads: "
                          f"rebuild it with them, `{rebuild_command(index_path, artifact.manifest)} --regions`")
@@ -153,7 +197,8 @@ def load_post_regions(index_path, splits: dict, progress: bool = True) -> PostRe
     if pi.new_ids:
         log.debug("embedding %d post image(s) that are not in the index %s, with regions", len(pi.new_ids),
                   index_path)
-        res = embed_like_index(artifact, list(zip(pi.new_ids, pi.new_paths)), progress=progress, with_regions=True)
+        res = embed_like_index(artifact, list(zip(pi.new_ids, pi.new_paths)), progress=progress, with_regions=True,
+                               embedder=reader.embedder if reader else None)
         got = dict(zip(res.ids, range(len(res.ids))))
         pi.mark_unreadable(set(pi.new_ids) - set(got))
         for j, i in enumerate(pi.new_ids):
@@ -189,13 +234,31 @@ def context_regions(head: str, context: dict, checked: dict[str, str]) -> PostRe
 def post_regions_context(index_path, region_dim: int, splits: dict, progress: bool = True,
                          n_regions: int = 1) -> dict:
     """A head's ``setup`` result for the posts' own images: ``{"regions": PostRegions}`` from
-    the index at ``index_path`` with its ``image_summary``, or, with no index (``None``), every
+    the index at ``index_path`` (or a :class:`PhotoReader`) with its ``image_summary``, or, with no index (``None``), every
     post without an image, with ``n_regions`` regions of width ``region_dim``."""
     if not index_path:
         ids = [s.id for split in splits.values() for s in split]
         return {"regions": PostRegions.without_images(ids, region_dim, n_regions)}
     regions = load_post_regions(index_path, splits, progress)
     return {"regions": regions, "image_summary": regions.summaries}
+
+
+def regions_for_posts(index_path, region_dim: int, posts: Sequence, memo: dict, n_regions: int = 1) -> dict:
+    """:func:`post_regions_context` for a batch of new posts to tag (split ``predict``): only
+    their own photos are read, the index and its embedder kept in ``memo`` between batches."""
+    if not index_path:
+        return post_regions_context(None, region_dim, {"predict": posts}, False, n_regions)
+    return post_regions_context(PhotoReader.kept(memo, index_path), region_dim, {"predict": posts}, False)
+
+
+def take_regions(head: nn.Module, context: dict) -> bool:
+    """Give ``head`` (whose ``regions`` a :class:`PostRegions`) the regions of new posts in
+    place, when they have the shape it was trained on; ``False`` when they do not."""
+    regions = context.get("regions")
+    if regions is None or (regions.region_dim, regions.n_regions) != (head.regions.region_dim, head.regions.n_regions):
+        return False
+    head.regions = regions
+    return True
 
 
 # --------------------------------------------------------------------------- gates

@@ -35,6 +35,7 @@ from index.visual_context import PARTS, VisualContext
 
 from ..crf import crf_marginals
 from .base import FusionHead, HeadOutput, register_head
+from .blocks import PhotoReader
 
 log = logging.getLogger(__name__)
 
@@ -116,11 +117,12 @@ class ITAOptions:
         return cls(**options)
 
 
-def read_contexts(artifact: IndexArtifact | None, samples: Sequence, opts: ITAOptions, progress: bool = False
-                  ) -> tuple[dict[str, VisualContext], dict[str, str]]:
+def read_contexts(artifact: IndexArtifact | None, samples: Sequence, opts: ITAOptions, progress: bool = False,
+                  reader: PhotoReader | None = None) -> tuple[dict[str, VisualContext], dict[str, str]]:
     """The visual context of each post's image, by image key: stored in ``artifact`` for its
     images, extracted now (:func:`index.artifact.visual_context_like_index`) for the others
-    whose file exists. Returns ``(contexts, how)``, ``how``: image key -> ``index``/``now``."""
+    whose file exists, with ``reader``'s embedder and OCR engine when given (else made from
+    the index's manifest). Returns ``(contexts, how)``, ``how``: image key -> ``index``/``now``."""
     contexts: dict[str, VisualContext] = {}
     how: dict[str, str] = {}
     if artifact is None:
@@ -136,8 +138,9 @@ def read_contexts(artifact: IndexArtifact | None, samples: Sequence, opts: ITAOp
         elif s.image is not None:
             new[key] = s.image
     if new:
+        kept = {"embedder": reader.embedder, "ocr": reader.ocr} if reader is not None else {}
         read = visual_context_like_index(artifact, sorted(new.items()), progress=progress,
-                                         min_tag_score=opts.min_tag_score, max_tags=opts.max_tags)
+                                         min_tag_score=opts.min_tag_score, max_tags=opts.max_tags, **kept)
         contexts.update(read)
         how.update({k: "now" for k in read})
     return contexts, how
@@ -180,6 +183,7 @@ class ITAHead(FusionHead):
         self.artifact: IndexArtifact | None = context.get("index_artifact")
         self.contexts: dict[str, VisualContext] = dict(context.get("visual_contexts") or {})
         self._tried: set[str] = set(self.contexts)
+        self.reader: PhotoReader | None = context.get("photo_reader")
 
     @classmethod
     def setup(cls, options: dict, splits: dict, run_dir: str | None, progress: bool = True,
@@ -198,6 +202,29 @@ class ITAHead(FusionHead):
         artifact = dataclasses.replace(artifact, faiss_index=None, embeddings=None, regions=None)
         return {"visual_contexts": contexts, "index_artifact": artifact,
                 "image_summary": {name: context_summary(split, how) for name, split in splits.items()}}
+
+    @classmethod
+    def setup_for_posts(cls, options: dict, train: Sequence, posts: Sequence, run_dir: str | None,
+                        memo: dict) -> dict:
+        """The visual contexts of a batch of new posts only: the index (without its search
+        structures), its embedder and OCR engine are kept in ``memo`` between batches."""
+        opts = ITAOptions.from_dict(options)
+        if not opts.index:
+            return {"visual_contexts": {}, "index_artifact": None}
+        reader = PhotoReader.kept(memo, opts.index, search=False)
+        contexts, how = read_contexts(reader.artifact, posts, opts, reader=reader)
+        return {"visual_contexts": contexts, "index_artifact": reader.artifact, "photo_reader": reader,
+                "image_summary": {"predict": context_summary(posts, how)}}
+
+    def use_context(self, context: dict) -> bool:
+        """Read the new posts' contexts in place of the previous batch's (so a long-running
+        tagger keeps no photo's context it no longer needs)."""
+        if "visual_contexts" not in context:
+            return False
+        self.artifact, self.reader = context.get("index_artifact"), context.get("photo_reader")
+        self.contexts = dict(context["visual_contexts"])
+        self._tried = set(self.contexts)
+        return True
 
     # ------------------------------------------------------------------ views
     def views(self, training: bool) -> tuple[str, ...]:
@@ -219,7 +246,7 @@ class ITAHead(FusionHead):
         unseen = [s for s in samples if s.image_key is not None and s.image_key not in self._tried]
         if unseen and self.artifact is not None:      # posts setup() did not see: read their photos now
             self._tried.update(s.image_key for s in unseen)
-            self.contexts.update(read_contexts(self.artifact, unseen, self.opts)[0])
+            self.contexts.update(read_contexts(self.artifact, unseen, self.opts, reader=self.reader)[0])
         return [self.visual_context(s).text(self.opts.order).split()[: self.opts.max_context_words]
                 for s in samples]
 

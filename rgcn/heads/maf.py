@@ -62,7 +62,7 @@ from torch import nn
 
 from .base import FusionHead, HeadOutput, parse_options, register_head
 from .blocks import (CrossAttention, PostRegions, context_regions, gate, images_dropped, masked_mean,
-                     post_regions_context)
+                     post_regions_context, regions_for_posts, take_regions)
 
 
 def alignment_loss(z_t: torch.Tensor, z_v: torch.Tensor, temperature: float = 0.179,
@@ -215,6 +215,16 @@ class MAFHead(FusionHead):
         (images of posts that are not in it are embedded now)."""
         o = MAFOptions.parse(options)
         return post_regions_context(o.index, o.region_dim, splits, progress)
+
+    @classmethod
+    def setup_for_posts(cls, options: dict, train: Sequence, posts: Sequence, run_dir: str | None,
+                        memo: dict) -> dict:
+        """The photos of a batch of new posts only; the index and its embedder are kept in ``memo``."""
+        o = MAFOptions.parse(options)
+        return regions_for_posts(o.index, o.region_dim, posts, memo)
+
+    def use_context(self, context: dict) -> bool:
+        return take_regions(self, context)
 
     def extra_state(self) -> dict:
         return {"region_dim": self.regions.region_dim}

@@ -267,3 +267,36 @@ def test_prepared_posts_tag_as_the_posts_themselves(runs, tmp_path):
     extra = tagger.prepare(posts[0])
     tagger.discard(extra)                                                # prepared but never tagged
     assert not Path(extra.sample.image).exists()
+
+
+@pytest.mark.parametrize("head", ["maf", "ita", "bga"])
+def test_photo_heads_keep_the_index_and_embedder_between_batches(runs, tmp_path, monkeypatch, head):
+    """maf, ita and bga tag a batch of new posts by reading those posts' photos only, with one
+    index load and one embedder for the tagger's life, and tag exactly as a whole setup over
+    the training split and the batch does."""
+    import index.artifact as artifact
+    import rgcn.heads.blocks as blocks
+    from rgcn.heads import head_class
+    from rgcn.heads.base import FusionHead
+
+    opts = [f"view={'real' if head == 'bga' else 'multimodal'}"] if head in ("bga", "ita") else []
+    posts = [{"text": p, "image": _fresh_image(tmp_path, c, n)} for n, (p, c) in enumerate(zip(POSTS, ["red", "blue"] * 3))]
+    builds, loads = [], []
+    real_embedder, real_load = artifact.get_embedder, blocks.load_index
+    monkeypatch.setattr(artifact, "get_embedder", lambda *a, **kw: builds.append(a) or real_embedder(*a, **kw))
+    monkeypatch.setattr(blocks, "load_index", lambda *a, **kw: loads.append(a) or real_load(*a, **kw))
+    tagger = load_tagger(_run(runs, head), head_options=dict(o.split("=") for o in opts))
+    kept = [r.to_dict() for r in tagger.tag_many(posts, batch_size=2)]
+    assert [r["image"] for r in kept] == ["embedded"] * len(posts)
+    assert len(loads) == 1 and len(builds) == 1                       # three batches, one index, one embedder
+
+    cls = head_class(head)                                             # the whole setup, remade for every batch
+    monkeypatch.setattr(cls, "setup_for_posts", classmethod(FusionHead.setup_for_posts.__func__))
+    monkeypatch.setattr(cls, "use_context", lambda self, ctx: False)
+    whole = [r.to_dict() for r in load_tagger(_run(runs, head), head_options=dict(o.split("=") for o in opts)
+                                              ).tag_many(posts, batch_size=2)]
+    assert len(builds) > 2
+    for k, w in zip(kept, whole):
+        assert k["tags"] == w["tags"] and k["evidence"] == w["evidence"]
+        assert [e["confidence"] for e in k["entities"]] == pytest.approx([e["confidence"] for e in w["entities"]],
+                                                                         abs=1e-5)

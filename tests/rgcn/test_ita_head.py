@@ -172,7 +172,7 @@ def test_posts_setup_did_not_see_have_their_photos_read_once(tmp_path, monkeypat
 
     calls = []
 
-    def fake_read(artifact, samples, opts, progress=False):
+    def fake_read(artifact, samples, opts, progress=False, reader=None):
         calls.append([s.id for s in samples])
         return {s.image_key: VisualContext((("red", 0.9),)) for s in samples if s.image}, {}
 
