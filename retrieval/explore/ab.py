@@ -104,15 +104,20 @@ def compare(a: Side, b: Side, gold: dict | None = None) -> dict:
         agree[rel] = (_share(h, l, t), _share(hb, lb, t))
     ag_a, ag_b = _share(hits["a"], lab["a"], t), _share(hits["b"], lab["b"], t)
     with_f1 = a.predictions is not None and b.predictions is not None and gold is not None
+    # each column rounded at once (Python's round, as one value at a time would be)
+    columns = {**{f"jaccard_{rel}": _rounded(jac[rel]) for rel in rels},
+               "jaccard": _rounded(np.mean(np.stack([jac[rel] for rel in rels]), 0) if rels else np.full(n, np.nan)),
+               "agreement_a": _rounded(ag_a), "agreement_b": _rounded(ag_b), "delta_agreement": _rounded(ag_b - ag_a)}
+    for rel in rels:
+        columns[f"agreement_{rel}_a"], columns[f"agreement_{rel}_b"] = _rounded(agree[rel][0]), _rounded(agree[rel][1])
+    names = list(columns)
+    values = list(zip(*columns.values())) if names else [()] * n
+    splits, kinds = t.splits.tolist(), t.kinds.tolist()
     rows = []
     for i, p in enumerate(ga.post_ids):
         ts = t.types[i]
-        row = {"post": p, "split": t.splits[i], "kind": t.kinds[i], "types": " ".join(sorted(ts)) if ts else "",
-               **{f"jaccard_{rel}": round(float(jac[rel][i]), 4) for rel in rels},
-               "jaccard": round(float(np.mean([jac[rel][i] for rel in rels])), 4),
-               "agreement_a": _r(ag_a[i]), "agreement_b": _r(ag_b[i]), "delta_agreement": _r(ag_b[i] - ag_a[i])}
-        for rel in rels:
-            row[f"agreement_{rel}_a"], row[f"agreement_{rel}_b"] = _r(agree[rel][0][i]), _r(agree[rel][1][i])
+        row = {"post": p, "split": splits[i], "kind": kinds[i], "types": " ".join(sorted(ts)) if ts else "",
+               **dict(zip(names, values[i]))}
         if with_f1:
             fa, fb = post_f1(gold.get(p), a.predictions.get(p)), post_f1(gold.get(p), b.predictions.get(p))
             row.update({"f1_a": _r(fa), "f1_b": _r(fb), "delta_f1": _r(fb - fa)})
@@ -171,6 +176,11 @@ def _share(h, l, t: PostTable) -> np.ndarray:
     ok = t.post_known & (t.post_mask != 0) & (l > 0)
     out[ok] = h[ok] / l[ok]
     return out
+
+
+def _rounded(x: np.ndarray) -> list:
+    """:func:`_r` of each value of ``x``."""
+    return [None if v != v else round(v, 4) for v in np.asarray(x, dtype=float).tolist()]
 
 
 def _r(x) -> float | None:
