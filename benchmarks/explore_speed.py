@@ -361,9 +361,8 @@ def bench(args, work: Path) -> dict:
     out["met"] = {"card": max(cards) * 1000 < TARGETS["card_ms"],
                   "triage": all(max(v["cold_s"], v["warm_s"]["max"]) < TARGETS["triage_s"] for v in lists.values()),
                   **({"counterfactuals": max(times) < TARGETS["counterfactuals_s"]} if retagger is not None else {}),
-                  # the A/B list against a list's target, one post's A/B against two cards'
-                  "ab": max(out["ab_s"]["ab_cold"], out["ab_s"]["ab_warm"]["max"]) < TARGETS["triage_s"]
-                  and max(out["ab_s"]["pair_cold"], out["ab_s"]["pair_warm"]["max"]) * 1000 < 2 * TARGETS["card_ms"]}
+                  # the A/B page is a list page: the lists' target (one post's A/B has none)
+                  "ab": max(out["ab_s"]["ab_cold"], out["ab_s"]["ab_warm"]["max"]) < TARGETS["triage_s"]}
     return out
 
 
@@ -422,7 +421,7 @@ def render(res: dict) -> str:
                   f"< {res['targets']['triage_s']:.0f} |",
                   f"| A/B of one post `/ab/<id>` (ms) | {round(ab['pair_cold'] * 1000, 1)} | "
                   f"{round(ab['pair_warm']['median'] * 1000, 1)} | {round(ab['pair_warm']['p90'] * 1000, 1)} | "
-                  f"{round(ab['pair_warm']['max'] * 1000, 1)} | < {2 * res['targets']['card_ms']:.0f} (two cards) |"]
+                  f"{round(ab['pair_warm']['max'] * 1000, 1)} | none (two cards) |"]
     o = res["other_pages_s"]
     m = res["memory"]["after_all_pages"]
     lines += ["", f"Other pages (s, cold): agreement {o['agreement_cold']}, map {o['map_cold']} "

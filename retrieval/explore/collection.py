@@ -169,8 +169,8 @@ class Explorer:
         if which not in self._owners:
             graphs = self.pick(which)[0]
             by: dict[str, list[str]] = {}
-            for pid, key in zip(graphs.post_ids, graphs.post_images.keys):
-                if key is not None and graphs.has_image(pid):
+            for pid, key, row in zip(graphs.post_ids, graphs.post_images.keys, graphs.image_rows.tolist()):
+                if key is not None and row >= 0:                 # graphs.has_image(pid), by position
                     by.setdefault(key, []).append(pid)
             self._owners[which] = by
         return self._owners[which].get(image_id, [])
@@ -256,10 +256,12 @@ class Explorer:
                 rows = np.arange(graphs.n_index)
             else:
                 train = {s.id for s in self.splits.get(settings.train_split, [])}
-                keys = {k for p, k in zip(graphs.post_ids, graphs.post_images.keys)
-                        if p in train and k is not None and graphs.has_image(p)}
-                rows = np.array(sorted(r for r in (self._row(graphs, k) for k in keys)
-                                       if r is not None and r < graphs.n_index), dtype=np.int64)
+                keys = {k for p, k, row in zip(graphs.post_ids, graphs.post_images.keys, graphs.image_rows.tolist())
+                        if k is not None and row >= 0 and p in train}
+                self._row(graphs, "")                               # the id -> row map, made once
+                row_of = self._exact[("rows", id(graphs))]
+                rows = np.unique(np.asarray([row_of[k] for k in keys if k in row_of], dtype=np.int64))
+                rows = rows[rows < graphs.n_index]
             self._exact[key] = rows
         return self._exact[key]
 
