@@ -59,6 +59,9 @@ def _open_checked(fp, max_pixels: int, what: str) -> Image.Image:
     except UnidentifiedImageError:
         raise BadInput(415, what, "it is not an image this service can read",
                        f"send a {FORMATS} photo") from None
+    except (OSError, SyntaxError, ValueError, EOFError) as e:          # cut inside its header
+        raise BadInput(422, what, f"it is truncated or corrupt ({e})",
+                       "send the whole file (the upload may have been cut short)") from None
     w, h = im.size
     if w * h > max_pixels:
         raise BadInput(413, what, f"it declares {w} x {h} pixels ({w * h / 1e6:,.0f} megapixels), over the limit "

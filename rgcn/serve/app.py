@@ -40,6 +40,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from data.errors import UserError
 
 from .batcher import Busy, MicroBatcher
+from .worker import ModelProcess, ModelProcessDied
 from .cli import EXPLORER_PATH
 from .images import (MAX_PIXELS, BadInput, check_image_file, check_size, check_upload, find_image,
                      resolve_inside, run_image_folders, thumbnail)
@@ -62,6 +63,9 @@ class Settings:
         max_posts: most posts in one ``/tag/batch`` request (default 256).
         max_pixels: most pixels an image may declare (default 40 million).
         device, view, head_options, constrained: as for ``load_tagger``.
+        model_process: load and run the model in a process of its own (default; see
+            :mod:`rgcn.serve.worker`), else on a thread of this one.
+        threads: CPU threads of the model (``None``: torch's default).
     """
 
     runs: list[str] = field(default_factory=list)
@@ -76,6 +80,8 @@ class Settings:
     view: str | None = None
     head_options: dict | None = None
     constrained: bool | None = None
+    model_process: bool = True
+    threads: int | None = None
 
     def __post_init__(self):
         if self.max_upload_mb <= 0:
@@ -198,15 +204,11 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
     ``info()``) defaults to :func:`rgcn.load_tagger` on ``settings.runs``, loaded here, once.
     ``explorer``: a :class:`retrieval.explore.Explorer` whose app is mounted under
     :data:`EXPLORER_PATH` (``None``: no explorer)."""
-    if tagger is None:
-        from rgcn import load_tagger
-
-        tagger = load_tagger(settings.runs, device=settings.device, images=settings.images, view=settings.view,
-                             head_options=settings.head_options, constrained=settings.constrained,
-                             batch_size=settings.max_batch)
+    owned = tagger is None
+    if owned:
+        tagger = load_model(settings)
     batcher = MicroBatcher(tagger.tag_many, settings.max_batch, settings.batch_wait_ms)
-    prepare = getattr(tagger, "prepare", None)
-    prep_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="prepare")
+    checks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checks")
     folders = run_image_folders(settings.runs)
     if settings.images:
         folders.append(Path(settings.images).resolve())
@@ -218,7 +220,9 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
             yield
         finally:
             await batcher.stop()
-            prep_pool.shutdown(wait=True, cancel_futures=True)
+            checks.shutdown(wait=True, cancel_futures=True)
+            if owned and hasattr(tagger, "close"):
+                tagger.close()
 
     app = FastAPI(title="rgcn tagger", version=_version(), lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Multimodal named entity recognition on social-media posts: POST a post (and "
@@ -256,6 +260,10 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
     @app.exception_handler(UserError)
     async def user_error(request: Request, e: UserError):
         return refuse(request, 422, e.message)
+
+    @app.exception_handler(ModelProcessDied)
+    async def model_died(request: Request, e: ModelProcessDied):
+        return refuse(request, 503, str(e))
 
     @app.exception_handler(Busy)
     async def busy(request: Request, e: Busy):
@@ -347,36 +355,13 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
             post["id"] = fields["id"]
         return post
 
-    def prepared(posts: list[dict]) -> list:
-        """``posts`` as the tagger reads them (words split, photo read: :meth:`PostTagger.prepare`),
-        or as they are for a tagger that prepares its own."""
-        if prepare is None:
-            return posts
-        done = []
-        try:
-            for post in posts:
-                done.append(prepare(post))
-        except BaseException:
-            for d in done:
-                tagger.discard(d)
-            raise
-        return done
-
     async def off_loop(fn, *args):
-        """``fn(*args)`` on the preparing thread: the event loop keeps serving while a photo is
-        checked or a post is split, and the model's thread only tags."""
-        return await asyncio.get_running_loop().run_in_executor(prep_pool, fn, *args)
+        """``fn(*args)`` on the checking thread: the event loop keeps serving while a path is
+        resolved or a photo's header (an upload: its pixels) is checked."""
+        return await asyncio.get_running_loop().run_in_executor(checks, fn, *args)
 
-    def read_posts(make) -> list:
-        return prepared(make())
-
-    async def tag(post, received: float) -> dict:
-        """The result of one post that :func:`prepared` made, with its timings."""
-        try:
-            result, timing = await batcher.submit(post)
-        finally:
-            if prepare is not None:
-                tagger.discard(post)
+    async def tag(post: dict, received: float) -> dict:
+        result, timing = await batcher.submit(post)
         out = result.to_dict() if hasattr(result, "to_dict") else dict(result)
         out["timings"] = {**timing.as_dict(), "total_ms": round(1000 * (time.perf_counter() - received), 2)}
         return out
@@ -397,10 +382,9 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
             fields = await read_form(request)
-            [post] = await off_loop(read_posts, lambda: [form_post(fields)])
+            post = await off_loop(form_post, fields)
         elif ctype in ("application/json", "") or ctype.endswith("+json"):
-            item = parse_model(PostIn, await read_json(request))
-            [post] = await off_loop(read_posts, lambda: [post_of(item)])
+            post = await off_loop(post_of, parse_model(PostIn, await read_json(request)))
         else:
             raise BadInput(415, f"content type {ctype!r}", "this route reads JSON or a multipart form",
                            "send Content-Type: application/json or multipart/form-data")
@@ -419,7 +403,7 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
         if len(items) > settings.max_posts:
             raise BadInput(413, "posts", f"{len(items)} posts, over the limit of {settings.max_posts}",
                            "split them into several requests")
-        posts = await off_loop(read_posts, lambda: [post_of(item, f"posts[{i}].") for i, item in enumerate(items)])
+        posts = await off_loop(lambda: [post_of(item, f"posts[{i}].") for i, item in enumerate(items)])
         results = await asyncio.gather(*(tag(p, received) for p in posts))
         return JSONResponse({"results": results, "timings": {
             "total_ms": round(1000 * (time.perf_counter() - received), 2), "posts": len(results)}})
@@ -435,7 +419,7 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
         if ctype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
             raise BadInput(415, f"content type {ctype!r}", "the page's form sends a form", "use the page's form")
         fields = await read_form(request)
-        [post] = await off_loop(read_posts, lambda: [form_post(fields)])
+        post = await off_loop(form_post, fields)
         res = await tag(post, received)
         return page(request, text=fields["text"], result=res, segments=segments(res["text"], res["entities"]),
                     evidence=res.get("evidence") if isinstance(res.get("evidence"), list)
@@ -471,6 +455,19 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
         return templates.TemplateResponse(request, "docs.html", {"api": app.openapi(), "dumps": _pretty})
 
     return app
+
+
+def load_model(settings: Settings):
+    """The tagger of ``settings.runs``: in a process of its own (:class:`rgcn.serve.worker.ModelProcess`)
+    or, with ``model_process=False``, loaded in this one (:func:`rgcn.load_tagger`)."""
+    args = {"runs": settings.runs, "device": settings.device, "images": settings.images, "view": settings.view,
+            "head_options": settings.head_options, "constrained": settings.constrained,
+            "batch_size": settings.max_batch}
+    if settings.model_process:
+        return ModelProcess(args, settings.threads)
+    from rgcn import load_tagger
+
+    return load_tagger(**args)
 
 
 def parse_model(model: type[BaseModel], data):

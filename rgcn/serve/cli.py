@@ -33,6 +33,9 @@ def add_arguments(p) -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--threads", type=int, help="CPU threads the model uses (default: torch's, one per core); on "
                    "cores shared with other work or with the HTTP side, fewer threads wait less on each other")
+    p.add_argument("--model-in-process", action="store_true",
+                   help="load and run the model in the service's own process, on a thread (default: a process of "
+                        "its own, so answering requests and tagging never wait on each other's Python)")
     from retrieval.__main__ import add_ab_arguments, add_graph_arguments
 
     g = p.add_argument_group(f"retrieval explorer (served under {EXPLORER_PATH} when --index and --data are given; "
@@ -85,7 +88,8 @@ def settings_of(args, head_options: dict | None = None):
     return Settings(runs=list(args.run), images=args.images, max_upload_mb=args.max_upload_mb,
                     max_chars=args.max_chars, max_batch=args.batch_size, batch_wait_ms=args.batch_wait_ms,
                     max_posts=args.max_posts, device=args.device, head_options=head_options or None,
-                    constrained=getattr(args, "constrained", None))
+                    constrained=getattr(args, "constrained", None),
+                    model_process=not getattr(args, "model_in_process", False), threads=getattr(args, "threads", None))
 
 
 def set_threads(threads: int | None) -> None:

@@ -7,7 +7,6 @@ import pytest
 from PIL import Image
 
 from benchmarks.serve_bad_inputs import GOOD, photo_bytes
-from data.errors import UserError
 from rgcn.serve import cli
 from rgcn.serve.app import Settings, segments
 
@@ -212,12 +211,14 @@ def test_threads_reach_torch_before_the_app_is_made(monkeypatch, images):
     seen = []
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: None)
     monkeypatch.setattr(app_module, "create_app", lambda settings: seen.append(torch.get_num_threads()) or
-                        make_client(images).app)
+                        given.append(settings) or make_client(images).app)
+    given = []
     p = __import__("argparse").ArgumentParser()
     cli.add_arguments(p)
     before = torch.get_num_threads()
     try:
         assert cli.serve(p.parse_args(["--run", "r", "--threads", "1"])) == 0 and seen == [1]
+        assert given[0].threads == 1 and given[0].model_process               # ... and to the model's process
         torch.set_num_threads(before)
         assert cli.serve(p.parse_args(["--run", "r"])) == 0 and seen == [1, before]     # left as it was
         with pytest.raises(UserError, match="--threads"):
@@ -248,42 +249,21 @@ def test_make_demo_ends_with_the_command_that_serves_the_rgcn_run():
     assert e.value.code == 0
 
 
-def test_posts_are_prepared_beside_the_models_thread_and_their_uploads_discarded(images):
-    """A tagger with ``prepare`` gets each post prepared on the preparing thread (not the event
-    loop's, not the model's), takes the prepared posts as they are, and every prepared post is
-    discarded once answered, tagged or not."""
-    class Preparing(FakeTagger):
-        def __init__(self):
-            super().__init__()
-            self.prepared_on, self.discarded, self.tagged = set(), [], []
+def test_photos_are_checked_off_the_event_loop(images, monkeypatch):
+    """A path's header and an upload's pixels are checked on the checking thread (a big photo
+    does not hold up other requests), and their refusals still reach the client."""
+    import rgcn.serve.app as app_module
 
-        def prepare(self, post):
-            if post["text"] == "unprepared":
-                raise UserError("text", "this post cannot be prepared", "change it")
-            self.prepared_on.add(threading.current_thread().name)
-            return {**post, "prepared": True}
-
-        def tag_many(self, posts, batch_size=64):
-            posts = list(posts)
-            self.tagged += posts
-            yield from super().tag_many([{k: v for k, v in p.items() if k != "prepared"} for p in posts], batch_size)
-
-        def discard(self, post):
-            self.discarded.append(post)
-
-    from fastapi.testclient import TestClient
-
-    tagger = Preparing()
-    with make_client(images, tagger) as c, TestClient(c.app, raise_server_exceptions=False) as c:
+    where = []
+    for name in ("check_image_file", "check_upload"):
+        real = getattr(app_module, name)
+        monkeypatch.setattr(app_module, name, lambda *a, _real=real, **kw: where.append(
+            threading.current_thread().name) or _real(*a, **kw))
+    with make_client(images) as c:
         assert c.post("/tag", json={"text": "hello Paris", "image": "photo.jpg"}).status_code == 200
         assert c.post("/tag", data={"text": "hello Rome"}, files={"image": ("p.jpg", photo_bytes(), "image/jpeg")}
                       ).status_code == 200
-        r = c.post("/tag/batch", json=[{"text": "one Paris"}, {"text": "two Rome"}])
-        assert r.status_code == 200 and len(r.json()["results"]) == 2
-        refused = c.post("/tag", json={"text": "unprepared"})
-        assert refused.status_code == 422 and "cannot be prepared" in refused.json()["detail"]
-        assert c.post("/tag", json={"text": "boom"}).status_code == 500
-    assert tagger.prepared_on and all(name.startswith("prepare") for name in tagger.prepared_on)
-    assert not tagger.threads & tagger.prepared_on
-    assert all(p.get("prepared") for p in tagger.tagged) and len(tagger.tagged) == 5
-    assert sorted(p["text"] for p in tagger.discarded) == sorted(p["text"] for p in tagger.tagged)
+        assert c.post("/tag/batch", json=[{"text": "one Paris", "image": "101.jpg"}]).status_code == 200
+        cut = c.post("/tag", data={"text": "hello"}, files={"image": ("p.jpg", photo_bytes()[:300], "image/jpeg")})
+        assert cut.status_code == 422 and "truncated" in cut.json()["detail"]
+    assert len(where) == 4 and all(name.startswith("checks") for name in where)
