@@ -355,10 +355,12 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
             post["id"] = fields["id"]
         return post
 
-    async def off_loop(fn, *args):
-        """``fn(*args)`` on the checking thread: the event loop keeps serving while a path is
-        resolved or a photo's header (an upload: its pixels) is checked."""
-        return await asyncio.get_running_loop().run_in_executor(checks, fn, *args)
+    async def form_post_off_loop(fields: dict) -> dict:
+        """:func:`form_post`, on the checking thread when it decodes an upload's pixels (the
+        event loop keeps serving meanwhile); a path's header is read in place."""
+        if "upload" not in fields:
+            return form_post(fields)
+        return await asyncio.get_running_loop().run_in_executor(checks, form_post, fields)
 
     async def tag(post: dict, received: float) -> dict:
         result, timing = await batcher.submit(post)
@@ -382,9 +384,9 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
             fields = await read_form(request)
-            post = await off_loop(form_post, fields)
+            post = await form_post_off_loop(fields)
         elif ctype in ("application/json", "") or ctype.endswith("+json"):
-            post = await off_loop(post_of, parse_model(PostIn, await read_json(request)))
+            post = post_of(parse_model(PostIn, await read_json(request)))
         else:
             raise BadInput(415, f"content type {ctype!r}", "this route reads JSON or a multipart form",
                            "send Content-Type: application/json or multipart/form-data")
@@ -403,7 +405,7 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
         if len(items) > settings.max_posts:
             raise BadInput(413, "posts", f"{len(items)} posts, over the limit of {settings.max_posts}",
                            "split them into several requests")
-        posts = await off_loop(lambda: [post_of(item, f"posts[{i}].") for i, item in enumerate(items)])
+        posts = [post_of(item, f"posts[{i}].") for i, item in enumerate(items)]
         results = await asyncio.gather(*(tag(p, received) for p in posts))
         return JSONResponse({"results": results, "timings": {
             "total_ms": round(1000 * (time.perf_counter() - received), 2), "posts": len(results)}})
@@ -419,7 +421,7 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
         if ctype not in ("multipart/form-data", "application/x-www-form-urlencoded"):
             raise BadInput(415, f"content type {ctype!r}", "the page's form sends a form", "use the page's form")
         fields = await read_form(request)
-        post = await off_loop(form_post, fields)
+        post = await form_post_off_loop(fields)
         res = await tag(post, received)
         return page(request, text=fields["text"], result=res, segments=segments(res["text"], res["entities"]),
                     evidence=res.get("evidence") if isinstance(res.get("evidence"), list)

@@ -116,7 +116,12 @@ class ModelProcess:
         self._lock = threading.Lock()
         self._pool = self._start()
         try:
-            about = self._call(_describe)
+            about = self._pool.submit(_describe).result()
+        except BrokenProcessPool:
+            self.close()
+            raise RuntimeError("the model's process could not start (see the lines above; a script that makes the "
+                               "app must keep its top level under `if __name__ == \"__main__\":`, since the process "
+                               "starts by importing it)") from None
         except BaseException:
             self.close()
             raise
