@@ -16,6 +16,7 @@ import io
 import os
 import re
 import warnings
+from functools import lru_cache
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from PIL import Image, UnidentifiedImageError
@@ -71,6 +72,12 @@ def _open_checked(fp, max_pixels: int, what: str) -> Image.Image:
     return im
 
 
+@lru_cache(maxsize=64)
+def _resolved(root: str) -> Path:
+    """``root`` with every symlink followed (a folder given to a server: resolved once)."""
+    return Path(os.path.realpath(root))
+
+
 def resolve_inside(root: str | os.PathLike, name: str, what: str = "image") -> Path:
     """``root/name`` when it stays inside ``root`` once every symlink is followed.
 
@@ -86,8 +93,8 @@ def resolve_inside(root: str | os.PathLike, name: str, what: str = "image") -> P
     if ".." in PurePosixPath(name.replace("\\", "/")).parts:
         raise BadInput(403, f"{what} {name!r}", "a '..' part leaves the images folder",
                        "give a path inside the images folder")
-    base = Path(root).resolve()
-    path = (base / name).resolve()
+    base = _resolved(os.fspath(root))
+    path = Path(os.path.realpath(os.path.join(base, name)))
     if not path.is_relative_to(base):
         raise BadInput(403, f"{what} {name!r}", "it leads outside the images folder (through a symlink)",
                        "give a file that lies inside the images folder")

@@ -10,7 +10,8 @@ from its worker thread, which only waits.
 
 The child starts with the ``spawn`` method (safe with CUDA and with the parent's threads),
 ignores Ctrl-C (the parent stops it), and on Linux is sent SIGTERM when the parent dies, so
-it never outlives the service. If it dies (out of memory, a crash in native code), the
+it never outlives the service; its allocator keeps the memory a batch frees for the next
+(:func:`rgcn.memory.keep_freed_memory`). If it dies (out of memory, a crash in native code), the
 batch's posts get an error, a new child loads the runs, and the next batch is served.
 """
 from __future__ import annotations
@@ -27,10 +28,13 @@ from concurrent.futures.process import BrokenProcessPool
 
 from data.errors import UserError
 
+from ..memory import keep_freed_memory
+
 log = logging.getLogger(__name__)
 
 _tagger = None                    # the child's tagger (set by _load)
 _failed: BaseException | None = None   # why _load could not load it (raised by _describe)
+_keeps_memory = False                  # rgcn.memory.keep_freed_memory took effect in the child
 
 
 class ModelProcessDied(RuntimeError):
@@ -59,9 +63,10 @@ def plugin_modules() -> list[str]:
 
 
 def _load(load_args: dict, threads: int | None, imports: list[str]) -> None:
-    global _tagger, _failed
+    global _tagger, _failed, _keeps_memory
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _die_with_parent()
+    _keeps_memory = keep_freed_memory()           # each batch reuses the last one's blocks
     try:
         for module in imports:
             importlib.import_module(module)
@@ -87,7 +92,7 @@ def _plain(e: Exception) -> Exception:
 def _describe() -> dict:
     if _failed is not None:
         raise _failed
-    return {"heads": list(_tagger.heads), "info": _tagger.info(), "pid": os.getpid()}
+    return {"heads": list(_tagger.heads), "info": _tagger.info(), "pid": os.getpid(), "keeps_memory": _keeps_memory}
 
 
 def _tag(posts: list, batch_size: int) -> list:
@@ -126,6 +131,7 @@ class ModelProcess:
             self.close()
             raise
         self.heads, self._info, self.pid = about["heads"], about["info"], about["pid"]
+        self.keeps_freed_memory = about["keeps_memory"]
 
     def _start(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_load,
@@ -157,7 +163,8 @@ class ModelProcess:
         return self._call(_tag, posts, int(batch_size or self.load_args.get("batch_size") or len(posts) or 1))
 
     def info(self) -> dict:
-        return {**self._info, "model_process": {"pid": self.pid, "restarts": self.restarts}}
+        return {**self._info, "model_process": {"pid": self.pid, "restarts": self.restarts,
+                                                "keeps_freed_memory": self.keeps_freed_memory}}
 
     def close(self) -> None:
         """Stop the child (waiting for the batch it is tagging)."""
