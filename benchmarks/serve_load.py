@@ -286,7 +286,8 @@ def main(argv=None) -> dict:
     p.add_argument("--run", nargs="+", default=DEMO_RUNS, metavar="NAME=RUN", help="runs to serve, one at a time")
     p.add_argument("--posts-file", default="data/demo/test.jsonl")
     p.add_argument("--images", default="data/demo/images")
-    p.add_argument("--posts", type=int, default=128, help="posts sent at each level (split among the clients)")
+    p.add_argument("--posts", type=int, default=1024, help="posts sent at each level (split among the clients; "
+                   "enough that the first requests' start-up does not weigh on the figures)")
     p.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--batch-size", type=int, default=32, help="tag_many's batch and the server's largest")
     p.add_argument("--batch-wait-ms", type=float, default=5.0)
