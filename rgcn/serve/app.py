@@ -209,6 +209,7 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
         tagger = load_model(settings)
     batcher = MicroBatcher(tagger.tag_many, settings.max_batch, settings.batch_wait_ms)
     checks = ThreadPoolExecutor(max_workers=1, thread_name_prefix="checks")
+    reads_photos = bool(getattr(tagger, "reads_photos", True))
     folders = run_image_folders(settings.runs)
     if settings.images:
         folders.append(Path(settings.images).resolve())
@@ -296,7 +297,8 @@ def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
             raise BadInput(422, where, "the server was started without --images, so it reads no image paths",
                            "upload the photo (multipart field 'image') or restart the server with --images DIR")
         path = resolve_inside(settings.images, name, where)
-        check_image_file(path, settings.max_upload_bytes, settings.max_pixels, f"{where} {name!r}")
+        if reads_photos:                          # else never opened: the run ignores photos
+            check_image_file(path, settings.max_upload_bytes, settings.max_pixels, f"{where} {name!r}")
         return str(path)
 
     def post_of(item: PostIn, where: str = "") -> dict:

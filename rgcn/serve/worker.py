@@ -23,8 +23,6 @@ import os
 import signal
 import sys
 import threading
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 from data.errors import UserError
 
@@ -92,7 +90,8 @@ def _plain(e: Exception) -> Exception:
 def _describe() -> dict:
     if _failed is not None:
         raise _failed
-    return {"heads": list(_tagger.heads), "info": _tagger.info(), "pid": os.getpid(), "keeps_memory": _keeps_memory}
+    return {"heads": list(_tagger.heads), "info": _tagger.info(), "pid": os.getpid(), "keeps_memory": _keeps_memory,
+            "reads_photos": bool(_tagger.reads_photos)}
 
 
 def _tag(posts: list, batch_size: int) -> list:
@@ -102,9 +101,33 @@ def _tag(posts: list, batch_size: int) -> list:
         raise _plain(e) from None
 
 
+def _serve(conn, load_args: dict, threads: int | None, imports: list[str]) -> None:
+    """The child's life: load the runs, then answer ``(name, args)`` calls until told to stop
+    or until the parent's end of the pipe closes."""
+    _load(load_args, threads, imports)
+    calls = {"describe": _describe, "tag": _tag}
+    while True:
+        try:
+            name, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        if name == "stop":
+            return
+        try:
+            answer = (True, calls[name](*args))
+        except Exception as e:                        # noqa: BLE001 - raised again in the parent (made plain)
+            answer = (False, e)
+        try:
+            conn.send(answer)
+        except (OSError, ValueError):                 # the parent is gone
+            return
+        except Exception as e:                        # noqa: BLE001 - an answer that does not pickle
+            conn.send((False, _plain(e)))
+
+
 class ModelProcess:
     """A tagger (``tag_many``, ``heads``, ``info()``) whose runs are loaded and tagged in a
-    child process.
+    child process, one call at a time over a pipe.
 
     Args:
         load_args: keyword arguments of :func:`rgcn.load_tagger` (``runs``, ``device``,
@@ -119,53 +142,75 @@ class ModelProcess:
         self.load_args, self.threads = dict(load_args), threads
         self.restarts = 0
         self._lock = threading.Lock()
-        self._pool = self._start()
+        self._proc, self._conn = self._start()
         try:
-            about = self._pool.submit(_describe).result()
-        except BrokenProcessPool:
+            ok, about = self._ask("describe")
+        except (EOFError, OSError):
             self.close()
             raise RuntimeError("the model's process could not start (see the lines above; a script that makes the "
                                "app must keep its top level under `if __name__ == \"__main__\":`, since the process "
                                "starts by importing it)") from None
-        except BaseException:
+        if not ok:
             self.close()
-            raise
-        self.heads, self._info, self.pid = about["heads"], about["info"], about["pid"]
-        self.keeps_freed_memory = about["keeps_memory"]
+            raise about
+        self.heads, self._info = about["heads"], about["info"]
+        self.keeps_freed_memory, self.reads_photos = about["keeps_memory"], about["reads_photos"]
 
-    def _start(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"), initializer=_load,
-                                   initargs=(self.load_args, self.threads, plugin_modules()))
+    @property
+    def pid(self) -> int:
+        return self._proc.pid
 
-    def _call(self, fn, *args):
-        pool = self._pool
+    def _start(self):
+        ctx = multiprocessing.get_context("spawn")
+        conn, child_end = ctx.Pipe()
+        proc = ctx.Process(target=_serve, args=(child_end, self.load_args, self.threads, plugin_modules()),
+                           name="rgcn-model", daemon=True)
+        proc.start()
+        child_end.close()
+        return proc, conn
+
+    def _ask(self, name: str, *args):
+        with self._lock:
+            self._conn.send((name, args))
+            return self._conn.recv()
+
+    def _call(self, name: str, *args):
+        proc = self._proc
         try:
-            return pool.submit(fn, *args).result()
-        except BrokenProcessPool:
+            ok, value = self._ask(name, *args)
+        except (EOFError, OSError):
             with self._lock:
-                if self._pool is pool:           # the first caller to see it starts the next child
+                if self._proc is proc:           # the first caller to see it starts the next child
                     self.restarts += 1
                     log.warning("the model's process stopped; starting another (restart %d)", self.restarts)
-                    pool.shutdown(wait=False, cancel_futures=True)
-                    self._pool = self._start()
-                    self._pool.submit(_describe).add_done_callback(self._started)
+                    self._conn.close()
+                    proc.join(timeout=5)
+                    self._proc, self._conn = self._start()
             raise ModelProcessDied("the model's process stopped while tagging this post (out of memory, or a "
                                    "crash); a new one was started: send it again") from None
-
-    def _started(self, future) -> None:
-        if future.exception() is None:
-            self.pid = future.result()["pid"]
+        if not ok:
+            raise value
+        return value
 
     def tag_many(self, posts, batch_size: int | None = None) -> list:
         """The results of ``posts`` (a list), in order, tagged in the child in batches of
         ``batch_size`` (default: the loaded tagger's)."""
         posts = list(posts)
-        return self._call(_tag, posts, int(batch_size or self.load_args.get("batch_size") or len(posts) or 1))
+        return self._call("tag", posts, int(batch_size or self.load_args.get("batch_size") or len(posts) or 1))
 
     def info(self) -> dict:
         return {**self._info, "model_process": {"pid": self.pid, "restarts": self.restarts,
                                                 "keeps_freed_memory": self.keeps_freed_memory}}
 
     def close(self) -> None:
-        """Stop the child (waiting for the batch it is tagging)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Stop the child (once the batch it is tagging is done)."""
+        try:
+            with self._lock:
+                self._conn.send(("stop", ()))
+        except (OSError, ValueError):
+            pass
+        self._proc.join(timeout=30)
+        if self._proc.is_alive():
+            self._proc.terminate()
+            self._proc.join(timeout=5)
+        self._conn.close()

@@ -267,3 +267,22 @@ def test_uploads_are_decoded_off_the_event_loop(images, monkeypatch):
         cut = c.post("/tag", data={"text": "hello"}, files={"image": ("p.jpg", photo_bytes()[:300], "image/jpeg")})
         assert cut.status_code == 422 and "truncated" in cut.json()["detail"]
     assert len(where) == 4 and [name.startswith("checks") for name in where] == [False, True, False, True]
+
+
+def test_a_run_that_reads_no_photo_never_opens_one_but_keeps_paths_inside(images, monkeypatch):
+    import rgcn.serve.app as app_module
+
+    opened = []
+    real = app_module.check_image_file
+    monkeypatch.setattr(app_module, "check_image_file", lambda *a, **kw: opened.append(a) or real(*a, **kw))
+    text_only = FakeTagger(head="text")
+    text_only.reads_photos = False
+    (images / "bomb.png").write_bytes(__import__("benchmarks.serve_bad_inputs", fromlist=["bomb_png"]).bomb_png())
+    with make_client(images, text_only) as c:
+        assert c.post("/tag", json={"text": "hello Paris", "image": "bomb.png"}).status_code == 200
+        assert c.post("/tag", json={"text": "hello Paris", "image": "../outside.jpg"}).status_code == 403
+        assert c.post("/tag", json={"text": "hello Paris", "image": "link.jpg"}).status_code == 403
+    assert not opened
+    with make_client(images, FakeTagger()) as c:                    # a run that reads photos checks them
+        assert c.post("/tag", json={"text": "hello Paris", "image": "bomb.png"}).status_code == 413
+    assert len(opened) == 1

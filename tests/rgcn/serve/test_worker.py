@@ -48,7 +48,7 @@ def test_the_child_tags_as_the_tagger_in_this_process_does(model):
         assert (a["tags"], a["image"], a["evidence"]) == (b["tags"], b["image"], b["evidence"])
         assert [e["confidence"] for e in a["entities"]] == pytest.approx([e["confidence"] for e in b["entities"]],
                                                                          abs=1e-5)
-    assert m.heads == ["rgcn"] and m.pid != os.getpid() and m.info()["model_process"]["pid"] == m.pid
+    assert m.heads == ["rgcn"] and m.reads_photos and m.pid != os.getpid() and m.info()["model_process"]["pid"] == m.pid
     assert m.info()["model_process"]["keeps_freed_memory"] is sys.platform.startswith("linux")
     with pytest.raises(UserError, match="expected a string or a dict"):     # a post's mistake, told as it is
         m.tag_many([42])
