@@ -9,8 +9,8 @@ main thread, then on one worker thread as the service runs it: under bf16 autoca
 differ several-fold, the CPU's denormal handling being set per thread), then
 ``python -m rgcn serve`` is started as a subprocess (a real uvicorn on a free loopback port,
 micro-batching up to ``--batch-size`` posts or ``--batch-wait-ms``) and, for each number of
-clients C, C clients each send their share of the same ``--posts`` posts one request after
-another (``POST /tag``, JSON, the photo by its path in ``--images``); then ``tag_many`` is
+clients C, C clients each open their connection with one untimed request, then, once all
+have, send their share of the same ``--posts`` posts one request after another (``POST /tag``, JSON, the photo by its path in ``--images``); then ``tag_many`` is
 timed again on the worker. Each level is also bracketed by a ``tag_many`` just before and
 just after it (the machine's load drifts), and its ratio is the service's posts/s over the
 mean of those two.
@@ -124,16 +124,28 @@ class Connection:
 
 async def load(url: str, posts: list[dict], clients: int) -> dict:
     """``clients`` clients, each on its own connection, sending its share of ``posts`` one
-    after another; latency is from sending a request to having read its whole answer."""
+    after another; latency is from sending a request to having read its whole answer. Each
+    client first opens its connection with one untimed request (its share's first post), and
+    the clock starts once every client has had its answer, so the level is timed in its
+    steady state rather than with the connections' and the first batch's start-up."""
     from urllib.parse import urlsplit
 
     where = urlsplit(url)
     shares = [posts[i::clients] for i in range(clients)]
     latencies, batch_sizes, model_ms, errors = [], [], [], []
+    ready = asyncio.Barrier(sum(1 for s in shares if s) + 1)
 
     async def client(share):
         conn = Connection(where.hostname, where.port)
         try:
+            try:                                                        # untimed: the connection opens
+                status, data = await conn.post_json("/tag", share[0])
+                if status != 200:
+                    errors.append(f"warm-up {status}: {data[:200]!r}")
+            except (OSError, asyncio.IncompleteReadError) as e:
+                errors.append(f"warm-up: {e!r}")
+                await conn.close()
+            await ready.wait()
             for post in share:
                 t0 = time.perf_counter()
                 status, data = await conn.post_json("/tag", post)
@@ -147,8 +159,10 @@ async def load(url: str, posts: list[dict], clients: int) -> dict:
         finally:
             await conn.close()
 
+    tasks = [asyncio.create_task(client(s)) for s in shares if s]
+    await ready.wait()
     t0 = time.perf_counter()
-    await asyncio.gather(*(client(s) for s in shares if s))
+    await asyncio.gather(*tasks)
     wall = time.perf_counter() - t0
     return {"clients": clients, "requests": len(latencies), "errors": len(errors), "error_examples": errors[:3],
             "seconds": round(wall, 3), "posts_per_s": round(len(latencies) / wall, 2),
