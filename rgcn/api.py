@@ -81,7 +81,7 @@ class TagResult:
 class PreparedPost:
     """A post as the tagger reads it, made by :meth:`PostTagger.prepare`: its sample (words,
     image path, an internal id) and what the result reports. :meth:`PostTagger.tag_many`
-    takes these as they are, so a service can prepare posts (split the text, check the
+    takes these as they are, so a program can prepare posts (split the text, check the
     photo) on another thread while the model tags the previous batch."""
 
     sample: Sample
