@@ -144,6 +144,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     e.add_argument("--host", default="127.0.0.1",
                    help="address to listen on (127.0.0.1: this machine only; the app has no authentication)")
     e.add_argument("--port", type=positive_int, default=8001)
+    e.add_argument("--threads", type=positive_int, default=None,
+                   help="CPU threads of the run's re-tagging (default: torch's, one per core); on cores shared with "
+                        "other work, 1 waits least")
     return graph_defaults(p.parse_args(argv))
 
 
@@ -266,6 +269,10 @@ def cmd_explore(args) -> int:
     from .explore.app import serve
     from .explore.collection import Explorer
 
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
     serve(Explorer.from_args(args), args.host, args.port)
     return 0
 

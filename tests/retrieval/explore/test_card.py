@@ -225,3 +225,24 @@ def test_serve_warns_when_listening_beyond_this_machine(explorer, monkeypatch, c
         serve(explorer, "0.0.0.0", 1)
     assert "no authentication" in caplog.text and [c["host"] for c in calls] == ["127.0.0.1", "0.0.0.0"]
     assert parse_args(["explore", "--index", ".", "--data", "x"]).host == "127.0.0.1"
+
+
+def test_threads_reach_torch_before_the_explorer_is_loaded(monkeypatch):
+    import torch
+
+    import retrieval.__main__ as cli
+    import retrieval.explore.app as app_module
+    from retrieval.explore.collection import Explorer
+
+    seen = []
+    monkeypatch.setattr(Explorer, "from_args", classmethod(lambda cls, args: seen.append(torch.get_num_threads())))
+    monkeypatch.setattr(app_module, "serve", lambda explorer, host, port: None)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert cli.cmd_explore(cli.parse_args(["explore", "--index", ".", "--data", "x", "--threads", "1"])) == 0
+        torch.set_num_threads(2)
+        assert cli.cmd_explore(cli.parse_args(["explore", "--index", ".", "--data", "x"])) == 0
+        assert seen == [1, 2]                                         # left as it was without --threads
+    finally:
+        torch.set_num_threads(before)
