@@ -188,10 +188,10 @@ class PostTagger:
 
         if image is None:
             return None, None, NONE
+        if not isinstance(image, (bytes, bytearray, str, os.PathLike, Image.Image)):
+            raise TaggingError("image", f"expected a path, bytes, a PIL image or None, found {type(image).__name__}",
+                               "pass the image file's path or its bytes")
         if not self.reads_photos:                 # no head reads it: not opened, not decoded
-            if not isinstance(image, (bytes, bytearray, str, os.PathLike, Image.Image)):
-                raise TaggingError("image", f"expected a path, bytes, a PIL image or None, found "
-                                   f"{type(image).__name__}", "pass the image file's path or its bytes")
             return None, None, IGNORED
         if isinstance(image, (bytes, bytearray)):
             data = bytes(image)
@@ -199,7 +199,7 @@ class PostTagger:
             buf = io.BytesIO()
             image.convert("RGB").save(buf, format="PNG")
             data = buf.getvalue()
-        elif isinstance(image, (str, os.PathLike)):
+        else:                                     # a path
             p = Path(image)
             if not p.is_absolute() and self.images is not None:
                 p = self.images / p
@@ -210,9 +210,6 @@ class PostTagger:
                 return None, None, UNREADABLE
             key = p.stem
             return str(p), key, self._status(key)
-        else:
-            raise TaggingError("image", f"expected a path, bytes, a PIL image or None, found {type(image).__name__}",
-                               "pass the image file's path or its bytes")
         try:
             with Image.open(io.BytesIO(data)) as im:
                 im.load()
@@ -220,7 +217,7 @@ class PostTagger:
         except (OSError, UnidentifiedImageError, ValueError):
             return None, None, UNREADABLE
         key = "upload-" + hashlib.sha1(data).hexdigest()[:16]
-        path = Path(self._tmp.name) / f"{key}-{next(self._count)}{suffix}"   # one file per post: each is removed once tagged
+        path = Path(self._tmp.name) / f"{key}-{next(self._count)}{suffix}"   # one file per post, removed once tagged
         path.write_bytes(data)
         return str(path), key, self._status(key)
 

@@ -300,3 +300,11 @@ def test_photo_heads_keep_the_index_and_embedder_between_batches(runs, tmp_path,
         assert k["tags"] == w["tags"] and k["evidence"] == w["evidence"]
         assert [e["confidence"] for e in k["entities"]] == pytest.approx([e["confidence"] for e in w["entities"]],
                                                                          abs=1e-5)
+
+
+def test_an_image_of_another_kind_is_refused_by_every_run(runs, text_tagger):
+    from rgcn.api import TaggingError
+
+    for tagger in (text_tagger, load_tagger(_run(runs, "rgcn"))):
+        with pytest.raises(TaggingError, match="expected a path, bytes, a PIL image or None, found int"):
+            tagger.tag("look at Zelby now", image=42)
