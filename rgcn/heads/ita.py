@@ -22,7 +22,6 @@ multimodal view is its text view.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from dataclasses import dataclass, fields
 from typing import Sequence
@@ -30,7 +29,7 @@ from typing import Sequence
 import torch
 from torchcrf import CRF
 
-from index.artifact import IndexArtifact, load_index, visual_context_like_index
+from index.artifact import IndexArtifact, visual_context_like_index
 from index.visual_context import PARTS, VisualContext
 
 from ..crf import crf_marginals
@@ -197,10 +196,15 @@ class ITAHead(FusionHead):
         opts = ITAOptions.from_dict(options)
         if not opts.index:
             return {"visual_contexts": {}, "index_artifact": None}
-        artifact = load_index(opts.index, gpu=False)
-        contexts, how = read_contexts(artifact, [s for split in splits.values() for s in split], opts, progress)
-        artifact = dataclasses.replace(artifact, faiss_index=None, embeddings=None, regions=None)
-        return {"visual_contexts": contexts, "index_artifact": artifact,
+        return cls._contexts(PhotoReader(opts.index, search=False), splits, opts, progress)
+
+    @staticmethod
+    def _contexts(reader: PhotoReader, splits: dict, opts: ITAOptions, progress: bool) -> dict:
+        """The head's context: the visual context of every post's image in ``splits``, read
+        with ``reader`` (kept for the posts seen later), and a summary line per split."""
+        contexts, how = read_contexts(reader.artifact, [s for split in splits.values() for s in split], opts,
+                                      progress, reader=reader)
+        return {"visual_contexts": contexts, "index_artifact": reader.artifact, "photo_reader": reader,
                 "image_summary": {name: context_summary(split, how) for name, split in splits.items()}}
 
     @classmethod
@@ -211,10 +215,7 @@ class ITAHead(FusionHead):
         opts = ITAOptions.from_dict(options)
         if not opts.index:
             return {"visual_contexts": {}, "index_artifact": None}
-        reader = PhotoReader.kept(memo, opts.index, search=False)
-        contexts, how = read_contexts(reader.artifact, posts, opts, reader=reader)
-        return {"visual_contexts": contexts, "index_artifact": reader.artifact, "photo_reader": reader,
-                "image_summary": {"predict": context_summary(posts, how)}}
+        return cls._contexts(PhotoReader.kept(memo, opts.index, search=False), {"predict": posts}, opts, False)
 
     def use_context(self, context: dict) -> bool:
         """Read the new posts' contexts in place of the previous batch's (so a long-running
