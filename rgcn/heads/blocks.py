@@ -234,8 +234,9 @@ def context_regions(head: str, context: dict, checked: dict[str, str]) -> PostRe
 def post_regions_context(index_path, region_dim: int, splits: dict, progress: bool = True,
                          n_regions: int = 1) -> dict:
     """A head's ``setup`` result for the posts' own images: ``{"regions": PostRegions}`` from
-    the index at ``index_path`` (or a :class:`PhotoReader`) with its ``image_summary``, or, with no index (``None``), every
-    post without an image, with ``n_regions`` regions of width ``region_dim``."""
+    the index at ``index_path`` (or a :class:`PhotoReader`) with its ``image_summary``, or,
+    with no index (``None``), every post without an image, with ``n_regions`` regions of width
+    ``region_dim``."""
     if not index_path:
         ids = [s.id for split in splits.values() for s in split]
         return {"regions": PostRegions.without_images(ids, region_dim, n_regions)}

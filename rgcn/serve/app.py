@@ -201,7 +201,8 @@ class BodyLimit:
 # --------------------------------------------------------------------------- the app
 def create_app(settings: Settings, tagger=None, explorer=None) -> FastAPI:
     """The app for ``settings``; ``tagger`` (an object with ``tag_many``, ``heads`` and
-    ``info()``) defaults to :func:`rgcn.load_tagger` on ``settings.runs``, loaded here, once.
+    ``info()``) defaults to the runs of ``settings.runs`` loaded once by :func:`load_model` (in
+    a process of its own unless ``settings.model_process`` is false), and stopped with the app.
     ``explorer``: a :class:`retrieval.explore.Explorer` whose app is mounted under
     :data:`EXPLORER_PATH` (``None``: no explorer)."""
     owned = tagger is None

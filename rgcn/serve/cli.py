@@ -75,11 +75,7 @@ def build_app(args, head_options: dict | None = None):
     """The app ``python -m rgcn serve ARGS`` serves (the explorer mounted when asked for)."""
     from . import app
 
-    settings = settings_of(args, head_options)
-    explorer = explorer_of(args, head_options)
-    if explorer is None:
-        return app.create_app(settings)
-    return app.create_app(settings, explorer=explorer)
+    return app.create_app(settings_of(args, head_options), explorer=explorer_of(args, head_options))
 
 
 def settings_of(args, head_options: dict | None = None):

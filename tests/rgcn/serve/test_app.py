@@ -192,7 +192,7 @@ def test_another_host_warns_that_there_is_no_authentication(monkeypatch, capsys,
 
     bound = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: bound.update(host=host, port=port))
-    monkeypatch.setattr(app_module, "create_app", lambda settings: make_client(images).app)
+    monkeypatch.setattr(app_module, "create_app", lambda settings, explorer=None: make_client(images).app)
     p = __import__("argparse").ArgumentParser()
     cli.add_arguments(p)
     assert cli.serve(p.parse_args(["--run", "r"])) == 0
@@ -210,8 +210,8 @@ def test_threads_reach_torch_before_the_app_is_made(monkeypatch, images):
 
     seen = []
     monkeypatch.setattr(uvicorn, "run", lambda app, host, port, **kw: None)
-    monkeypatch.setattr(app_module, "create_app", lambda settings: seen.append(torch.get_num_threads()) or
-                        given.append(settings) or make_client(images).app)
+    monkeypatch.setattr(app_module, "create_app", lambda settings, explorer=None: seen.append(torch.get_num_threads())
+                        or given.append(settings) or make_client(images).app)
     given = []
     p = __import__("argparse").ArgumentParser()
     cli.add_arguments(p)
