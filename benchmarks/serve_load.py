@@ -145,7 +145,8 @@ async def load(url: str, posts: list[dict], clients: int) -> dict:
             except (OSError, asyncio.IncompleteReadError) as e:
                 errors.append(f"warm-up: {e!r}")
                 await conn.close()
-            await ready.wait()
+            finally:                                                    # whatever happened, the others go on
+                await ready.wait()
             for post in share:
                 t0 = time.perf_counter()
                 status, data = await conn.post_json("/tag", post)

@@ -16,7 +16,6 @@ import io
 import os
 import re
 import warnings
-from functools import lru_cache
 from pathlib import Path, PurePosixPath, PureWindowsPath
 
 from PIL import Image, UnidentifiedImageError
@@ -46,6 +45,16 @@ def check_size(n: int, max_bytes: int, what: str = "the upload") -> None:
                        "send a smaller photo (the limit is the server's --max-upload-mb)")
 
 
+UNDECODABLE = (OSError, SyntaxError, ValueError, EOFError)
+"""What PIL raises for an image file that is cut short or corrupt."""
+
+
+def truncated(what: str, e: Exception) -> BadInput:
+    """The 422 for an image that PIL could not read whole (``e``: what it raised)."""
+    return BadInput(422, what, f"it is truncated or corrupt ({e})",
+                    "send the whole file (the upload may have been cut short)")
+
+
 def _open_checked(fp, max_pixels: int, what: str) -> Image.Image:
     """``Image.open`` with the pixel limit checked on the header, before decoding."""
     try:
@@ -60,9 +69,8 @@ def _open_checked(fp, max_pixels: int, what: str) -> Image.Image:
     except UnidentifiedImageError:
         raise BadInput(415, what, "it is not an image this service can read",
                        f"send a {FORMATS} photo") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:          # cut inside its header
-        raise BadInput(422, what, f"it is truncated or corrupt ({e})",
-                       "send the whole file (the upload may have been cut short)") from None
+    except UNDECODABLE as e:                                            # cut inside its header
+        raise truncated(what, e) from None
     w, h = im.size
     if w * h > max_pixels:
         raise BadInput(413, what, f"it declares {w} x {h} pixels ({w * h / 1e6:,.0f} megapixels), over the limit "
@@ -70,12 +78,6 @@ def _open_checked(fp, max_pixels: int, what: str) -> Image.Image:
     if w == 0 or h == 0:
         raise BadInput(422, what, f"it declares {w} x {h} pixels", "send a photo with pixels in it")
     return im
-
-
-@lru_cache(maxsize=64)
-def _resolved(root: str) -> Path:
-    """``root`` with every symlink followed (a folder given to a server: resolved once)."""
-    return Path(os.path.realpath(root))
 
 
 def resolve_inside(root: str | os.PathLike, name: str, what: str = "image") -> Path:
@@ -93,7 +95,7 @@ def resolve_inside(root: str | os.PathLike, name: str, what: str = "image") -> P
     if ".." in PurePosixPath(name.replace("\\", "/")).parts:
         raise BadInput(403, f"{what} {name!r}", "a '..' part leaves the images folder",
                        "give a path inside the images folder")
-    base = _resolved(os.fspath(root))
+    base = Path(os.path.realpath(root))
     path = Path(os.path.realpath(os.path.join(base, name)))
     if not path.is_relative_to(base):
         raise BadInput(403, f"{what} {name!r}", "it leads outside the images folder (through a symlink)",

@@ -20,8 +20,8 @@ from pathlib import Path
 
 from PIL import Image
 
-from data.web import (FORMATS, IMAGE_SUFFIXES, MAX_PIXELS, BadInput, _open_checked, check_size,  # noqa: F401
-                      find_image, resolve_inside, thumbnail)
+from data.web import (FORMATS, IMAGE_SUFFIXES, MAX_PIXELS, UNDECODABLE, BadInput, _open_checked,  # noqa: F401
+                      check_size, find_image, resolve_inside, thumbnail, truncated)
 
 
 def check_upload(data: bytes, max_bytes: int, max_pixels: int = MAX_PIXELS, what: str = "the uploaded image"
@@ -36,9 +36,8 @@ def check_upload(data: bytes, max_bytes: int, max_pixels: int = MAX_PIXELS, what
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im.load()
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise BadInput(422, what, f"it is truncated or corrupt ({e})",
-                       "send the whole file (the upload may have been cut short)") from None
+    except UNDECODABLE as e:
+        raise truncated(what, e) from None
     return str(im.format), im.size
 
 
