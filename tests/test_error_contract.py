@@ -35,7 +35,7 @@ ENTRY_POINTS = {
     **{f"python benchmarks/{p.name}": f"benchmarks.{p.stem}"
        for p in sorted((ROOT / "benchmarks").glob("*.py"))
        if p.stem in {
-           "accuracy", "accuracy_table", "bga_head_speed", "calibration", "crf_decode", "doc_commands", "error_table",
+           "accuracy", "accuracy_table", "allocator", "bga_head_speed", "calibration", "crf_decode", "doc_commands", "error_table",
            "explore_counterfactuals", "explore_speed", "gpu_check", "head_params", "heads", "index_embed", "index_knn",
            "index_large", "ita_attention", "levers", "maf_matching", "make_demo", "new_posts",
            "ocr_accuracy", "results_page", "retrieval_graphs", "scale", "seeds", "serve_bad_inputs", "serve_load",

@@ -47,3 +47,21 @@ def test_both_scripts_on_a_tiny_run(tiny_rgcn, tmp_path):
                                  "--output", str(tmp_path / "bad.json")])
     assert bad["all_as_expected"] and bad["server_alive_after_all"], bad["cases"]
     assert len(bad["cases"]) == len(serve_bad_inputs.CASES)
+
+
+def test_the_allocator_benchmark_times_both_settings_each_in_its_process(tiny_rgcn, tmp_path):
+    from benchmarks import allocator
+
+    out = tmp_path / "allocator.json"
+    post = json.loads((tiny_rgcn / "post.json").read_text())
+    posts = tmp_path / "posts.jsonl"
+    posts.write_text(json.dumps({"text": post["text"], "image": post["image"]}) + "\n")
+    argv = ["--run", str(tiny_rgcn / "runs" / "rgcn"), "--posts-file", str(posts), "--images",
+            str(tiny_rgcn / "data" / "images"), "--posts", "8", "--batch-size", "4", "--rounds", "1",
+            "--output", str(out)]
+    assert allocator.main(argv) == 0
+    res = json.loads(out.read_text())
+    assert [(t["setting"], t["posts"]) for t in res["timings"]] == [("default", 8), ("keep_freed_memory", 8)]
+    assert [t["allocator_set"] for t in res["timings"]] == [False, True]      # set in its own process only
+    assert set(res["summary"]) == {"default", "keep_freed_memory", "faster_pct"}
+    assert (tmp_path / "allocator.md").read_text().startswith("`python benchmarks/allocator.py")
