@@ -17,7 +17,7 @@ mean of those two.
 
 The service runs the model in a process of its own whose allocator keeps the memory a
 batch frees for the next (:func:`rgcn.memory.keep_freed_memory`, about 10% faster tagging on
-one thread); this process calls it too before timing ``tag_many``, so both tag with the same
+one thread: ``benchmarks/allocator.py``); this process calls it too before timing ``tag_many``, so both tag with the same
 allocator settings (``--default-allocator`` leaves this process's as it is).
 
 Targets: at 32 clients the service reaches >= 80% of ``tag_many``'s posts/s; at 1 client

@@ -5,7 +5,7 @@ and again. By default glibc returns such blocks to the system when they are free
 ``mmap``-ed, or trimmed off the heap's top), and the next batch takes them back one page
 fault at a time. :func:`keep_freed_memory` asks it to serve blocks of up to 32 MiB from its
 heap and to keep up to 1 GiB of freed heap for reuse: on the demo's MiniLM encoder, tagging
-on one CPU thread runs about 8% faster (``python benchmarks/serve_load.py`` times it).
+on one CPU thread takes about 10% less time per post (``python benchmarks/allocator.py``).
 The price is that the process holds on to its peak memory. The service's model process
 calls it (:mod:`rgcn.serve.worker`); a program that tags many batches may call it too.
 """
