@@ -22,10 +22,6 @@ from pathlib import Path
 from data.errors import ArgumentParser, command, existing_dir, output_dir, output_file, positive_int
 from data.logs import setup_logging
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 log = logging.getLogger("retrieval")
 
 
@@ -279,6 +275,8 @@ def cmd_explore(args) -> int:
 
 @command
 def main(argv=None) -> int:
+    for key, value in (("HF_HUB_OFFLINE", "1"), ("TRANSFORMERS_OFFLINE", "1"), ("TOKENIZERS_PARALLELISM", "false")):
+        os.environ.setdefault(key, value)          # set when the command runs, not when another imports its options
     args = parse_args(argv)
     setup_logging(Path(args.cache) / "retrieval.log", args.verbose)
     return {"show": cmd_show, "report": cmd_report, "stats": cmd_stats,

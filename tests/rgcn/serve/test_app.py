@@ -286,3 +286,18 @@ def test_a_run_that_reads_no_photo_never_opens_one_but_keeps_paths_inside(images
     with make_client(images, FakeTagger()) as c:                    # a run that reads photos checks them
         assert c.post("/tag", json={"text": "hello Paris", "image": "bomb.png"}).status_code == 413
     assert len(opened) == 1
+
+
+def test_the_serve_options_leave_the_environment_as_it_was():
+    """rgcn's CLI takes the explorer's graph options from retrieval's; importing them sets nothing."""
+    import subprocess
+    import sys
+
+    code = ("import os, argparse; before = dict(os.environ); from rgcn.serve import cli; "
+            "cli.add_arguments(argparse.ArgumentParser()); "
+            "print(sorted(k for k in os.environ if os.environ.get(k) != before.get(k)))")
+    env = {k: v for k, v in __import__("os").environ.items()
+           if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "TOKENIZERS_PARALLELISM")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True,
+                         cwd=__import__("pathlib").Path(__file__).resolve().parents[3])
+    assert out.stdout.strip() == "[]", out.stdout
