@@ -221,13 +221,7 @@ class RunRetagger:
                     built = alias = None
             graphs = EditedGraphs(built, edits, alias) if built is not None else \
                 EditedGraphs(self._graphs(samples), edits)
-            head = self.run.model.head
-            old = head.graphs
-            head.graphs = graphs
-            try:
-                flat = [r for at in range(0, len(samples), batch_size) for r in self._tag(samples[at:at + batch_size])]
-            finally:
-                head.graphs = old
+            flat = self._tag_with(graphs, samples, batch_size)
         out, at = [], 0
         for n in sizes:
             out.append(flat[at:at + n])
@@ -253,12 +247,16 @@ class RunRetagger:
         else:
             posts = [replace(s, id=f"p:{j}", meta=dict(s.meta)) for j, s in enumerate(samples)]
             graphs = self._graphs(posts)
+        return [r.tags for r in self._tag_with(graphs, posts, batch_size, confidence=False)]
+
+    def _tag_with(self, graphs, samples: list, batch_size: int, confidence: bool = True) -> list[Retagged]:
+        """:meth:`_tag` of ``samples`` in batches, the head reading ``graphs`` meanwhile (its
+        own graphs are given back after)."""
         head = self.run.model.head
-        old = head.graphs
-        head.graphs = graphs
+        old, head.graphs = head.graphs, graphs
         try:
-            return [r.tags for at in range(0, len(posts), batch_size)
-                    for r in self._tag(posts[at:at + batch_size], confidence=False)]
+            return [r for at in range(0, len(samples), batch_size)
+                    for r in self._tag(samples[at:at + batch_size], confidence)]
         finally:
             head.graphs = old
 
