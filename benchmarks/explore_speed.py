@@ -205,10 +205,7 @@ def server_memory(work: Path, files: dict, settings, run: Path | None, urls: lis
 
     args = ["--index", work / "index", "--data", *(f"{k}={v}" for k, v in files.items()), "--cache", work / "graphs",
             "--k", settings.k, "--inter", settings.inter, "--quiet", *(["--run", run] if run else [])]
-    proc = ServeProcess([], start_timeout=600, log=work / "server.log")
-    code = "import sys; from retrieval.__main__ import main; sys.exit(main(sys.argv[1:]))"
-    proc.cmd = [sys.executable, "-c", code, "explore", *map(str, args), "--port", str(proc.port)]
-    with proc:
+    with ServeProcess(args, start_timeout=600, log=work / "server.log", module="retrieval", command="explore") as proc:
         started = status(proc.proc.pid)
         seconds = {}
         for url in urls:

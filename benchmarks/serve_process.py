@@ -30,15 +30,17 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 class ServeProcess:
-    """A running ``python -m rgcn serve ARGS --port P`` (``url``: ``http://127.0.0.1:P``)."""
+    """A running ``python -m rgcn serve ARGS --port P`` (``url``: ``http://127.0.0.1:P``), or
+    any other package's server command (``module``, ``command``: e.g. ``retrieval``, ``explore``)."""
 
     def __init__(self, args: list[str], imports: tuple[str, ...] = (), start_timeout: float = 180.0,
-                 env: dict | None = None, log: str | os.PathLike | None = None):
+                 env: dict | None = None, log: str | os.PathLike | None = None, module: str = "rgcn",
+                 command: str = "serve"):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         code = "".join(f"import {m}; " for m in imports) + (
-            "import sys; from rgcn.__main__ import main; sys.exit(main(sys.argv[1:]))")
-        self.cmd = [sys.executable, "-c", code, "serve", *map(str, args), "--port", str(self.port)]
+            f"import sys; from {module}.__main__ import main; sys.exit(main(sys.argv[1:]))")
+        self.cmd = [sys.executable, "-c", code, command, *map(str, args), "--port", str(self.port)]
         self.start_timeout = start_timeout
         self.env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                     "TOKENIZERS_PARALLELISM": "false", "PYTHONPATH": str(ROOT), **(env or {})}

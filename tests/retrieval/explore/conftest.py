@@ -112,11 +112,6 @@ def decided_explorer(decided, retagger, tmp_path):
 def explore_process(args: list, log=None):
     """``python -m retrieval explore ARGS`` on a free loopback port, stopped by its pid (a
     :class:`benchmarks.serve_process.ServeProcess` waiting on ``/health``)."""
-    import sys
-
     from benchmarks.serve_process import ServeProcess
 
-    proc = ServeProcess([], imports=("tests.colour",), log=log)
-    code = "import tests.colour; import sys; from retrieval.__main__ import main; sys.exit(main(sys.argv[1:]))"
-    proc.cmd = [sys.executable, "-c", code, "explore", *map(str, args), "--port", str(proc.port)]
-    return proc
+    return ServeProcess(args, imports=("tests.colour",), log=log, module="retrieval", command="explore")
