@@ -50,6 +50,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data.errors import ArgumentParser, UserError, command, exit_status, positive_int  # noqa: E402
 from benchmarks.provenance import RESULTS, ROOT, write_rendering, write_result  # noqa: E402
+from benchmarks.stats import percentile  # noqa: E402
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -234,7 +235,7 @@ def get(client, url: str) -> float:
 
 def summary(seconds: list[float], scale: float = 1.0) -> dict:
     xs = sorted(s * scale for s in seconds)
-    return {"n": len(xs), "median": round(statistics.median(xs), 3), "p90": round(xs[int(0.9 * (len(xs) - 1))], 3),
+    return {"n": len(xs), "median": round(statistics.median(xs), 3), "p90": round(percentile(xs, 90), 3),
             "max": round(xs[-1], 3)}
 
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import os
 import sys
 import tempfile
@@ -46,6 +45,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from data.errors import ArgumentParser, command, exit_status  # noqa: E402
+from benchmarks.stats import percentile  # noqa: E402
 
 DEMO_RUNS = ["text=runs/demo/text/seed13", "rgcn=runs/demo/rgcn/seed13"]
 
@@ -63,16 +63,6 @@ def read_posts(path: str, n: int) -> list[dict]:
 def images_inside(posts: list[dict], images: str) -> list[dict]:
     """``posts`` with each image path joined to the ``images`` folder, as the service passes them."""
     return [{**p, "image": str(Path(images).resolve() / p["image"]) if p.get("image") else None} for p in posts]
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The ``q``-th percentile (0-100) by linear interpolation between closest ranks."""
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    k = (len(s) - 1) * q / 100
-    lo, hi = math.floor(k), math.ceil(k)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
 
 
 def time_tag_many(tagger, posts: list[dict], batch_size: int, thread=None) -> dict:
